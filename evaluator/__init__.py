@@ -1,0 +1,27 @@
+"""therapist-evaluator: judge every therapist turn of therapy transcripts against YAML rubrics.
+
+The functions a notebook needs are here; the `evaluator` command calls the same ones.
+"""
+
+from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
+from evaluator.report import summarize
+from evaluator.rubrics import load_rubric, load_rubrics
+from evaluator.runner import RunConfig, RunResult, run, run_async
+from evaluator.transcripts import ReadOptions, read_transcripts
+
+__all__ = [
+    "Judgment",
+    "ReadOptions",
+    "Rubric",
+    "RunConfig",
+    "RunManifest",
+    "RunResult",
+    "Transcript",
+    "Turn",
+    "load_rubric",
+    "load_rubrics",
+    "read_transcripts",
+    "run",
+    "run_async",
+    "summarize",
+]

@@ -1,0 +1,272 @@
+"""The `evaluator` command: parse arguments, call the same functions a notebook would, report errors.
+
+Exit codes: 0 everything judged; 1 finished but something needs attention (a skipped input file, an
+errored judgment, an invalid file under `validate`); 2 nothing was done (bad rubric, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.rule import Rule
+
+from evaluator.judges.select import JudgeConfigError, JudgeSettings
+from evaluator.models import Rubric, Transcript
+from evaluator.prompts import PromptError, PromptRenderer
+from evaluator.report import print_summary, write_summary
+from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
+from evaluator.runner import RunConfig, RunError, run_async
+from evaluator.store import ResultsError, resolve_run
+from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
+
+EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
+
+EXAMPLES = """\
+examples:
+  evaluator run                                   # transcripts/ x rubrics/ -> results/<run-id>/
+  evaluator run sessions/ -r rubrics/pacing.yaml  # one rubric on a folder of sessions
+  evaluator render transcripts/004_d8361cbb940345fc.txt -r pacing --turn 5
+  evaluator validate rubrics/ transcripts/        # lint before spending anything
+  evaluator report results/<run-id>               # summary per criterion and transcript
+"""
+
+
+class CliError(Exception):
+    """An option that cannot be used; the message says how to fix it."""
+
+
+def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, target = value.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise CliError(f"{option} {value!r}: expected NAME=VALUE, e.g. {option} Doctor=therapist")
+        pairs[key.strip()] = target.strip()
+    return pairs
+
+
+def _read_options(args: argparse.Namespace) -> ReadOptions:
+    columns = _pairs(args.csv_column, "--csv-column")
+    unknown = sorted(set(columns) - {f.name for f in fields(CsvColumns)})
+    if unknown:
+        raise CliError(f"--csv-column {unknown[0]}=...: the field must be one of transcript, order, speaker, text")
+    try:
+        options = ReadOptions().with_aliases(_pairs(args.speaker, "--speaker"))
+    except ValueError as exc:
+        raise CliError(f"--speaker: {exc}") from None
+    return replace(options, csv_columns=replace(options.csv_columns, **columns))
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reading transcripts")
+    group.add_argument("--speaker", action="append", default=[], metavar="LABEL=ROLE",
+                       help="map a speaker label (text, CSV) or chat role (JSON) to therapist|patient|other "
+                       "(repeatable), e.g. Doctor=therapist")
+    group.add_argument("--csv-column", action="append", default=[], metavar="FIELD=COLUMN",
+                       help="CSV column for transcript|order|speaker|text (repeatable), e.g. text=utterance")
+
+
+def _rubric_paths(values: Sequence[str]) -> list[Path]:
+    """A rubric may be named by path or, for the bundled folder, by id (`-r pacing`)."""
+    paths = []
+    for value in values:
+        path = Path(value)
+        if not path.exists() and path.suffix not in RUBRIC_SUFFIXES:
+            for suffix in RUBRIC_SUFFIXES:
+                candidate = Path("rubrics") / f"{value}{suffix}"
+                if candidate.is_file():
+                    path = candidate
+                    break
+        paths.append(path)
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluator",
+        description="Judge every therapist turn of therapy transcripts against YAML rubrics, "
+        "with an LLM judge or the offline rules judge.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="judge transcripts with rubrics and write results/<run-id>/",
+                         description="Judge every therapist turn of the transcripts on every criterion of the rubrics. "
+                         "Judgments are appended to results/<run-id>/judgments.jsonl as they arrive.",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("transcripts", nargs="*", type=Path, default=[Path("transcripts")],
+                     help="transcript files or folders (.txt, .json, .jsonl, .csv; default: transcripts/)")
+    run.add_argument("-r", "--rubric", action="append", default=[], metavar="R",
+                     help="rubric file, folder or bundled id (repeatable; default: rubrics/)")
+    run.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("--judge", choices=("auto", "rules", "openai"), default="auto",
+                     help="auto: an LLM judge when one is configured, else the offline rules judge (default)")
+    run.add_argument("--model", help="LLM judge model name")
+    run.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    run.add_argument("--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)")
+    run.add_argument("--run-id", help="name of the run folder (default: time-stamped)")
+    run.add_argument("--resume", type=Path, metavar="RUN",
+                     help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once")
+    run.add_argument("--retry-failed", action="store_true", help="with --resume: judge unscored and errored items again")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_input_options(run)
+
+    render = sub.add_parser("render", help="print the exact messages a judge would get for one turn",
+                            description="Print the exact prompt for one therapist turn, before any money is spent.")
+    render.add_argument("transcript", type=Path, help="a transcript file")
+    render.add_argument("-r", "--rubric", required=True, help="rubric file or bundled id")
+    render.add_argument("--turn", type=int, required=True, metavar="N", help="turn index (0-based, as in results)")
+    render.add_argument("--criterion", metavar="C", help="criterion id (default: every criterion of the rubric)")
+    render.add_argument("--transcript-id", help="which transcript, when the file holds several")
+    render.add_argument("--json", action="store_true", help="print the messages as JSON")
+    _add_input_options(render)
+
+    validate = sub.add_parser("validate", help="lint rubrics and transcripts without judging",
+                              description="Check rubric (.yaml) and transcript files; nothing is judged or written.")
+    validate.add_argument("files", nargs="+", type=Path, help="rubric or transcript files, or folders")
+    _add_input_options(validate)
+
+    report = sub.add_parser("report", help="summarise a run and write summary.md",
+                            description="Summary per criterion and per transcript: counts by status, mean, "
+                            "distribution and the share of turns meeting each criterion.")
+    report.add_argument("run", type=Path, help="run folder or run id")
+    report.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
+    return parser
+
+
+async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if args.retry_failed and args.resume is None:
+        raise CliError("--retry-failed goes with --resume RUN")
+    resume = resolve_run(args.resume, args.output) if args.resume is not None else None
+    config = RunConfig(
+        transcripts=args.transcripts,
+        rubrics=_rubric_paths(args.rubric) or [Path("rubrics")],
+        output=args.output,
+        judge=JudgeSettings(kind=args.judge, model=args.model, base_url=args.base_url),
+        read_options=_read_options(args),
+        concurrency=args.concurrency,
+        run_id=args.run_id,
+        resume=resume,
+        retry_failed=args.retry_failed,
+        command=["evaluator", *sys.argv[1:]],
+        show_progress=not args.no_progress,
+    )
+    result = await run_async(config)
+    summary, summary_path = write_summary(result.run_dir)
+    print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
+    console.print(f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}", highlight=False)
+    if result.skipped:
+        console.print(f"[red]{len(result.skipped)} file(s) skipped; see above and manifest.json[/red]")
+    return EXIT_OK if result.ok else EXIT_ATTENTION
+
+
+def _pick_transcript(path: Path, transcript_id: str | None, options: ReadOptions) -> Transcript:
+    transcripts = read_transcripts(path, options)
+    if transcript_id is None:
+        if len(transcripts) > 1:
+            ids = ", ".join(t.id for t in transcripts)
+            raise CliError(f"{path} holds {len(transcripts)} transcripts; pick one with --transcript-id ({ids})")
+        return transcripts[0]
+    for transcript in transcripts:
+        if transcript.id == transcript_id:
+            return transcript
+    raise CliError(f"{path} has no transcript {transcript_id!r}; it has: {', '.join(t.id for t in transcripts)}")
+
+
+def _cmd_render(args: argparse.Namespace, console: Console) -> int:
+    (rubric_path,) = _rubric_paths([args.rubric])
+    rubric = load_rubric(rubric_path)
+    transcript = _pick_transcript(args.transcript, args.transcript_id, _read_options(args))
+    if not 0 <= args.turn < len(transcript.turns) or transcript.turns[args.turn].speaker != "therapist":
+        therapist = ", ".join(str(t.index) for t in transcript.therapist_turns())
+        raise CliError(f"turn {args.turn} of {transcript.id} is not a therapist turn; therapist turns are: {therapist}")
+    criteria = [rubric.criterion(args.criterion)] if args.criterion else rubric.criteria
+    renderer = PromptRenderer()
+    rendered = [(c, renderer.render(rubric, c, transcript, transcript.turns[args.turn])) for c in criteria]
+    if args.json:
+        payload = [{"criterion": c.id, "messages": [m.model_dump() for m in r.messages]} for c, r in rendered]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for criterion, result in rendered:
+        console.print(Rule(f"{rubric.id} / {criterion.id} on {transcript.id} turn {args.turn}"))
+        for message in result.messages:
+            console.print(f"[bold]--- {message.role} ---[/bold]")
+            console.print(message.content, markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _validate_one(path: Path, options: ReadOptions) -> str:
+    if path.suffix in RUBRIC_SUFFIXES:
+        rubric: Rubric = load_rubric(path)
+        return f"rubric {rubric.id} v{rubric.version}, {len(rubric.criteria)} criteria: " + ", ".join(
+            f"{c.id} ({scale_summary(c)})" for c in rubric.criteria
+        )
+    transcripts = read_transcripts(path, options)
+    turns = sum(len(t.turns) for t in transcripts)
+    therapist = sum(len(t.therapist_turns()) for t in transcripts)
+    return f"{len(transcripts)} transcript(s), {turns} turns, {therapist} therapist turns"
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    options = _read_options(args)
+    files: list[Path] = []
+    for path in args.files:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        rubric_files = discover_rubrics([path])
+        files += rubric_files
+        try:
+            files += discover([path])
+        except TranscriptError:
+            if not rubric_files:
+                raise
+    failed = 0
+    for file in files:
+        try:
+            console.print(f"[green]ok[/green]   {file}: {_validate_one(file, options)}", highlight=False)
+        except (RubricError, TranscriptError) as exc:
+            failed += 1
+            console.print(f"[red]FAIL[/red] {exc}", highlight=False)
+    console.print(f"{len(files) - failed} ok, {failed} invalid", highlight=False)
+    return EXIT_ATTENTION if failed else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    summary, path = write_summary(resolve_run(args.run, args.output))
+    print_summary(summary, console)
+    console.print(f"\nSummary: {path}", highlight=False)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        if args.command == "run":
+            return asyncio.run(_cmd_run(args, console))
+        if args.command == "render":
+            return _cmd_render(args, console)
+        if args.command == "validate":
+            return _cmd_validate(args, console)
+        return _cmd_report(args, console)
+    except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        errors.print(f"[red]error:[/red] {message}", highlight=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        errors.print("interrupted; finished judgments are saved - continue with `evaluator run --resume RUN`")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""The pydantic models every stage shares: one place, so stages agree on the data by construction."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Speaker = Literal["therapist", "patient", "other"]
+Status = Literal["ok", "not_applicable", "unscored", "error"]
+STATUSES: tuple[Status, ...] = ("ok", "not_applicable", "unscored", "error")
+JudgeMode = Literal["per-criterion", "per-turn", "per-transcript"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are mistakes in hand-written files, so they are refused rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- transcripts -------------------------------------------------------------------------------
+
+
+class Turn(_Strict):
+    """One utterance. `index` is its 0-based position among the transcript's turns, in file order."""
+
+    index: int = Field(ge=0)
+    speaker: Speaker
+    label: str = Field(description="The speaker label as written in the source, e.g. 'Counselor'.")
+    text: str
+    line: int | None = Field(default=None, description="1-based line in the source file, for errors.")
+
+
+class Transcript(_Strict):
+    id: str
+    source: str = Field(description="The file the transcript was read from.")
+    turns: list[Turn]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def therapist_turns(self) -> list[Turn]:
+        return [t for t in self.turns if t.speaker == "therapist"]
+
+    def previous_patient_turn(self, index: int) -> Turn | None:
+        """The patient turn the therapist turn at `index` answers: the nearest patient turn before it."""
+        for turn in reversed(self.turns[:index]):
+            if turn.speaker == "patient":
+                return turn
+        return None
+
+
+# --- rubrics -------------------------------------------------------------------------------------
+
+
+class BinaryScale(_Strict):
+    """yes / no, scored 1 / 0."""
+
+    type: Literal["binary"]
+    yes: str = Field(default="", description="What a 'yes' means for this criterion.")
+    no: str = Field(default="", description="What a 'no' means for this criterion.")
+
+    def allowed(self) -> list[int]:
+        return [0, 1]
+
+
+class LikertScale(_Strict):
+    """Integer min..max with an anchor text for every level, so a judge and a human read the same scale."""
+
+    type: Literal["likert"]
+    min: int
+    max: int
+    anchors: dict[int, str]
+
+    @model_validator(mode="after")
+    def _anchors_cover_levels(self) -> LikertScale:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        levels = set(range(self.min, self.max + 1))
+        unknown = sorted(set(self.anchors) - levels)
+        if unknown:
+            raise ValueError(f"anchors {unknown} lie outside {self.min}..{self.max}")
+        if self.min not in self.anchors or self.max not in self.anchors:
+            raise ValueError(f"anchors must describe at least both ends of the scale ({self.min} and {self.max})")
+        return self
+
+    def allowed(self) -> list[int]:
+        return list(range(self.min, self.max + 1))
+
+
+class Category(_Strict):
+    label: str
+    description: str
+    value: float | None = Field(default=None, description="Optional numeric value used in summaries.")
+
+
+class CategoricalScale(_Strict):
+    type: Literal["categorical"]
+    categories: list[Category] = Field(min_length=2)
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_labels(cls, categories: list[Category]) -> list[Category]:
+        labels = [c.label for c in categories]
+        duplicated = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicated:
+            raise ValueError(f"category labels must be unique; repeated: {duplicated}")
+        return categories
+
+    def allowed(self) -> list[str]:
+        return [c.label for c in self.categories]
+
+    def value_of(self, label: str) -> float | None:
+        return next((c.value for c in self.categories if c.label == label), None)
+
+
+class CountScale(_Strict):
+    """A count of behaviours in the turn (e.g. questions asked), as MITI codes utterances."""
+
+    type: Literal["count"]
+    unit: str = Field(description="What is counted, e.g. 'questions'.")
+    max: int | None = Field(default=None, ge=0)
+
+    def allowed(self) -> list[int] | None:
+        return list(range(self.max + 1)) if self.max is not None else None
+
+
+Scale = Annotated[BinaryScale | LikertScale | CategoricalScale | CountScale, Field(discriminator="type")]
+
+
+class VerdictCondition(_Strict):
+    """Applies only where another criterion of the same turn was judged ok with one of these verdicts."""
+
+    criterion: str
+    is_: list[int | str] = Field(alias="is", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AppliesWhen(_Strict):
+    """Every condition given must hold. Pattern and marker rules cost nothing; a verdict condition
+    waits for the other criterion's judgment, so a cheap rule can prefilter and a judge confirm."""
+
+    previous_patient_turn_matches: list[str] | None = Field(
+        default=None, description="Regular expressions (case-insensitive); any one matching is enough."
+    )
+    previous_patient_turn_marker: str | None = Field(
+        default=None, description="A named detector from evaluator.markers, e.g. 'pacing_request'."
+    )
+    criterion: VerdictCondition | None = None
+
+    @field_validator("previous_patient_turn_matches")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str] | None) -> list[str] | None:
+        for pattern in patterns or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+        return patterns
+
+
+class Example(_Strict):
+    """A few-shot example: a therapist turn (optionally with the patient turn before it) and its verdict."""
+
+    patient: str | None = None
+    therapist: str
+    verdict: int | str
+    rationale: str = ""
+
+
+class Criterion(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    question: str
+    scale: Scale
+    applies_when: AppliesWhen | None = None
+    examples: list[Example] = Field(default_factory=list)
+    weight: float = Field(default=1.0, ge=0)
+    tags: list[str] = Field(default_factory=list)
+    check: str | None = Field(default=None, description="Name of a deterministic scorer in the rules judge.")
+    better: Literal["higher", "lower"] = Field(
+        default="higher", description="Which direction of the score is the better therapy."
+    )
+    pass_at: float | None = Field(
+        default=None,
+        description="Score at or beyond which (in the 'better' direction) a turn meets the criterion; "
+        "sessions report the share of applicable turns that do.",
+    )
+
+    def meets(self, score: float) -> bool | None:
+        if self.pass_at is None:
+            return None
+        return score >= self.pass_at if self.better == "higher" else score <= self.pass_at
+
+
+class Context(_Strict):
+    """How much of the session the judge sees around the rated turn; `None` means all of it."""
+
+    before: int | None = Field(default=6, ge=0)
+    after: int = Field(default=0, ge=0)
+
+
+class Rubric(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    version: int | str = 1
+    title: str
+    description: str = ""
+    context: Context = Field(default_factory=Context)
+    template: str | None = Field(default=None, description="Template file, relative to the rubric file.")
+    criteria: list[Criterion] = Field(min_length=1)
+    source: str = Field(default="", exclude=True, description="The file the rubric was loaded from.")
+    hash: str = Field(default="", exclude=True, description="Content hash of everything that can change a judgment.")
+    criterion_hashes: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def criterion(self, criterion_id: str) -> Criterion:
+        for criterion in self.criteria:
+            if criterion.id == criterion_id:
+                return criterion
+        known = ", ".join(c.id for c in self.criteria)
+        raise KeyError(f"rubric {self.id!r} has no criterion {criterion_id!r} (it has: {known})")
+
+
+# --- work and results ----------------------------------------------------------------------------
+
+
+def item_key(transcript_id: str, turn_index: int, criterion_id: str, sample: int = 0) -> str:
+    """Stable across runs: the same transcript, turn, criterion and sample always get the same key."""
+    return f"{transcript_id}/{turn_index}/{criterion_id}/{sample}"
+
+
+class Item(_Strict):
+    """One unit of work: one criterion of one rubric on one therapist turn."""
+
+    rubric_id: str
+    transcript_id: str
+    turn_index: int
+    criterion_id: str
+    sample: int = 0
+
+    @property
+    def key(self) -> str:
+        return item_key(self.transcript_id, self.turn_index, self.criterion_id, self.sample)
+
+
+class Message(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Usage(_Strict):
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Evidence(_Strict):
+    quote: str
+    found: bool = Field(description="Whether the quote occurs in the transcript; a False is flagged in reports.")
+
+
+class Judgment(_Strict):
+    key: str
+    rubric_id: str
+    rubric_version: int | str
+    rubric_hash: str
+    criterion_hash: str | None = Field(default=None, description="Changes exactly when this criterion's judgments can.")
+    transcript_id: str
+    turn_index: int
+    criterion_id: str
+    sample: int = 0
+    status: Status
+    score: float | None = None
+    label: str | None = None
+    rationale: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+    judge: str
+    model: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    template_hash: str | None = None
+    prompt_hash: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    attempts: int = 0
+    unscored_reason: str | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _verdict_only_when_ok(self) -> Judgment:
+        if self.status != "ok" and (self.score is not None or self.label is not None):
+            raise ValueError(f"a judgment with status {self.status!r} carries no score or label")
+        if self.status == "ok" and self.score is None and self.label is None:
+            raise ValueError("an ok judgment needs a score or a label")
+        if self.status == "unscored" and not self.unscored_reason:
+            raise ValueError("an unscored judgment needs its reason")
+        return self
+
+    @property
+    def verdict(self) -> int | str | None:
+        """The verdict as the scale states it: a label for categorical scales, else the integer score."""
+        if self.label is not None:
+            return self.label
+        if self.score is not None and float(self.score).is_integer():
+            return int(self.score)
+        return self.score
+
+
+class SkippedFile(_Strict):
+    path: str
+    error: str
+
+
+class RunManifest(_Strict):
+    run_id: str
+    created_at: str
+    finished_at: str | None = None
+    command: list[str]
+    package_version: str
+    transcripts: list[str] = Field(description="Transcript ids evaluated.")
+    transcript_files: list[str]
+    skipped_files: list[SkippedFile] = Field(default_factory=list)
+    rubrics: dict[str, dict[str, Any]] = Field(description="Per rubric id: version, hash, file.")
+    template_hashes: dict[str, str]
+    judge: dict[str, Any] = Field(description="Judge name and configuration; never a key.")
+    mode: JudgeMode = "per-criterion"
+    samples: int = 1
+    items_planned: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None
+    elapsed_s: float = 0.0
+    complete: bool = False

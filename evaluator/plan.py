@@ -1,0 +1,97 @@
+"""Turn transcripts x rubrics into work: which therapist turns, which criteria, in which order.
+
+Applicability is decided here without a judge wherever a rule can decide it (patterns or a named
+marker on the patient's previous turn). Where a criterion depends on another criterion's verdict for
+the same turn, the planner orders the two so the prerequisite is judged first and the runner asks
+`applicability_after` once its judgment is in. A cheap rule prefilters for recall, a judge confirms
+for precision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from evaluator.markers import MARKERS
+from evaluator.models import Criterion, Item, Judgment, Rubric, Status, Transcript, Turn
+from evaluator.rubrics import criterion_stages
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """All criteria of one rubric on one therapist turn, in stages: stage n depends only on stages < n."""
+
+    rubric: Rubric
+    transcript: Transcript
+    turn: Turn
+    stages: tuple[tuple[Criterion, ...], ...]
+    samples: int = 1
+
+    @property
+    def n_items(self) -> int:
+        return sum(len(stage) for stage in self.stages) * self.samples
+
+    def items(self) -> list[Item]:
+        return [
+            Item(
+                rubric_id=self.rubric.id,
+                transcript_id=self.transcript.id,
+                turn_index=self.turn.index,
+                criterion_id=criterion.id,
+                sample=sample,
+            )
+            for stage in self.stages
+            for criterion in stage
+            for sample in range(self.samples)
+        ]
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def static_applicability(criterion: Criterion, transcript: Transcript, turn: Turn) -> str | None:
+    """None if the rules say the criterion applies to this turn, else the reason it does not."""
+    rule = criterion.applies_when
+    if rule is None or (rule.previous_patient_turn_matches is None and rule.previous_patient_turn_marker is None):
+        return None
+    previous = transcript.previous_patient_turn(turn.index)
+    if previous is None:
+        return "no patient turn before this therapist turn"
+    patterns = rule.previous_patient_turn_matches
+    if patterns is not None and not any(_compiled(p).search(previous.text) for p in patterns):
+        return "the patient's previous turn matches none of the applies_when patterns"
+    marker = rule.previous_patient_turn_marker
+    if marker is not None and MARKERS[marker](previous.text) is None:
+        return f"no {marker} in the patient's previous turn"
+    return None
+
+
+def applicability_after(criterion: Criterion, prerequisite: Judgment | None) -> tuple[Status | None, str | None]:
+    """Decide a verdict condition once the prerequisite is judged: (None, None) when it applies,
+    else the status to record and why. A prerequisite that was not scored cannot decide anything,
+    so the dependent item is recorded unscored with that reason: neither judged nor graded."""
+    rule = criterion.applies_when
+    if rule is None or rule.criterion is None:
+        return None, None
+    wanted = rule.criterion.criterion
+    if prerequisite is None or prerequisite.status == "not_applicable":
+        return "not_applicable", f"{wanted} does not apply to this turn"
+    if prerequisite.status != "ok":
+        return "unscored", f"depends on {wanted}, which is {prerequisite.status}"
+    if prerequisite.verdict in rule.criterion.is_:
+        return None, None
+    return "not_applicable", f"{wanted} was judged {prerequisite.verdict!r}, not one of {rule.criterion.is_}"
+
+
+def plan_turns(transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1) -> list[TurnPlan]:
+    """Every therapist turn of every transcript, for every rubric, in a reproducible order."""
+    plans = []
+    for rubric in rubrics:
+        stages = tuple(tuple(stage) for stage in criterion_stages(rubric))
+        for transcript in transcripts:
+            for turn in transcript.therapist_turns():
+                plans.append(TurnPlan(rubric, transcript, turn, stages, samples))
+    return plans

@@ -1,0 +1,119 @@
+"""Result files: results/<run-id>/manifest.json and judgments.jsonl.
+
+Judgments are appended one line each and flushed as they arrive, so a run killed at any moment
+keeps every finished judgment; the only damage a kill can do is a last line cut short, which is
+dropped (and truncated away) when the run is read or resumed. The manifest is replaced atomically,
+so it is never half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Iterator
+
+from pydantic import ValidationError
+
+from evaluator.models import Judgment, RunManifest
+
+MANIFEST = "manifest.json"
+JUDGMENTS = "judgments.jsonl"
+
+
+class ResultsError(ValueError):
+    """A results folder that cannot be read; names the file and line."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by time, unique without coordination: 20261123-041502-a3f9."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
+    write_atomic(run_dir / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+
+
+def read_manifest(run_dir: Path) -> RunManifest:
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise ResultsError(f"{run_dir}: not a run folder (no {MANIFEST}); pass a folder under results/")
+    try:
+        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from None
+
+
+def _complete_length(path: Path) -> int:
+    """Byte length of the file up to its last newline: everything after is a line cut short by a kill."""
+    data = path.read_bytes()
+    return data.rfind(b"\n") + 1
+
+
+def iter_judgments(run_dir: Path) -> Iterator[Judgment]:
+    """Every complete judgment line, in the order written; a cut-short last line is ignored."""
+    path = run_dir / JUDGMENTS
+    if not path.is_file():
+        return
+    complete = _complete_length(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle.read(complete).splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield Judgment.model_validate_json(raw)
+            except ValidationError as exc:
+                raise ResultsError(f"{path}, line {number}: not a valid judgment: {exc.errors()[0]['msg']}") from None
+
+
+def load_judgments(run_dir: Path) -> list[Judgment]:
+    """The run's judgments, the last one written winning where a key was re-judged (--retry-failed)."""
+    latest: dict[str, Judgment] = {}
+    for judgment in iter_judgments(run_dir):
+        latest.pop(judgment.key, None)
+        latest[judgment.key] = judgment
+    return list(latest.values())
+
+
+class JudgmentWriter:
+    """Appends judgments to judgments.jsonl, one flushed line each."""
+
+    def __init__(self, run_dir: Path) -> None:
+        path = run_dir / JUDGMENTS
+        if path.exists():
+            complete = _complete_length(path)
+            if complete != path.stat().st_size:
+                os.truncate(path, complete)
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+
+    def append(self, judgment: Judgment) -> None:
+        self._handle.write(judgment.model_dump_json() + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def __enter__(self) -> JudgmentWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_run(path: Path, results_dir: Path) -> Path:
+    """Accept a run folder path or a bare run id under the results folder."""
+    for candidate in (path, results_dir / path):
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise ResultsError(f"{path}: no run found (looked for {MANIFEST} in {path} and {results_dir / path})")

@@ -1,0 +1,37 @@
+"""Shared fixtures: the repository's bundled inputs, and small files written per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IGNORING_SEED = REPO / "transcripts" / "000_76910fef4a2e608d.txt"  # the therapist pushes on
+SLOWING_SEED = REPO / "transcripts" / "004_d8361cbb940345fc.txt"  # the therapist slows down
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def rubrics_dir() -> Path:
+    return REPO / "rubrics"
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write a file under tmp_path and return its path: write("a/b.txt", "text")."""
+
+    def _write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    return _write

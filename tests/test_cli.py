@@ -1,0 +1,104 @@
+"""The `evaluator` command as a user types it: exit codes, messages, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluator.cli import main
+from tests.conftest import REPO, SLOWING_SEED
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh directory with the bundled rubrics and one seed, as after a clone, and no LLM configured."""
+    (tmp_path / "rubrics").mkdir()
+    for rubric in (REPO / "rubrics").glob("*.yaml"):
+        (tmp_path / "rubrics" / rubric.name).write_text(rubric.read_text())
+    (tmp_path / "transcripts").mkdir()
+    (tmp_path / "transcripts" / SLOWING_SEED.name).write_text(SLOWING_SEED.read_text())
+    monkeypatch.chdir(tmp_path)
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_run_says_it_is_offline_and_writes_results(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--no-progress", "--run-id", "r1"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("using the offline rules judge") == 1
+    assert "results/r1/judgments.jsonl" in out and "slow_down_responsiveness" in out
+    assert {p.name for p in (workdir / "results" / "r1").iterdir()} == {"manifest.json", "judgments.jsonl", "summary.md"}
+
+
+def test_run_with_a_bad_file_exits_nonzero_and_lists_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "transcripts" / "broken.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n{"messages": [\n'
+    )
+    assert main(["run", "--no-progress", "--run-id", "r2", "-r", "pacing"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.jsonl, line 2" in err
+    manifest = json.loads((workdir / "results" / "r2" / "manifest.json").read_text())
+    assert [s["path"] for s in manifest["skipped_files"]] == ["transcripts/broken.jsonl"]
+    assert manifest["counts"]["ok"] > 0
+
+
+def test_invalid_rubric_stops_before_anything_is_written(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "rubrics" / "zz.yaml").write_text("id: zz\ntitle: t\ncriteria:\n  - id: a\n    name: a\n    question: q\n    scale: {type: likert, min: 1, max: 5}\n")
+    assert main(["run", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "rubrics/zz.yaml" in err and "criteria[0] (id: a).scale.anchors: Field required" in err
+    assert not (workdir / "results").exists()
+
+
+def test_validate_lints_rubrics_and_transcripts(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "transcripts" / "empty.txt").write_text("  \n")
+    assert main(["validate", "rubrics", "transcripts"]) == 1
+    out = capsys.readouterr().out
+    assert "ok   rubrics/pacing.yaml: rubric pacing v1, 7 criteria" in out
+    assert f"ok   transcripts/{SLOWING_SEED.name}: 1 transcript(s)" in out
+    assert "FAIL transcripts/empty.txt" in out
+    assert "5 ok, 1 invalid" in out
+
+
+def test_render_prints_the_exact_messages(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    transcript = workdir / "transcripts" / SLOWING_SEED.name
+    assert main(["render", str(transcript), "-r", "pacing", "--turn", "5", "--criterion", "acknowledges_request", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["criterion"] == "acknowledges_request"
+    assert [m["role"] for m in payload["messages"]] == ["system", "user"]
+    assert "[5] Therapist: Let's take a tiny step" in payload["messages"][1]["content"]
+
+
+def test_render_refuses_a_patient_turn_with_the_therapist_turns_listed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    transcript = workdir / "transcripts" / SLOWING_SEED.name
+    assert main(["render", str(transcript), "-r", "pacing", "--turn", "0"]) == 2
+    assert "turn 0 of 004_d8361cbb940345fc is not a therapist turn; therapist turns are: 1, 3, 5" in capsys.readouterr().err
+
+
+def test_report_rewrites_the_summary(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "--no-progress", "--run-id", "r3", "-r", "pacing"])
+    summary = workdir / "results" / "r3" / "summary.md"
+    summary.unlink()
+    capsys.readouterr()
+    assert main(["report", "r3"]) == 0
+    assert "Responds to the request to slow down" in summary.read_text()
+    assert main(["report", "nope"]) == 2
+
+
+def test_bad_option_values_explain_the_fix(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--speaker", "Doctor"]) == 2
+    assert "expected NAME=VALUE, e.g. --speaker Doctor=therapist" in capsys.readouterr().err
+    assert main(["run", "--csv-column", "utterance=text"]) == 2
+    assert "must be one of transcript, order, speaker, text" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "evaluator", "run", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "120"}, check=True)
+    assert "--resume RUN" in done.stdout and "examples:" in done.stdout

@@ -1,0 +1,66 @@
+"""Planning: which therapist turns each criterion applies to, decided by rules before any judge call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluator.plan import applicability_after, plan_turns, static_applicability
+from evaluator.rubrics import load_rubric, load_rubrics
+from evaluator.transcripts import read_transcripts
+from tests.conftest import IGNORING_SEED, SLOWING_SEED
+from tests.test_store import _judgment
+
+
+def test_every_therapist_turn_gets_every_criterion(rubrics_dir: Path) -> None:
+    transcripts = read_transcripts(IGNORING_SEED) + read_transcripts(SLOWING_SEED)
+    rubrics = load_rubrics([rubrics_dir])
+    plans = plan_turns(transcripts, rubrics)
+    therapist_turns = sum(len(t.therapist_turns()) for t in transcripts)
+    assert len(plans) == therapist_turns * len(rubrics)
+    assert all(p.turn.speaker == "therapist" for p in plans)
+    items = [i for p in plans for i in p.items()]
+    assert len(items) == sum(p.n_items for p in plans) == therapist_turns * sum(len(r.criteria) for r in rubrics)
+    assert len({i.key for i in items}) == len(items)
+
+
+def test_stable_keys_across_plans(rubrics_dir: Path) -> None:
+    transcripts = read_transcripts(SLOWING_SEED)
+    first = [i.key for p in plan_turns(transcripts, load_rubrics([rubrics_dir])) for i in p.items()]
+    second = [i.key for p in plan_turns(read_transcripts(SLOWING_SEED), load_rubrics([rubrics_dir])) for i in p.items()]
+    assert first == second
+    item = plan_turns(transcripts, load_rubrics([rubrics_dir]))[0].items()[0]
+    assert item.key == f"004_d8361cbb940345fc/{item.turn_index}/{item.criterion_id}/0"
+
+
+def test_pattern_prefilter_is_broad_for_recall(rubrics_dir: Path) -> None:
+    """The cheap pattern rule lets a mere mention through: the judge, not the pattern, decides precision."""
+    rubric = load_rubric(rubrics_dir / "pacing.yaml")
+    requested = rubric.criterion("slow_down_requested")
+    (transcript,) = read_transcripts(SLOWING_SEED)
+    mention = next(t for t in transcript.turns if "one slow breath" in t.text)
+    answer = transcript.turns[mention.index + 1]
+    assert answer.speaker == "therapist"
+    assert static_applicability(requested, transcript, answer) is None
+    first_therapist = transcript.therapist_turns()[0]
+    assert static_applicability(requested, transcript, first_therapist) == (
+        "the patient's previous turn matches none of the applies_when patterns"
+    )
+
+
+def test_marker_rule_applies_only_after_a_request(rubrics_dir: Path) -> None:
+    rubric = load_rubric(rubrics_dir / "rupture_repair.yaml")
+    exploration = rubric.criterion("invites_rupture_exploration")
+    (transcript,) = read_transcripts(SLOWING_SEED)
+    applicable = [t.index for t in transcript.therapist_turns() if static_applicability(exploration, transcript, t) is None]
+    after_request = [t.index for t in transcript.therapist_turns() if "slow" in transcript.previous_patient_turn(t.index).text.lower() and "slow breath" not in transcript.previous_patient_turn(t.index).text]
+    assert applicable == after_request
+
+
+def test_verdict_condition_waits_for_the_prerequisite(rubrics_dir: Path) -> None:
+    rubric = load_rubric(rubrics_dir / "pacing.yaml")
+    responsiveness = rubric.criterion("slow_down_responsiveness")
+    assert applicability_after(responsiveness, _judgment(1, score=1)) == (None, None)
+    assert applicability_after(responsiveness, _judgment(1, score=0))[0] == "not_applicable"
+    status, reason = applicability_after(responsiveness, _judgment(1, status="unscored"))
+    assert status == "unscored" and "slow_down_requested, which is unscored" in reason
+    assert applicability_after(responsiveness, None)[0] == "not_applicable"

@@ -1,0 +1,126 @@
+"""Rubric loading: bundled rubrics validate; every kind of mistake is refused with file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluator.rubrics import RubricError, criterion_stages, load_rubric, load_rubrics
+
+VALID = """\
+id: demo
+title: Demo
+criteria:
+  - id: asked
+    name: Patient asked
+    question: Did the patient ask?
+    scale: {type: binary}
+  - id: answered
+    name: Answer quality
+    question: How well?
+    applies_when:
+      criterion: {criterion: asked, is: [1]}
+    scale:
+      type: likert
+      min: 1
+      max: 3
+      anchors: {1: bad, 2: fair, 3: good}
+"""
+
+
+def test_bundled_rubrics_validate_and_cite_instruments(rubrics_dir: Path) -> None:
+    rubrics = load_rubrics([rubrics_dir])
+    assert {r.id for r in rubrics} >= {"pacing", "rupture_repair", "act_fidelity", "mi_relational"}
+    pacing = next(r for r in rubrics if r.id == "pacing")
+    assert pacing.criteria[1].id == "slow_down_responsiveness"
+    assert "CTRS" in pacing.description and "3RS" in pacing.description
+    criteria = [c for r in rubrics for c in r.criteria]
+    assert len(criteria) >= 12
+    assert all(r.hash and len(r.criterion_hashes) == len(r.criteria) for r in rubrics)
+
+
+def test_hash_changes_with_content_and_only_that_criterion_moves(write) -> None:
+    first = load_rubric(write("a/demo.yaml", VALID))
+    same = load_rubric(write("b/demo.yaml", VALID))
+    edited = load_rubric(write("c/demo.yaml", VALID.replace("3: good", "3: very good")))
+    assert first.hash == same.hash
+    assert edited.hash != first.hash
+    assert edited.criterion_hashes["answered"] != first.criterion_hashes["answered"]
+    assert edited.criterion_hashes["asked"] == first.criterion_hashes["asked"]
+
+
+def test_dependent_criteria_are_staged_after_their_prerequisite(write) -> None:
+    rubric = load_rubric(write("demo.yaml", VALID))
+    assert [[c.id for c in stage] for stage in criterion_stages(rubric)] == [["asked"], ["answered"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("type: binary", "type: binry"), "criteria[0] (id: asked).scale"),
+        (("anchors: {1: bad, 2: fair, 3: good}", "anchors: {2: fair, 3: good}"), "both ends of the scale"),
+        (("anchors: {1: bad, 2: fair, 3: good}", "anchors: {1: bad, 3: good, 7: great}"), "anchors [7] lie outside 1..3"),
+        (("criterion: asked, is: [1]", "criterion: nope, is: [1]"), "no criterion 'nope' in this rubric"),
+        (("criterion: asked, is: [1]", "criterion: asked, is: [5]"), "[5] not on the scale of 'asked'"),
+        (("    name: Patient asked\n", "    name: Patient asked\n    check: no_such_check\n"), "no_such_check"),
+        (("title: Demo", "title: Demo\ncolour: red"), "colour: Extra inputs are not permitted"),
+        (("- id: answered", "- id: asked"), "id 'asked' is used more than once"),
+        (("id: demo", "id: Demo Rubric"), "id: String should match pattern"),
+    ],
+)
+def test_invalid_rubrics_name_file_and_field(write, change: tuple[str, str], expected: str) -> None:
+    path = write("bad.yaml", VALID.replace(*change))
+    with pytest.raises(RubricError) as caught:
+        load_rubric(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_regex_error_names_the_pattern(write) -> None:
+    text = VALID.replace(
+        "    question: Did the patient ask?\n",
+        "    question: Did the patient ask?\n    applies_when:\n      previous_patient_turn_matches: ['(unclosed']\n",
+    )
+    with pytest.raises(RubricError, match=r"criteria\[0\] \(id: asked\)\.applies_when\.previous_patient_turn_matches: pattern '\(unclosed'"):
+        load_rubric(write("bad.yaml", text))
+
+
+def test_yaml_syntax_error_has_line(write) -> None:
+    with pytest.raises(RubricError, match=r"line 4, column 3: YAML syntax error"):
+        load_rubric(write("bad.yaml", "id: x\ntitle: y\ncriteria: [\n  - a: {\n"))
+
+
+def test_dependency_cycle_is_refused(write) -> None:
+    text = VALID.replace(
+        "    scale: {type: binary}\n",
+        "    scale: {type: binary}\n    applies_when:\n      criterion: {criterion: answered, is: [3]}\n",
+        1,
+    )
+    with pytest.raises(RubricError, match="cycle"):
+        load_rubric(write("cycle.yaml", text))
+
+
+def test_missing_template_file_is_named(write) -> None:
+    with pytest.raises(RubricError, match="template: file 'mine.j2' not found"):
+        load_rubric(write("t.yaml", "template: mine.j2\n" + VALID))
+
+
+def test_duplicate_rubric_ids_across_files(write, tmp_path: Path) -> None:
+    write("r/one.yaml", VALID)
+    write("r/two.yaml", VALID)
+    with pytest.raises(RubricError, match="already used by"):
+        load_rubrics([tmp_path / "r"])
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RubricError, match="no rubric files"):
+        load_rubrics([tmp_path])
+
+
+def test_yes_and_no_stay_words_not_booleans(write) -> None:
+    """PyYAML's YAML 1.1 default would read the keys `yes:`/`no:` as True/False and reject the scale."""
+    rubric = load_rubric(write("yn.yaml", VALID.replace("scale: {type: binary}", "scale: {type: binary, yes: did, no: did not}")))
+    scale = rubric.criteria[0].scale
+    assert (scale.yes, scale.no) == ("did", "did not")
