@@ -52,7 +52,7 @@ _FLAGS = re.IGNORECASE | re.VERBOSE
 # between words, or a new line. Commas do not end one: "can we, um, slow down" is one request.
 _CLAUSE_END = re.compile(r"[?!;:]+|(?<!\.)\.(?!\.)|\s[-–—]\s|[–—]|\n")
 _SENTENCE_END = re.compile(r"[?!]+|(?<!\.)\.(?!\.)|\n")
-_TRAILING_MARKS = re.compile(r"[?!]*$")
+_ENDS_IN_QUESTION = re.compile(r"\?[?!]*\s*$")
 
 
 def prepare(text: str) -> str:
@@ -114,18 +114,20 @@ _FRAME = r"""
 # What may stand between the frame and the action: blanks, commas, ellipses and hedges.
 _HEDGE = r"""
     (?: [\s,…] | \.{2,}
-      | \b(?:i \s+ guess|maybe|just|please|um+|uh+|perhaps|possibly|actually|all|both|try \s+ to|kind \s+ of|sort \s+ of)\b
+      | \b(?: i \s+ guess | maybe | just | please | um+ | uh+ | perhaps | possibly | actually | all | both
+            | try \s+ to | kind \s+ of | sort \s+ of )\b
     )+
 """
 _TIME = r"(?:second|sec|moment|minute|bit|beat)"
+_A_BIT = r"(?:(?:really|super|very|much|way|more|extra|a \s+ (?:bit|little|lot)) \s+)"
 # A break taken from something else ("a break from work") is a mention, not a request to the session.
 _NOT_ELSEWHERE = r"(?! \s+ from \s+ (?!this\b|that\b|it\b|talking\b|all \s+ this\b|these\b))"
 _SLOWING = rf"""
     (?:
         slow \s+ (?:(?:it|things|this|everything) \s+)? (?:(?:way|right|a \s+ (?:bit|little|lot)) \s+)? down\b
       | slow \s+ (?:the|our|this) \s+ pace
-      | go \s+ (?:a \s+ (?:bit|little|lot) \s+)? (?:(?:really|super|very|much|way|more|extra) \s+)? slow(?:er|ly)?\b
-      | take \s+ (?:it|things|this) \s+ (?:(?:really|super|very|extra|more|a \s+ (?:bit|little)) \s+)? (?:slow(?:er|ly)?|easy)\b
+      | go \s+ {_A_BIT}? slow(?:er|ly)?\b
+      | take \s+ (?:it|things|this) \s+ {_A_BIT}? (?:slow(?:er|ly)?|easy)\b
       | (?:take \s+ (?:it|things|this) | do | take) \s+ one \s+ (?:thing|step) \s+ at \s+ a \s+ time
       | keep \s+ (?:it|things|this) \s+ (?:(?:really|super|very|nice \s+ and) \s+)? slow\b
       | pause\b
@@ -146,11 +148,12 @@ _FRAMED_REQUEST = _compile(_FRAME, _HEDGE, _SLOWING)
 # "before I tell my partner I need a minute" or "when I need a break instead of pretending" do not.
 _OPENING = r"""
     (?: ^ | (?<=,) ) \s*
-    (?: (?:okay|ok|sorry|honestly|so|and|but|oh|hey|just|please|wait|really|actually|um+|uh+
-         |i \s+ think|i \s+ guess|i \s+ don't \s+ know|i'm \s+ sorry) [\s,…]+ )*
+    (?: (?: okay | ok | sorry | honestly | so | and | but | oh | hey | just | please | wait | really | actually
+          | um+ | uh+ | i \s+ think | i \s+ guess | i \s+ don't \s+ know | i'm \s+ sorry ) [\s,…]+ )*
 """
 _SAID_TO_SESSION = r"""
-    (?= (?: \s* ,? \s* (?:please|here|now|right \s+ now|from \s+ (?:this|that|all \s+ this|talking|these \s+ questions)) \b )*
+    (?= (?: \s* ,? \s* (?: please | here | now | right \s+ now
+                         | from \s+ (?:this|that|all \s+ this|talking|these \s+ questions) ) \b )*
         \s* (?: $ | [.?!;,…\-–—] ) )
 """
 _IMPERATIVE = _compile(
@@ -166,12 +169,13 @@ _IMPERATIVE = _compile(
     """,
 )
 # A complaint about the pace: the session ("this", "it", "you", "we") is or goes too fast or too
-# much; a verb is required so that "I love you too much" is not one.
-# "I'm getting overwhelmed" alone describes a state, not the session, so it is not one.
+# much. A verb is required, so that "I love you too much" is not one; and "I'm getting
+# overwhelmed" alone describes a state, not the session, so it is not one either.
+_MOVING = r"(?:getting|going|moving|feeling|feels|happening|coming|becoming|pushing|rushing)"
 _PACE_COMPLAINT = _compile(
-    r"""
+    rf"""
     \b(?: this \s+ (?:session|conversation) | this | it | that | you | we )
-    (?: (?: 's | 're | \s+ is | \s+ are ) \s+ (?:(?:getting|going|moving|feeling|feels|happening|coming|becoming|pushing|rushing) \s+)? | \s+ (?:getting|going|moving|feeling|feels|happening|coming|becoming|pushing|rushing) \s+ )
+    (?: (?: 's | 're | \s+ is | \s+ are ) \s+ (?:{_MOVING} \s+)? | \s+ {_MOVING} \s+ )
     (?: (?:a \s+ (?:bit|little)|way|just|really|kind \s+ of|so|much|far) \s+ )?
     too \s+ (?: fast | quick(?:ly)? | much | intense | soon | rushed | overwhelming )\b
     (?! \s+ (?: to \s+ ask | for \s+ (?:him|her|them|my|everyone) ) )
@@ -208,20 +212,23 @@ MARKERS: dict[str, Callable[[str], Marker | None]] = {"pacing_request": pacing_r
 
 # --- therapist: phrases the rules judge scores ---------------------------------------------------
 
+_WE_MAY = r"(?:let's | we \s+ can | we \s+ could | we'll)"
 _ACKNOWLEDGES_PACE = _compile(
-    r"""
+    rf"""
     \bslow(?:ing)? \s+ (?:(?:it|things|this|everything) \s+)? (?:(?:right|way|all \s+ the \s+ way) \s+)? down\b
-  | \b(?:go|going|take|taking) \s+ (?:(?:it|this|things) \s+)? (?:(?:really|very|nice \s+ and|as) \s+)? slow(?:ly|er)?\b (?! \s+ breath)
+  | \b(?:go|going|take|taking) \s+ (?:(?:it|this|things) \s+)? (?:(?:really|very|nice \s+ and|as) \s+)?
+      slow(?:ly|er)?\b (?! \s+ breath)
   | \bslower\b
   | \b(?:the|this|our|your \s+ own|your|a \s+ (?:slower|gentler|comfortable|different)) \s+ pace\b
   | \bno \s+ (?:need \s+ to \s+)? (?:rush|hurry)\b
-  | \b(?:we|you) \s+ don't \s+ (?:need|have) \s+ to \s+ (?:rush|hurry|push|go \s+ (?:on|further|there)|figure|solve|fix|do \s+ (?:anything|it \s+ all))\b
-  | \b(?:take|taking|let's \s+ take) \s+ (?:a|one) \s+ step \s+ back\b | \bstep \s+ back\b
+  | \b(?:we|you) \s+ don't \s+ (?:need|have) \s+ to \s+
+      (?:rush|hurry|push|go \s+ (?:on|further|there)|figure|solve|fix|do \s+ (?:anything|it \s+ all))\b
+  | \bstep \s+ back\b
   | \bone \s+ (?:tiny|small|little) \s+ step\b | \bone \s+ (?:thing|step) \s+ at \s+ a \s+ time\b
   | \b(?:take|taking) \s+ a \s+ (?:tiny|small|little) \s+ step\b
-  | \b(?:let's|we \s+ can|we \s+ could|we'll) \s+ (?:just \s+)? (?:take|have) \s+ a \s+ (?:moment|minute|pause|breather|break|beat)\b
-  | \b(?:let's|we \s+ can|we \s+ could|we'll) \s+ (?:just \s+)? (?:pause|stop \s+ (?:here|there|for \s+ (?:now|a)))\b
-  | \b(?:let's|we \s+ can|we \s+ could) \s+ (?:try \s+)? (?:something|do \s+ something) \s+ (?:tiny|smaller|simpler|gentler)\b
+  | \b{_WE_MAY} \s+ (?:just \s+)? (?:take|have) \s+ a \s+ (?:moment|minute|pause|breather|break|beat)\b
+  | \b{_WE_MAY} \s+ (?:just \s+)? (?:pause|stop \s+ (?:here|there|for \s+ (?:now|a)))\b
+  | \b{_WE_MAY} \s+ (?:try \s+)? (?:something|do \s+ something) \s+ (?:tiny|smaller|simpler|gentler)\b
   | \bease \s+ (?:off|up)\b
     """
 )
@@ -232,13 +239,13 @@ _NAMES_DISCOMFORT = _compile(
     """
 )
 _OFFERS_PRESENCE = _compile(
-    r"""
+    rf"""
     \bi'm \s+ (?:right \s+)? here (?: \s+ with \s+ you)?\b
   | \bi \s+ am \s+ (?:right \s+)? here\b
   | \bi'm \s+ with \s+ you\b
   | \byou're \s+ not \s+ alone\b
-  | \b(?:we \s+ can|we \s+ could|let's|we'll) \s+ (?:just \s+)? (?:stay|sit|be) \s+ (?:here \s+)? with \s+ (?:this|that|it|what)\b
-  | \b(?:we \s+ can|let's) \s+ (?:just \s+)? (?:stay|be) \s+ here\b
+  | \b{_WE_MAY} \s+ (?:just \s+)? (?:stay|sit|be) \s+ (?:here \s+)? with \s+ (?:this|that|it|what)\b
+  | \b{_WE_MAY} \s+ (?:just \s+)? (?:stay|be) \s+ here\b
     """
 )
 
@@ -247,14 +254,16 @@ _EXERCISES: dict[str, re.Pattern[str]] = {
     "self_statement": _compile(
         r"""
         \bsay \s+ to \s+ yourself\b | \btell \s+ yourself\b | \bremind \s+ yourself\b
-      | \b(?:try|trying|start|practi[cs]e) \s+ saying\b | \bwhat \s+ if \s+ you \s+ (?:\w+ \s+)? (?:said|say|told)\b
+      | \b(?:try|trying|start|practi[cs]e) \s+ saying\b
+      | \bwhat \s+ if \s+ you \s+ (?:\w+ \s+)? (?:said|say|told)\b
       | \brepeat \s+ (?:after \s+ me|to \s+ yourself|the \s+ (?:phrase|words))\b
         """
     ),
     "imagery": _compile(r"\bimagin(?:e|ing)\b | \bpicture \s+ (?:yourself|a|that|this)\b | \bvisuali[sz]e\b"),
     "breathing": _compile(
         r"""
-        \b(?:take|taking) \s+ (?:a|one|that|this|some|a \s+ few|two|three|\w+) \s+ (?:(?:deep|slow|long|tiny|big|full) \s+)? breaths?\b
+        \b(?:take|taking) \s+ (?:a \s+ few|a|one|that|this|some|two|three|\w+) \s+
+          (?:(?:deep|slow|long|tiny|big|full) \s+)? breaths?\b
       | \bbreathe \s+ (?:in|out|deeply|slowly)\b | \bbreathing \s+ exercise\b
       | \b(?:in \s+ through \s+ your \s+ nose|out \s+ through \s+ your \s+ mouth)\b
         """
@@ -266,7 +275,7 @@ _EXERCISES: dict[str, re.Pattern[str]] = {
       | \bfeet \s+ on \s+ the \s+ (?:ground|floor)\b
       | (?<!\bi \s)(?<!\bi've \s) \bnotic(?:e|ing)\b | \bobserv(?:e|ing) \s+ (?:your|the|it|them|how|what)\b
       | \bbring \s+ (?:your \s+)? attention\b | \bscan \s+ (?:your|the) \s+ body\b | \bclose \s+ your \s+ eyes\b
-      | \bwatch(?:ing)? \s+ (?:it|them|your \s+ thoughts) \b
+      | \bwatch(?:ing)? \s+ (?:it|them|your \s+ thoughts)\b
         """
     ),
     "cognitive": _compile(
@@ -283,11 +292,13 @@ _EXERCISES: dict[str, re.Pattern[str]] = {
     ),
 }
 
-# The patient's own words a scripted self-statement may follow: a cue, then at most "like" or a comma.
+# The words that hand the patient a sentence to say: a cue right before the quote, with at most
+# "to yourself", a comma or "like" between. "You said" before a quote is a reflection, not a cue.
 _SELF_STATEMENT_CUE = _compile(
     r"""
     (?: \bsay \s+ to \s+ yourself | \btell \s+ yourself | \bremind \s+ yourself
-      | \b(?:try|trying|start|practi[cs]e|consider) \s+ saying | \b(?:can|could|would) \s+ you \s+ (?:try \s+)? say(?:ing)?
+      | \b(?:try|trying|start|practi[cs]e|consider) \s+ saying
+      | \b(?:can|could|would) \s+ you \s+ (?:try \s+)? say(?:ing)?
       | \bif \s+ you \s+ (?:\w+ \s+)? (?:said|say|told \s+ yourself)
       | (?: \b(?:simply|just|then|and|could|can|might|to) \s+ | [,;] \s* ) say | \bsimply \s+ said
     )
@@ -295,6 +306,9 @@ _SELF_STATEMENT_CUE = _compile(
     $
     """
 )
+_QUOTE_BODY = re.compile(r'"([^"\n]*)"|“([^”\n]*)”')
+_CUE_WINDOW = 60  # characters before a quote searched for its cue
+
 # The patient proposing grounding or a breath ("can we do one tiny grounding thing", "I'll try to
 # take one slow breath"): the therapist taking it up follows the patient rather than pushing on.
 _ASKS_FOR_GROUNDING = _compile(
@@ -305,17 +319,17 @@ _ASKS_FOR_GROUNDING = _compile(
     \b(?: ground(?:ing|ed)? | breath(?:e|s|ing)? | nam(?:e|ing) \s+ (?:three|five|\d) | (?:three|five) \s+ things )\b
     """
 )
-_QUOTE_BODY = re.compile(r'"([^"\n]*)"|“([^”\n]*)”')
 
 _OFFERS_CHOICE = _compile(
     r"""
     \bwould \s+ you \s+ (?:like|rather|prefer)\b | \bif \s+ you(?:'d| \s+ would) \s+ (?:like|rather|prefer)\b
-  | \bif \s+ you \s+ want(?:ed)? \b | \bdo \s+ you \s+ want \s+ to\b
+  | \bif \s+ you \s+ want(?:ed)?\b | \bdo \s+ you \s+ want \s+ to\b
   | \bwould \s+ it \s+ help\b
   | \b(?:is|would) \s+ it \s+ (?:be \s+)? (?:okay|ok|alright|all \s+ right) \s+ (?:if|to|with \s+ you)\b
   | \b(?:would|are) \s+ you \s+ (?:be \s+)? (?:willing|open|okay \s+ with)\b
   | \bwe \s+ (?:could|can|might) \s+ [^.?!]{1,80}? \s+ or \s+
-  | \b(?:we \s+ can|we \s+ could|let's|feel \s+ free \s+ to) \s+ (?:also \s+ |just \s+ )? (?:pause|stop|take \s+ a \s+ (?:break|breather|moment|minute|pause))\b
+  | \b(?:we \s+ can|we \s+ could|let's|feel \s+ free \s+ to) \s+ (?:also \s+ |just \s+ )?
+      (?:pause|stop|take \s+ a \s+ (?:breather|moment|minute|pause))\b
   | \btake \s+ a \s+ break\b
   | \bwhatever \s+ (?:feels|seems) \s+ (?:right|okay|ok|comfortable|manageable|best|safe)\b
   | \bat \s+ your \s+ (?:own \s+)? pace\b
@@ -324,22 +338,25 @@ _OFFERS_CHOICE = _compile(
   | \byou \s+ (?:can|could|get \s+ to) \s+ (?:choose|decide)\b | \byou \s+ don't \s+ have \s+ to\b
     """
 )
+_HARD = r"""(?:hard|painful|draining|heavy|difficult|exhausting|overwhelming|scary|frightening|lonely|tough
+              |upsetting|distressing|confusing)"""
 _VALIDATES = _compile(
-    r"""
+    rf"""
     \bmakes? \s+ (?:(?:a \s+ lot \s+ of|complete|total|so \s+ much|perfect) \s+)? sense\b
-  | \b(?:completely \s+|totally \s+|very \s+|so \s+)? understandable\b
+  | \bunderstandable\b
   | \b(?:it's|that's|it \s+ is) \s+ (?:okay|ok|alright|all \s+ right) \s+ (?:to \s+ feel|that|if \s+ (?:you|it))\b
-  | \b(?:that|it|this) \s+ (?:sounds|must \s+ (?:be|feel)) \s+ (?:(?:really|so|very|incredibly|pretty) \s+)?
-      (?:hard|painful|draining|heavy|difficult|exhausting|overwhelming|scary|frightening|lonely|tough|upsetting|distressing|confusing)\b
+  | \b(?:that|it|this) \s+ (?:sounds|must \s+ (?:be|feel)) \s+ (?:(?:really|so|very|incredibly|pretty) \s+)? {_HARD}\b
   | \bno \s+ wonder\b | \b(?:that's|it's) \s+ (?:a \s+ lot|so \s+ much)\b
-  | \bit's \s+ (?:natural|normal \s+ to \s+ feel|human) \s+ to\b | \bit's \s+ natural \s+ to\b
-  | \bof \s+ course \s+ (?:you|it)\b | \b(?:are|is|feel|feels) \s+ valid\b | \bvalid \s+ (?:worries|concerns|feelings?)\b
+  | \bit's \s+ (?:only \s+)? (?:natural|human) \s+ to\b | \bit's \s+ normal \s+ to \s+ feel\b
+  | \bof \s+ course \s+ (?:you|it)\b
+  | \b(?:are|is|feel|feels) \s+ valid\b | \bvalid \s+ (?:worries|concerns|feelings?)\b
   | \bi \s+ can \s+ (?:see|hear|understand) \s+ (?:why|how \s+ (?:hard|painful|much))\b
     """
 )
 _PREMATURE_REASSURANCE = _compile(
     r"""
-    \b(?:that's|this \s+ is|it's|that \s+ is) \s+ (?:a \s+)? (?:really \s+)? (?:great|good|wonderful|fantastic|amazing|huge) \s+ (?:start|step|first \s+ step|progress|sign)\b
+    \b(?:that's|this \s+ is|it's|that \s+ is) \s+ (?:a \s+)? (?:really \s+)?
+      (?:great|good|wonderful|fantastic|amazing|huge) \s+ (?:start|step|first \s+ step|progress|sign)\b
   | \byou've \s+ got \s+ this\b | \byou \s+ can \s+ do \s+ (?:this|it)\b
   | \b(?:it's|that's|it \s+ is) \s+ not \s+ (?:a \s+)? (?:failure|weakness|sign \s+ of \s+ weakness)\b
   | \bsign \s+ of \s+ (?:strength|courage|progress|growth)\b
@@ -355,15 +372,19 @@ _PREMATURE_REASSURANCE = _compile(
 )
 _CHECKS_IN = _compile(
     r"""
-    \bhow \s+ (?:is|are|was) \s+ (?:this|that|things|we|it|the \s+ pace) \s+ (?:\w+ \s+)? (?:landing|going|feeling|sitting) \s+ (?:for|with) \s+ you\b
-  | \bhow \s+ does \s+ (?:it|this|that) \s+ feel \s+ (?:to \s+ (?:talk|be \s+ talking|share|say|go)|right \s+ now|so \s+ far)\b
+    \bhow \s+ (?:is|are|was) \s+ (?:this|that|things|we|it|the \s+ pace) \s+ (?:\w+ \s+)?
+      (?:landing|going|feeling|sitting) \s+ (?:for|with) \s+ you\b
+  | \bhow \s+ does \s+ (?:it|this|that) \s+ feel \s+
+      (?:to \s+ (?:talk|be \s+ talking|share|say|go)|right \s+ now|so \s+ far)\b
   | \bhow \s+ are \s+ you \s+ (?:doing|feeling) \s+ (?:right \s+ now|with \s+ (?:this|the \s+ pace|what|how))\b
-  | \bis \s+ (?:this|that|the) \s+ (?:pace \s+)? (?:okay|ok|alright|all \s+ right|too \s+ much)\b | \bis \s+ this \s+ pace\b
+  | \bis \s+ (?:this|that|the) \s+ (?:pace \s+)? (?:okay|ok|alright|all \s+ right|too \s+ much)\b
+  | \bis \s+ this \s+ pace\b
   | \bwhat(?:'s| \s+ is) \s+ it \s+ like \s+ (?:right \s+ now|to \s+ (?:talk|be \s+ talking|share|say|sit))\b
   | \bwould \s+ you \s+ rather\b
   | \bwhat \s+ would \s+ (?:be \s+)? (?:most \s+ |more \s+ )? helpful \s+ (?:right \s+ now|now|here|for \s+ you)\b
-  | \bwhat \s+ (?:would \s+ help|do \s+ you \s+ need) \s+ (?:most \s+ )?(?:right \s+ now|from \s+ me|in \s+ this \s+ moment|here)\b
-  | \b(?:do \s+ you \s+ want|would \s+ you \s+ like|should \s+ we) \s+ to \s+ (?:keep \s+ going|continue|pause|stop|slow)\b
+  | \bwhat \s+ (?:would \s+ help|do \s+ you \s+ need) \s+ (?:most \s+ )?
+      (?:right \s+ now|from \s+ me|in \s+ this \s+ moment|here)\b
+  | \b(?:do \s+ you \s+ want|would \s+ you \s+ like) \s+ to \s+ (?:keep \s+ going|continue|pause|stop|slow)\b
   | \bshould \s+ we \s+ (?:keep \s+ going|continue|pause|stop|slow)\b
   | \bhow \s+ (?:was|is) \s+ that \s+ for \s+ you\b
     """
@@ -406,7 +427,7 @@ def scripted_self_statement(text: str) -> Marker | None:
     permission); the quote is the statement itself. Quoted words after "you said" are a reflection."""
     for match in _QUOTE_BODY.finditer(text):
         statement = match.group(1) if match.group(1) is not None else match.group(2)
-        lead = prepare(text[max(0, match.start() - 60) : match.start()])
+        lead = prepare(text[max(0, match.start() - _CUE_WINDOW) : match.start()])
         if len(statement.split()) >= 2 and _SELF_STATEMENT_CUE.search(lead):
             return Marker("scripted_self_statement", statement.strip())
     return None
@@ -438,5 +459,5 @@ def questions(text: str) -> list[str]:
     return [
         _quote(text, start, end)
         for start, end in _spans(prepared, _SENTENCE_END)
-        if "?" in _TRAILING_MARKS.search(prepared[start:end].rstrip()).group()
+        if _ENDS_IN_QUESTION.search(prepared[start:end])
     ]

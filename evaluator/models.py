@@ -207,6 +207,9 @@ class Rubric(_Strict):
     description: str = ""
     context: Context = Field(default_factory=Context)
     template: str | None = Field(default=None, description="Template file, relative to the rubric file.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Generation parameters for this rubric's calls, e.g. max_tokens."
+    )
     criteria: list[Criterion] = Field(min_length=1)
     source: str = Field(default="", exclude=True, description="The file the rubric was loaded from.")
     hash: str = Field(default="", exclude=True, description="Content hash of everything that can change a judgment.")
@@ -279,8 +282,13 @@ class Judgment(_Strict):
     template_hash: str | None = None
     prompt_hash: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    weighted_score: float | None = Field(
+        default=None, description="Score weighted by the judge's top logprobs for the score token, where returned."
+    )
     latency_s: float = 0.0
-    attempts: int = 0
+    attempts: int = Field(default=0, description="Replies asked for (re-asks after an invalid reply count).")
+    transport_retries: int = Field(default=0, description="Requests repeated after 429s, 5xx, timeouts.")
+    from_cache: bool = False
     unscored_reason: str | None = None
     error: str | None = None
 
@@ -329,3 +337,4 @@ class RunManifest(_Strict):
     cost_usd: float | None = None
     elapsed_s: float = 0.0
     complete: bool = False
+    stopped: str | None = Field(default=None, description="Why the run stopped early, if it did.")

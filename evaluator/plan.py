@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from evaluator.markers import MARKERS
-from evaluator.models import Criterion, Item, Judgment, Rubric, Status, Transcript, Turn
+from evaluator.models import Criterion, Item, Judgment, JudgeMode, Rubric, Status, Transcript, Turn
 from evaluator.rubrics import criterion_stages
 
 
@@ -95,3 +95,13 @@ def plan_turns(transcripts: list[Transcript], rubrics: list[Rubric], samples: in
             for turn in transcript.therapist_turns():
                 plans.append(TurnPlan(rubric, transcript, turn, stages, samples))
     return plans
+
+
+def work_units(plans: list[TurnPlan], mode: JudgeMode) -> list[tuple[TurnPlan, ...]]:
+    """What one worker takes at a time: a turn, or in per-transcript mode a session's therapist turns."""
+    if mode != "per-transcript":
+        return [(plan,) for plan in plans]
+    groups: dict[tuple[str, str], list[TurnPlan]] = {}
+    for plan in plans:
+        groups.setdefault((plan.rubric.id, plan.transcript.id), []).append(plan)
+    return [tuple(group) for group in groups.values()]

@@ -13,16 +13,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from evaluator.models import Criterion, Message, Rubric, Transcript, Turn
+from evaluator.models import Criterion, JudgeMode, Message, Rubric, Transcript, Turn
 from evaluator.rubrics import scale_summary
 
 BLOCKS = ("system", "user")
-DEFAULT_TEMPLATE = "per_criterion.j2"
+MODE_TEMPLATES: dict[JudgeMode, str] = {
+    "per-criterion": "per_criterion.j2",
+    "per-turn": "per_turn.j2",
+    "per-transcript": "per_transcript.j2",
+}
 
 
 class PromptError(ValueError):
@@ -47,6 +51,7 @@ class PromptRenderer:
 
     def __init__(self, prompts_dir: Path | None = None) -> None:
         self.prompts_dir = prompts_dir or bundled_prompts_dir()
+        self._dumps: dict[int, tuple[Any, Any]] = {}
 
     @lru_cache(maxsize=None)
     def _environment(self, rubric_dir: Path) -> SandboxedEnvironment:
@@ -59,8 +64,11 @@ class PromptRenderer:
             lstrip_blocks=True,
         )
 
-    def template_name(self, rubric: Rubric) -> str:
-        return rubric.template or DEFAULT_TEMPLATE
+    def template_name(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
+        """A rubric's own template replaces the per-criterion one; grouped modes use the bundled ones."""
+        if mode == "per-criterion" and rubric.template:
+            return rubric.template
+        return MODE_TEMPLATES[mode]
 
     @lru_cache(maxsize=None)
     def template_hash(self, rubric_dir: Path, name: str) -> str:
@@ -80,15 +88,25 @@ class PromptRenderer:
             pending += [t for t in meta.find_referenced_templates(env.parse(source)) if t]
         return hashlib.sha256("\n\0".join(sorted(sources)).encode()).hexdigest()[:16]
 
-    def template_hash_for(self, rubric: Rubric) -> str:
-        return self.template_hash(self._rubric_dir(rubric), self.template_name(rubric))
+    def template_hash_for(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
+        return self.template_hash(self._rubric_dir(rubric), self.template_name(rubric, mode))
 
     def _rubric_dir(self, rubric: Rubric) -> Path:
         return Path(rubric.source).parent if rubric.source else self.prompts_dir
 
-    def render(self, rubric: Rubric, criterion: Criterion, transcript: Transcript, turn: Turn) -> Rendered:
+    def render(
+        self,
+        rubric: Rubric,
+        criteria: Criterion | Sequence[Criterion],
+        transcript: Transcript,
+        turns: Turn | Sequence[Turn],
+        mode: JudgeMode = "per-criterion",
+    ) -> Rendered:
+        """The messages for one judge call: one criterion on one turn, or a group of either."""
+        criteria = [criteria] if isinstance(criteria, Criterion) else list(criteria)
+        turns = [turns] if isinstance(turns, Turn) else list(turns)
         rubric_dir = self._rubric_dir(rubric)
-        name = self.template_name(rubric)
+        name = self.template_name(rubric, mode)
         env = self._environment(rubric_dir)
         try:
             template = env.get_template(name)
@@ -97,7 +115,7 @@ class PromptRenderer:
                 raise PromptError(
                     f"template {name!r} must define {{% block system %}} and {{% block user %}}; missing: {missing}"
                 )
-            context = template.new_context(template_variables(rubric, criterion, transcript, turn))
+            context = template.new_context(self._variables(rubric, criteria, transcript, turns))
             contents = {b: "".join(template.blocks[b](context)).strip() for b in BLOCKS}
         except PromptError:
             raise
@@ -108,30 +126,40 @@ class PromptRenderer:
         prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
         return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
 
+    def _dumped(self, obj: Any, dump: Callable[[Any], Any]) -> Any:
+        """Each rubric, criterion and transcript is turned into template data once per run, not per item."""
+        entry = self._dumps.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            entry = (obj, dump(obj))
+            self._dumps[id(obj)] = entry
+        return entry[1]
 
-def context_window(rubric: Rubric, transcript: Transcript, turn: Turn) -> tuple[list[Turn], list[Turn]]:
-    """The turns the judge sees before and after the rated one; by default nothing after it, so no
-    rating leaks from the patient's later reaction unless the rubric asks for it."""
-    before = rubric.context.before
-    start = 0 if before is None else max(0, turn.index - before)
-    after = transcript.turns[turn.index + 1 : turn.index + 1 + rubric.context.after]
-    return transcript.turns[start : turn.index], after
+    def _variables(
+        self, rubric: Rubric, criteria: list[Criterion], transcript: Transcript, turns: list[Turn]
+    ) -> dict[str, Any]:
+        """The variables every template may use (documented in the README)."""
+        all_turns = self._dumped(transcript, lambda t: [turn.model_dump(mode="json") for turn in t.turns])
+        criteria_vars = [self._dumped(c, _criterion_vars) for c in criteria]
+        first, last = turns[0], turns[-1]
+        before = rubric.context.before
+        start = 0 if before is None or len(turns) > 1 else max(0, first.index - before)
+        return {
+            "rubric": self._dumped(rubric, lambda r: r.model_dump(mode="json", by_alias=True, exclude={"criteria"})),
+            "criterion": criteria_vars[0],
+            "criteria": criteria_vars,
+            "scale": criteria_vars[0]["scale"],
+            "examples": criteria_vars[0]["examples"],
+            "transcript": {"id": transcript.id, "metadata": transcript.metadata},
+            "turns": all_turns,
+            "context_before": all_turns[start : first.index],
+            "turn": all_turns[first.index],
+            "rated_turns": [all_turns[t.index] for t in turns],
+            "conversation": all_turns[start : last.index + 1],
+            "context_after": all_turns[last.index + 1 : last.index + 1 + rubric.context.after],
+        }
 
 
-def template_variables(rubric: Rubric, criterion: Criterion, transcript: Transcript, turn: Turn) -> dict[str, Any]:
-    """The variables every template may use (documented in the README)."""
-    before, after = context_window(rubric, transcript, turn)
-    criterion_vars = criterion.model_dump(mode="json", by_alias=True)
-    criterion_vars["scale_summary"] = scale_summary(criterion)
-    return {
-        "rubric": rubric.model_dump(mode="json", by_alias=True, exclude={"criteria"}),
-        "criterion": criterion_vars,
-        "criteria": [c.model_dump(mode="json", by_alias=True) for c in rubric.criteria],
-        "scale": criterion_vars["scale"],
-        "examples": criterion_vars["examples"],
-        "transcript": {"id": transcript.id, "metadata": transcript.metadata},
-        "turns": [t.model_dump(mode="json") for t in transcript.turns],
-        "context_before": [t.model_dump(mode="json") for t in before],
-        "turn": turn.model_dump(mode="json"),
-        "context_after": [t.model_dump(mode="json") for t in after],
-    }
+def _criterion_vars(criterion: Criterion) -> dict[str, Any]:
+    data = criterion.model_dump(mode="json", by_alias=True)
+    data["scale_summary"] = scale_summary(criterion)
+    return data

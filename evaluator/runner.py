@@ -19,12 +19,14 @@ from typing import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from evaluator.judges.base import Judge, JudgeRequest, judgment_for
-from evaluator.judges.select import JudgeSettings, make_judge
+from evaluator.cost import Budget, Price
+from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, JudgeRequest, judgment_for
+from evaluator.judges.select import JudgeSettings, estimate_call, judge_price, make_judge
 from evaluator.models import (
     STATUSES,
     Criterion,
     Item,
+    JudgeMode,
     Judgment,
     Rubric,
     RunManifest,
@@ -34,7 +36,7 @@ from evaluator.models import (
     Usage,
     item_key,
 )
-from evaluator.plan import TurnPlan, applicability_after, plan_turns, static_applicability
+from evaluator.plan import TurnPlan, applicability_after, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubrics
 from evaluator.store import JudgmentWriter, load_judgments, new_run_id, read_manifest, write_manifest
@@ -60,8 +62,10 @@ class RunConfig:
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     read_options: ReadOptions = field(default_factory=ReadOptions)
     prompts_dir: Path | None = None
+    mode: JudgeMode = "per-criterion"
     concurrency: int = 8
     samples: int = 1
+    max_cost: float | None = None
     run_id: str | None = None
     resume: Path | None = None
     retry_failed: bool = False
@@ -80,64 +84,110 @@ class RunResult:
         return not self.skipped and self.manifest.counts.get("error", 0) == 0
 
 
-@dataclass
-class _Ledger:
-    """Running totals for the manifest and the progress bar."""
+def total_usage(judgments: Sequence[Judgment]) -> Usage:
+    return Usage(
+        prompt_tokens=sum(j.usage.prompt_tokens for j in judgments),
+        cached_tokens=sum(j.usage.cached_tokens for j in judgments),
+        completion_tokens=sum(j.usage.completion_tokens for j in judgments),
+    )
 
-    counts: Counter[str] = field(default_factory=Counter)
-    usage: Usage = field(default_factory=Usage)
+
+class _Ledger:
+    """Running totals for the progress bar: judgments this session, tokens, and cost so far."""
+
+    def __init__(self, price: Price | None) -> None:
+        self.price = price
+        self.judged = 0
+        self.tokens = 0
+        self.cost = 0.0
 
     def add(self, judgment: Judgment) -> None:
-        self.counts[judgment.status] += 1
-        self.usage = Usage(
-            prompt_tokens=self.usage.prompt_tokens + judgment.usage.prompt_tokens,
-            cached_tokens=self.usage.cached_tokens + judgment.usage.cached_tokens,
-            completion_tokens=self.usage.completion_tokens + judgment.usage.completion_tokens,
-        )
+        self.judged += 1
+        self.tokens += judgment.usage.prompt_tokens + judgment.usage.completion_tokens
+        if self.price is not None:
+            self.cost += self.price.cost(judgment.usage)
+
+    def progress_fields(self, started: float) -> dict[str, object]:
+        return {
+            "rate": self.judged / max(time.monotonic() - started, 1e-9),
+            "tokens": self.tokens,
+            "cost": f"${self.cost:.4f}" if self.price is not None else "",
+        }
 
 
-class _TurnWorker:
-    """Judges the criteria of one turn in dependency order; hands each judgment to `sink`."""
+class _UnitWorker:
+    """Judges a unit (one turn, or a session's turns) stage by stage, grouping calls by mode, and
+    hands every judgment to `sink` as soon as it exists."""
 
     def __init__(
-        self, judge: Judge, renderer: PromptRenderer, done: dict[str, Judgment], sink: Callable[[Judgment], None]
+        self,
+        judge: Judge,
+        renderer: PromptRenderer,
+        mode: JudgeMode,
+        done: dict[str, Judgment],
+        sink: Callable[[Judgment], None],
     ) -> None:
-        self.judge, self.renderer, self.done, self.sink = judge, renderer, done, sink
+        self.judge, self.renderer, self.mode, self.done, self.sink = judge, renderer, mode, done, sink
 
-    async def run(self, plan: TurnPlan) -> None:
-        for stage in plan.stages:
-            for criterion in stage:
-                for sample in range(plan.samples):
-                    item = Item(
-                        rubric_id=plan.rubric.id,
-                        transcript_id=plan.transcript.id,
-                        turn_index=plan.turn.index,
-                        criterion_id=criterion.id,
-                        sample=sample,
-                    )
-                    if item.key not in self.done:
-                        self.sink(await self._judge(plan, criterion, item))
+    async def run(self, unit: tuple[TurnPlan, ...], budget: Budget) -> None:
+        first = unit[0]
+        for stage in range(len(first.stages)):
+            for sample in range(first.samples):
+                pending = [r for plan in unit for r in self._requests(plan, stage, sample)]
+                for group in self._groups(pending):
+                    call = self._call(group)
+                    if not budget.reserve(call):
+                        return
+                    judgments = await self.judge.judge(call)
+                    budget.settle(call, judgments)
+                    for judgment in judgments:
+                        self.sink(judgment)
 
-    async def _judge(self, plan: TurnPlan, criterion: Criterion, item: Item) -> Judgment:
-        bare = JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn)
-        status, reason = self._decided_without_judge(plan, criterion)
-        if status is not None:
-            return judgment_for(
-                bare,
-                self.judge.name,
-                status=status,
-                rationale=reason or "",
-                unscored_reason=reason if status == "unscored" else None,
+    def _requests(self, plan: TurnPlan, stage: int, sample: int) -> list[JudgeRequest]:
+        """The stage's requests that need the judge; the rest are recorded here without a call."""
+        pending = []
+        for criterion in plan.stages[stage]:
+            item = Item(
+                rubric_id=plan.rubric.id,
+                transcript_id=plan.transcript.id,
+                turn_index=plan.turn.index,
+                criterion_id=criterion.id,
+                sample=sample,
             )
-        rendered = self.renderer.render(plan.rubric, criterion, plan.transcript, plan.turn)
-        request = replace(
-            bare,
-            messages=rendered.messages,
-            template_hash=rendered.template_hash,
-            prompt_hash=rendered.prompt_hash,
-        )
-        (judgment,) = await self.judge.judge([request])
-        return judgment
+            if item.key in self.done:
+                continue
+            request = JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn)
+            status, reason = self._decided_without_judge(plan, criterion)
+            if status is None:
+                pending.append(request)
+            else:
+                self.sink(
+                    judgment_for(
+                        request,
+                        self.judge.name,
+                        status=status,
+                        rationale=reason or "",
+                        unscored_reason=reason if status == "unscored" else None,
+                    )
+                )
+        return pending
+
+    def _groups(self, requests: list[JudgeRequest]) -> list[list[JudgeRequest]]:
+        if self.mode == "per-criterion":
+            return [[r] for r in requests]
+        if self.mode == "per-turn":
+            by_turn: dict[int, list[JudgeRequest]] = {}
+            for r in requests:
+                by_turn.setdefault(r.turn.index, []).append(r)
+            return list(by_turn.values())
+        return [requests] if requests else []
+
+    def _call(self, group: list[JudgeRequest]) -> JudgeCall:
+        first = group[0]
+        criteria = list({r.criterion.id: r.criterion for r in group}.values())
+        turns = list({r.turn.index: r.turn for r in group}.values())
+        rendered = self.renderer.render(first.rubric, criteria, first.transcript, turns, self.mode)
+        return JudgeCall(tuple(group), self.mode, rendered.messages, rendered.template_hash, rendered.prompt_hash)
 
     def _decided_without_judge(self, plan: TurnPlan, criterion: Criterion) -> tuple[Status | None, str | None]:
         reason = static_applicability(criterion, plan.transcript, plan.turn)
@@ -156,6 +206,8 @@ def _progress(console: Console, enabled: bool) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.1f}/s"),
+        TextColumn("{task.fields[tokens]:,} tok"),
+        TextColumn("{task.fields[cost]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -192,6 +244,7 @@ def _new_manifest(config: RunConfig, run_id: str, judge: Judge, rubrics: list[Ru
         },
         template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},
         judge=judge.describe(),
+        mode=config.mode,
         samples=config.samples,
         items_planned=planned,
     )
@@ -208,6 +261,15 @@ def _check_unchanged(manifest: RunManifest, rubrics: list[Rubric]) -> None:
             )
 
 
+def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
+    """Resuming with another judge or model would mix two judges' verdicts in one run."""
+    now = judge.describe()
+    for field_name in ("judge", "model", "base_url"):
+        if manifest.judge.get(field_name) != now.get(field_name):
+            was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model", "base_url") if manifest.judge.get(k))
+            raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
+
+
 async def run_async(config: RunConfig, console: Console | None = None) -> RunResult:
     """Evaluate transcripts with rubrics and write results/<run-id>/; see RunConfig for the knobs."""
     console = console or Console(stderr=True, soft_wrap=True)
@@ -219,17 +281,35 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
             transcripts=[Path(f) for f in previous.transcript_files],
             rubrics=[Path(r["file"]) for r in previous.rubrics.values()],
             samples=previous.samples,
+            mode=previous.mode,
         )
     rubrics, transcripts, skipped, files = _read_inputs(config)
     for entry in skipped:
         console.print(f"[red]skipped[/red] {entry.error}", highlight=False)
     judge = make_judge(config.judge, console)
+    try:
+        return await _run_with(judge, config, previous, rubrics, transcripts, skipped, files, console, started)
+    finally:
+        await judge.aclose()
+
+
+async def _run_with(
+    judge: Judge,
+    config: RunConfig,
+    previous: RunManifest | None,
+    rubrics: list[Rubric],
+    transcripts: list[Transcript],
+    skipped: list[SkippedFile],
+    files: list[Path],
+    console: Console,
+    started: float,
+) -> RunResult:
     renderer = PromptRenderer(config.prompts_dir)
     plans = plan_turns(transcripts, rubrics, config.samples)
     planned = sum(p.n_items for p in plans)
-
     if previous is not None and config.resume is not None:
         _check_unchanged(previous, rubrics)
+        _check_same_judge(previous, judge)
         run_dir, manifest = config.resume, previous
         kept = ("ok", "not_applicable") if config.retry_failed else STATUSES
         done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
@@ -241,43 +321,62 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
     run_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(run_dir, manifest)
 
-    ledger = _Ledger()
+    price = judge_price(config.judge)
+    budget = Budget(config.max_cost, price, lambda call: estimate_call(call, config.judge))
+    ledger = _Ledger(price)
     progress = _progress(console, config.show_progress)
-    task = progress.add_task("judging", total=planned, completed=len(done), rate=0.0)
+    task = progress.add_task("judging", total=planned, completed=len(done), rate=0.0, tokens=0, cost="")
+    fatal: BaseException | None = None
     with JudgmentWriter(run_dir) as writer, progress:
 
         def sink(judgment: Judgment) -> None:
             writer.append(judgment)
             done[judgment.key] = judgment
             ledger.add(judgment)
-            progress.update(task, advance=1, rate=sum(ledger.counts.values()) / max(time.monotonic() - started, 1e-9))
+            progress.update(task, advance=1, **ledger.progress_fields(started))
 
-        queue: asyncio.Queue[TurnPlan] = asyncio.Queue()
-        for plan in plans:
-            queue.put_nowait(plan)
-        worker = _TurnWorker(judge, renderer, done, sink)
+        units = iter(work_units(plans, config.mode))
+        worker = _UnitWorker(judge, renderer, config.mode, done, sink)
 
         async def drain() -> None:
-            while not queue.empty():
-                await worker.run(queue.get_nowait())
+            for unit in units:
+                if budget.exhausted:
+                    return
+                await worker.run(unit, budget)
 
         try:
-            await asyncio.gather(*(drain() for _ in range(max(1, config.concurrency))))
-        finally:
-            await judge.aclose()
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, config.concurrency)):
+                    group.create_task(drain())
+        except* JudgeFatalError as failures:
+            fatal = failures.exceptions[0]
 
-    counts = Counter(j.status for j in load_judgments(run_dir))
+    judgments = load_judgments(run_dir)
+    counts = Counter(j.status for j in judgments)
+    usage = total_usage(judgments)
     manifest = manifest.model_copy(
         update={
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "counts": {status: counts.get(status, 0) for status in STATUSES},
-            "usage": ledger.usage,
+            "usage": usage,
+            "cost_usd": round(price.cost(usage), 6) if price else None,
             "elapsed_s": round(manifest.elapsed_s + time.monotonic() - started, 3),
             "complete": sum(counts.values()) >= planned,
+            "stopped": _stop_reason(fatal, budget, config),
         }
     )
     write_manifest(run_dir, manifest)
+    if fatal is not None:
+        raise RunError(f"{fatal} (judgments so far are kept in {run_dir}; fix it and continue with --resume {run_dir})")
     return RunResult(run_dir, manifest, skipped)
+
+
+def _stop_reason(fatal: BaseException | None, budget: Budget, config: RunConfig) -> str | None:
+    if fatal is not None:
+        return str(fatal)
+    if budget.exhausted:
+        return f"stopped before exceeding --max-cost {config.max_cost} USD"
+    return None
 
 
 def run(config: RunConfig | None = None, **overrides: object) -> RunResult:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evaluator.models import Transcript, Turn
-from evaluator.prompts import PromptError, PromptRenderer, context_window
+from evaluator.prompts import PromptError, PromptRenderer
 from evaluator.rubrics import load_rubric
 
 RUBRIC = """\
@@ -54,12 +54,10 @@ def test_jinja_syntax_in_a_turn_reaches_the_prompt_verbatim(write) -> None:
 def test_context_window_never_shows_later_turns_unless_asked(write) -> None:
     rubric = load_rubric(write("demo.yaml", RUBRIC))
     transcript = _transcript("Can we slow down?")
-    before, after = context_window(rubric, transcript, transcript.turns[3])
-    assert [t.index for t in before] == [1, 2]
-    assert after == []
     rendered = PromptRenderer().render(rubric, rubric.criteria[0], transcript, transcript.turns[3])
+    assert "[1] Therapist: Hi, what brings you?" in rendered.messages[1].content
     assert "Thanks." not in rendered.messages[1].content
-    assert "Hello." not in rendered.messages[1].content
+    assert "Hello." not in rendered.messages[1].content  # outside `before: 2`
 
 
 def test_prompt_hash_follows_content(write) -> None:

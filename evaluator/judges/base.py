@@ -1,47 +1,62 @@
-"""The contract between the runner and any judge: async, one call judges a group of requests."""
+"""The contract between the runner and any judge: async, one call judges a group of requests.
+
+In per-criterion mode a call holds one request; in per-turn mode every criterion of a turn; in
+per-transcript mode every therapist turn. A judge returns one Judgment per request, in order, and
+never turns a bad reply into a grade: a failure is `unscored` or `error` with its reason.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from evaluator.models import Criterion, Item, Judgment, Message, Rubric, Transcript, Turn
+from evaluator.models import Criterion, Evidence, Item, Judgment, JudgeMode, Message, Rubric, Transcript, Turn
 
 
 @dataclass(frozen=True)
 class JudgeRequest:
-    """Everything a judge may need for one item; the rules judge reads the turns, an LLM judge the messages."""
+    """One item and everything needed to judge it without the prompt (the rules judge reads turns)."""
 
     item: Item
     rubric: Rubric
     criterion: Criterion
     transcript: Transcript
     turn: Turn
-    messages: Sequence[Message] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class JudgeCall:
+    """Requests answered by one prompt; `messages` is what an LLM judge sends."""
+
+    requests: tuple[JudgeRequest, ...]
+    mode: JudgeMode = "per-criterion"
+    messages: tuple[Message, ...] = ()
     template_hash: str | None = None
     prompt_hash: str | None = None
 
 
 class Judge(Protocol):
-    """A judge answers a group of requests from one call (one request per group in per-criterion mode).
-
-    It returns one Judgment per request, in order, and never raises for a bad reply: a failure is a
-    judgment with status `unscored` or `error` and its reason, never a grade.
-    """
-
     name: str
 
     def describe(self) -> dict[str, Any]:
         """Configuration for the run manifest; must never include a secret."""
         ...
 
-    async def judge(self, requests: Sequence[JudgeRequest]) -> list[Judgment]: ...
+    async def judge(self, call: JudgeCall) -> list[Judgment]: ...
 
     async def aclose(self) -> None: ...
 
 
+class JudgeConfigError(ValueError):
+    """A judge configuration that cannot work; says what to set."""
 
-def judgment_for(request: JudgeRequest, judge: str, **fields: Any) -> Judgment:
+
+class JudgeFatalError(RuntimeError):
+    """A failure no item can get past (bad key, unknown model): the run stops, with what to fix."""
+
+
+def judgment_for(request: JudgeRequest, judge: str, call: JudgeCall | None = None, **fields: Any) -> Judgment:
     """A Judgment for `request` with its identity filled in, so judges only state the verdict."""
     item, rubric = request.item, request.rubric
     return Judgment(
@@ -54,8 +69,22 @@ def judgment_for(request: JudgeRequest, judge: str, **fields: Any) -> Judgment:
         turn_index=item.turn_index,
         criterion_id=item.criterion_id,
         sample=item.sample,
-        template_hash=request.template_hash,
-        prompt_hash=request.prompt_hash,
+        template_hash=call.template_hash if call else None,
+        prompt_hash=call.prompt_hash if call else None,
         judge=judge,
         **fields,
     )
+
+
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."})
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.translate(_QUOTES)).strip().casefold()
+
+
+def check_evidence(quotes: tuple[str, ...] | list[str], transcript: Transcript) -> list[Evidence]:
+    """Mark each quote found or not in the transcript, ignoring case, spacing and typographic quotes:
+    a quote a judge invented is flagged, not silently trusted."""
+    haystack = _normal("\n".join(t.text for t in transcript.turns))
+    return [Evidence(quote=q, found=_normal(q) in haystack) for q in quotes]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from evaluator import markers
-from evaluator.judges.base import JudgeRequest
+from evaluator.judges.base import JudgeCall, JudgeRequest, check_evidence, judgment_for
 from evaluator.markers import Marker
-from evaluator.models import CategoricalScale, Criterion, Evidence, Judgment, LikertScale, Status, Transcript, Turn
+from evaluator.models import CategoricalScale, Criterion, Judgment, LikertScale, Status, Transcript, Turn
 
 NO_CHECK_REASON = "no LLM judge configured"
 LIKERT_RANGE = (1, 5)
@@ -96,7 +96,9 @@ def acknowledges_pacing_request(ctx: RuleContext) -> RuleVerdict:
 
 
 def introduces_exercise(ctx: RuleContext) -> RuleVerdict:
-    return _binary(markers.introduces_exercise(ctx.turn.text), "asks for an exercise", "no exercise or technique asked for")
+    return _binary(
+        markers.introduces_exercise(ctx.turn.text), "asks for an exercise", "no exercise or technique asked for"
+    )
 
 
 def scripted_self_statement(ctx: RuleContext) -> RuleVerdict:
@@ -108,7 +110,9 @@ def scripted_self_statement(ctx: RuleContext) -> RuleVerdict:
 
 
 def offers_choice_or_pause(ctx: RuleContext) -> RuleVerdict:
-    return _binary(markers.offers_choice_or_pause(ctx.turn.text), "offers a choice or pause", "no choice or pause offered")
+    return _binary(
+        markers.offers_choice_or_pause(ctx.turn.text), "offers a choice or pause", "no choice or pause offered"
+    )
 
 
 def validates_emotion(ctx: RuleContext) -> RuleVerdict:
@@ -154,7 +158,7 @@ _WORD = re.compile(r"[a-z']+")
 
 def _content_words(text: str) -> set[str]:
     """Lower-cased words of four letters or more, crudely stemmed, without the common ones."""
-    stems = set()
+    stems: set[str] = set()
     for word in _WORD.findall(text.lower().replace("’", "'")):
         if len(word) < 4 or word in _STOPWORDS:
             continue
@@ -164,6 +168,13 @@ def _content_words(text: str) -> set[str]:
                 break
         stems.add(word)
     return stems
+
+
+def _shared_words(ctx: RuleContext) -> set[str]:
+    """Content words the turn takes up from the patient's previous turn: staying with what they said."""
+    if ctx.previous_patient is None:
+        return set()
+    return _content_words(ctx.turn.text) & _content_words(ctx.previous_patient.text)
 
 
 def _new_techniques(ctx: RuleContext) -> dict[str, Marker]:
@@ -198,25 +209,20 @@ def pacing_responsiveness(ctx: RuleContext) -> RuleVerdict:
     scripted = markers.scripted_self_statement(text)
     new = _new_techniques(ctx)
     choice = markers.offers_choice_or_pause(text)
-    shared = _content_words(text) & _content_words(ctx.previous_patient.text) if ctx.previous_patient else set()
-    short_and_staying = _words(text) <= SHORT_TURN_WORDS and len(shared) >= 2
+    staying = _words(text) <= SHORT_TURN_WORDS and len(_shared_words(ctx)) >= 2
 
+    pushed = "scripted self-statement" if scripted else f"new technique: {', '.join(sorted(new))}" if new else ""
+    eased = "offers a choice or pause" if choice else "short and stays with the patient" if staying else ""
     components = [
-        (bool(acknowledged), "acknowledged" if acknowledged else "not acknowledged"),
-        (len(asked) <= 1, f"{len(asked)} question{'' if len(asked) == 1 else 's'}"),
-        (
-            scripted is None and not new,
-            "scripted self-statement" if scripted else f"new technique: {', '.join(sorted(new))}" if new else "nothing new",
-        ),
-        (
-            choice is not None or short_and_staying,
-            "offers a choice or pause" if choice else "short and stays with the patient" if short_and_staying else "does not ease off",
-        ),
+        ("acknowledged" if acknowledged else "not acknowledged", bool(acknowledged)),
+        (f"{len(asked)} question{'' if len(asked) == 1 else 's'}", len(asked) <= 1),
+        (pushed or "nothing new", not pushed),
+        (eased or "does not ease off", bool(eased)),
     ]
-    score = max(LIKERT_RANGE[0], min(LIKERT_RANGE[1], 1 + sum(passed for passed, _ in components)))
-    rationale = "; ".join(f"{'+1' if passed else '+0'} {what}" for passed, what in components)
-    evidence = acknowledged + ((scripted.quote,) if scripted else ()) + tuple(m.quote for m in new.values())
-    evidence += (choice.quote,) if choice else ()
+    low, high = LIKERT_RANGE
+    score = max(low, min(high, low + sum(passed for _, passed in components)))
+    rationale = "; ".join(f"{'+1' if passed else '+0'} {what}" for what, passed in components)
+    evidence = acknowledged + tuple(m.quote for m in (scripted, *new.values(), choice) if m is not None)
     return RuleVerdict(score=score, rationale=f"{score}: {rationale}", evidence=evidence)
 
 
@@ -265,7 +271,8 @@ def check_fits(check_name: str, criterion: Criterion, checks: Mapping[str, Check
     if isinstance(scale, CategoricalScale):
         missing = [label for label in check.labels if label not in scale.allowed()]
         if missing:
-            return f"check {check_name!r} returns labels {', '.join(check.labels)}; the scale lacks {', '.join(missing)}"
+            returned = ", ".join(check.labels)
+            return f"check {check_name!r} returns labels {returned}; the scale lacks {', '.join(missing)}"
     return None
 
 
@@ -296,20 +303,20 @@ class RulesJudge:
     def describe(self) -> dict[str, object]:
         return {"judge": self.name, "checks": sorted(self._checks)}
 
-    async def judge(self, requests: Sequence[JudgeRequest]) -> list[Judgment]:
-        return [self._judge_one(request) for request in requests]
+    async def judge(self, call: JudgeCall) -> list[Judgment]:
+        return [self._judge_one(request, call) for request in call.requests]
 
     async def aclose(self) -> None:
         return None
 
-    def _judge_one(self, request: JudgeRequest) -> Judgment:
+    def _judge_one(self, request: JudgeRequest, call: JudgeCall) -> Judgment:
         started = time.perf_counter()
         name = request.criterion.check
         if name is None:
-            return self._judgment(request, started, "unscored", unscored_reason=NO_CHECK_REASON)
+            return self._judgment(request, call, started, "unscored", unscored_reason=NO_CHECK_REASON)
         misfit = check_fits(name, request.criterion, self._checks)
         if misfit is not None:
-            return self._judgment(request, started, "error", error=misfit)
+            return self._judgment(request, call, started, "error", error=misfit)
         context = RuleContext(
             transcript=request.transcript,
             turn=request.turn,
@@ -319,44 +326,25 @@ class RulesJudge:
         try:
             verdict = self._checks[name].fn(context)
         except Exception as exc:  # a failing check must become an error judgment, never a crash or a grade
-            return self._judgment(request, started, "error", error=f"check {name} failed: {exc}")
+            return self._judgment(request, call, started, "error", error=f"check {name} failed: {exc}")
         problem = _outside_scale(request.criterion, verdict)
         if problem is not None:
-            return self._judgment(request, started, "error", error=f"check {name} returned {problem}")
+            return self._judgment(request, call, started, "error", error=f"check {name} returned {problem}")
         scale = request.criterion.scale
         label = verdict.label if isinstance(scale, CategoricalScale) else None
         score = scale.value_of(label) if isinstance(scale, CategoricalScale) and label is not None else verdict.score
         return self._judgment(
             request,
+            call,
             started,
             "ok",
             score=score,
             label=label,
             rationale=verdict.rationale,
-            evidence=[Evidence(quote=q, found=_occurs(q, request)) for q in verdict.evidence],
+            evidence=check_evidence(verdict.evidence, request.transcript),
         )
 
-    def _judgment(self, request: JudgeRequest, started: float, status: Status, **fields: object) -> Judgment:
-        item = request.item
-        return Judgment(
-            key=item.key,
-            rubric_id=request.rubric.id,
-            rubric_version=request.rubric.version,
-            rubric_hash=request.rubric.hash,
-            transcript_id=item.transcript_id,
-            turn_index=item.turn_index,
-            criterion_id=item.criterion_id,
-            sample=item.sample,
-            status=status,
-            judge=self.name,
-            model=None,
-            template_hash=request.template_hash,
-            prompt_hash=request.prompt_hash,
-            attempts=1,
-            latency_s=time.perf_counter() - started,
-            **fields,
+    def _judgment(self, request: JudgeRequest, call: JudgeCall, started: float, status: Status, **fields: object) -> Judgment:
+        return judgment_for(
+            request, self.name, call, status=status, attempts=1, latency_s=time.perf_counter() - started, **fields
         )
-
-
-def _occurs(quote: str, request: JudgeRequest) -> bool:
-    return quote in request.turn.text or any(quote in turn.text for turn in request.transcript.turns)

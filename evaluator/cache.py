@@ -1,0 +1,58 @@
+"""A response cache in SQLite, keyed by everything that can change a reply.
+
+The key covers the endpoint, model, every generation parameter, the messages, the response format
+and the sample index, so an unchanged re-run sends no request and editing one criterion re-sends
+only that criterion's items. Only successful HTTP replies are stored; what a reply *means* (valid or
+not) is decided again on every read, so a fixed parser never serves a stale verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
+
+
+def cache_key(request: dict[str, Any], base_url: str, sample: int) -> str:
+    blob = json.dumps({"base_url": base_url, "request": request, "sample": sample}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    """Get and put raw response JSON. One connection, WAL mode: a killed run leaves a consistent file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return str(row[0])
+
+    def put(self, key: str, response: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)", (key, response))
+
+    def clear(self) -> int:
+        removed = self._db.execute("DELETE FROM responses").rowcount
+        self._db.execute("VACUUM")
+        return int(removed)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

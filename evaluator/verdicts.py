@@ -1,0 +1,141 @@
+"""What a judge's reply must look like: the JSON schema sent to the endpoint, and the parser that
+checks every reply against the criterion's scale.
+
+The schema puts the rationale before the verdict so the model reasons before it decides. A reply is
+accepted only if it names a value the scale allows; anything else is a `ReplyProblem` that the judge
+re-asks about and, when attempts run out, records as unscored. A parse failure is never a grade.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from evaluator.models import CategoricalScale, CountScale, Criterion
+
+REPLY_FIELDS = ("rationale", "evidence", "applicable", "score")
+
+
+class ReplyProblem(ValueError):
+    """A reply that cannot be used; the message is sent back to the model when it is re-asked."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    applicable: bool
+    score: float | None
+    label: str | None
+    rationale: str
+    evidence: tuple[str, ...]
+
+
+def score_schema(criterion: Criterion) -> dict[str, Any]:
+    scale = criterion.scale
+    if isinstance(scale, CategoricalScale):
+        return {"type": "string", "enum": scale.allowed()}
+    allowed = scale.allowed()
+    if allowed is None:
+        return {"type": "integer"}
+    return {"type": "integer", "enum": allowed}
+
+
+def verdict_schema(criterion: Criterion) -> dict[str, Any]:
+    """A strict-mode schema: every property required, no extra ones, null only where the scale allows."""
+    return {
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string"},
+            "evidence": {"type": "array", "items": {"type": "string"}},
+            "applicable": {"type": "boolean"},
+            "score": {"anyOf": [score_schema(criterion), {"type": "null"}]},
+        },
+        "required": list(REPLY_FIELDS),
+        "additionalProperties": False,
+    }
+
+
+def group_schema(keys: list[str], schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One object holding a verdict per key (criterion id, or turn then criterion), for grouped calls."""
+    return {
+        "type": "object",
+        "properties": dict(zip(keys, schemas)),
+        "required": keys,
+        "additionalProperties": False,
+    }
+
+
+def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+
+_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_json(text: str) -> Any:
+    """The reply's JSON object: the whole text, else the last fenced block, else the last object in
+    the text that parses. Last, because models restate the format before their final answer."""
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    for block in reversed(_FENCE.findall(text)):
+        try:
+            return json.loads(block)
+        except json.JSONDecodeError:
+            continue
+    decoder = json.JSONDecoder()
+    found: Any = None
+    position = text.find("{")
+    while position != -1:
+        try:
+            found, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            position = text.find("{", position + 1)
+            continue
+        position = text.find("{", end)
+    if found is None:
+        raise ReplyProblem("the reply contains no JSON object")
+    return found
+
+
+def parse_verdict(data: Any, criterion: Criterion) -> Verdict:
+    """Check one verdict object against the criterion's scale; strict about types, so "3" is not 3."""
+    if not isinstance(data, dict):
+        raise ReplyProblem(f"expected a JSON object, got {type(data).__name__}")
+    missing = [f for f in REPLY_FIELDS if f not in data]
+    if missing:
+        raise ReplyProblem(f"missing field(s) {missing}")
+    rationale, evidence, applicable, score = (data[f] for f in REPLY_FIELDS)
+    if not isinstance(rationale, str):
+        raise ReplyProblem("'rationale' must be a string")
+    if not isinstance(evidence, list) or not all(isinstance(q, str) for q in evidence):
+        raise ReplyProblem("'evidence' must be a list of strings")
+    if not isinstance(applicable, bool):
+        raise ReplyProblem("'applicable' must be true or false")
+    quotes = tuple(q for q in evidence if q.strip())
+    if not applicable:
+        return Verdict(False, None, None, rationale, quotes)
+    if score is None:
+        raise ReplyProblem("'score' is null although 'applicable' is true")
+    value, label = _on_scale(score, criterion)
+    return Verdict(True, value, label, rationale, quotes)
+
+
+def _on_scale(score: Any, criterion: Criterion) -> tuple[float | None, str | None]:
+    scale = criterion.scale
+    if isinstance(scale, CategoricalScale):
+        if not isinstance(score, str) or score not in scale.allowed():
+            raise ReplyProblem(f"'score' must be one of {scale.allowed()}, got {score!r}")
+        return scale.value_of(score), score
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not float(score).is_integer():
+        raise ReplyProblem(f"'score' must be a whole number, got {score!r}")
+    allowed = scale.allowed()
+    if isinstance(scale, CountScale) and allowed is None:
+        if score < 0:
+            raise ReplyProblem(f"'score' counts {scale.unit} and cannot be negative, got {score!r}")
+    elif int(score) not in (allowed or []):
+        raise ReplyProblem(f"'score' must be one of {allowed}, got {score!r}")
+    return float(score), None

@@ -1,0 +1,593 @@
+"""A small OpenAI-compatible chat-completions server: the stand-in for OpenAI, vLLM or Ollama in tests
+and benchmarks.
+
+The real `openai` client talks to it over HTTP on 127.0.0.1, so retries, fallbacks, parsing and
+concurrency are exercised for real. Replies are valid instances of the JSON schema the request asks
+for, derived from the messages alone, so a faulty run can be compared item by item with a clean one.
+
+    with FakeOpenAI(faults={"rate_limit": 0.1}) as server:
+        client = OpenAI(base_url=server.url, api_key="sk-test", max_retries=0)
+
+As a process, for benchmarks (prints the URL on the first line, serves until SIGTERM or SIGINT):
+
+    python -m tests.fake_openai --latency 0.5 --fault rate_limit=0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import re
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from aiohttp import web
+
+Behaviour = Literal["valid", "rate_limit", "server_error", "slow", "malformed", "out_of_range", "refusal",
+                    "no_json_schema", "unauthorized", "not_found", "length", "bad_request"]
+BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
+MODEL = "fake-judge"
+REFUSAL = "I'm sorry, I can't help with that."
+TEXT_PREFIX = "Here is my assessment:\n```json\n"
+TEXT_SUFFIX = "\n```"
+
+_SENTENCES = (
+    "The therapist reflects the patient's feelings before moving on.",
+    "The turn stays with what the patient just said.",
+    "The therapist moves to a new task without checking in.",
+    "The response acknowledges the request and adjusts the pace.",
+    "The therapist offers a technique rather than exploring the concern.",
+)
+_FENCE = re.compile(r"```json[ \t]*\n(.*?)```", re.DOTALL)
+_TURN_LINE = re.compile(r"^\[[^\]\n]*\][^:\n]*:[ \t]*(\S.*)$", re.MULTILINE)  # "[5] Therapist: text"
+_WORD = re.compile(r"\S+")
+_BLOCK = 256  # characters per cached-prefix block: 64 tokens at 4 characters a token
+_HISTORY = 64  # earlier requests whose prefixes count as cached
+_SCORE_LOGPROB = -0.35
+
+
+@dataclass
+class Received:
+    """One request as the server saw it; header names are lower-cased."""
+
+    body: dict
+    headers: dict[str, str]
+    path: str
+
+
+def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
+           headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error in OpenAI's wire format, which the client maps to its exception classes by status."""
+    payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.json_response(payload, status=status, headers=headers)
+
+
+# --- where the schema is ---------------------------------------------------------------------------
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    """A message's text, whether its content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _response_format_type(body: Mapping[str, Any]) -> str:
+    response_format = body.get("response_format")
+    return response_format.get("type", "text") if isinstance(response_format, dict) else "text"
+
+
+def _response_schema(body: Mapping[str, Any]) -> dict | None:
+    """The schema of a `json_schema` response format, if the request uses one."""
+    if _response_format_type(body) != "json_schema":
+        return None
+    return body["response_format"].get("json_schema", {}).get("schema")
+
+
+def _message_schema(texts: Sequence[str]) -> dict | None:
+    """The last ```json fenced block in the messages that looks like a schema (has "properties")."""
+    for text in reversed(texts):
+        for block in reversed(_FENCE.findall(text)):
+            try:
+                schema = json.loads(block)
+            except ValueError:
+                continue
+            if isinstance(schema, dict) and "properties" in schema:
+                return schema
+    return None
+
+
+# --- an instance of the schema ---------------------------------------------------------------------
+
+
+def _quote(messages: Sequence[Mapping[str, Any]], seed: int) -> str | None:
+    """4-8 consecutive words, verbatim, from a "[n] Speaker: text" line of the last user message."""
+    user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    lines = [words for match in _TURN_LINE.finditer(user)
+             if len(words := list(_WORD.finditer(user, match.start(1), match.end(1)))) >= 4]
+    if not lines:
+        return None
+    rng = random.Random(seed)
+    words = rng.choice(lines)
+    count = rng.randint(4, min(8, len(words)))
+    start = rng.randrange(len(words) - count + 1)
+    return user[words[start].start():words[start + count - 1].end()]
+
+
+@dataclass
+class _Pick:
+    """A value drawn from an enum or an integer range: where the score is, for faults and logprobs."""
+
+    path: tuple
+    value: Any
+    allowed: list | range  # the enum's members, or the integer range
+    enum: bool
+
+    def alternatives(self) -> list:
+        """Other allowed values, nearest first (numbers by distance, ties to the higher; labels in order)."""
+        if self.enum:
+            others = [v for v in self.allowed if v != self.value and v is not None]
+        else:  # a range may be huge: its neighbours are enough
+            others = [v for v in range(self.value - 10, self.value + 11) if v in self.allowed and v != self.value]
+        if _is_number(self.value) and all(_is_number(v) for v in others):
+            others.sort(key=lambda v: (abs(v - self.value), -v))
+        return others
+
+    def invalid(self) -> Any:
+        """A value of the same kind that the schema does not allow."""
+        if not _is_number(self.value):
+            return "maybe" if "maybe" not in self.allowed else "maybe not"
+        if 99 not in self.allowed:
+            return 99
+        return (self.allowed[-1] if isinstance(self.allowed, range)
+                else max(v for v in self.allowed if _is_number(v))) + 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class _Instance:
+    """Builds a value valid against a JSON schema. Draws come from `rng` in schema order, so the same
+    schema and seed always give the same value; enum and integer draws are noted in `picks`."""
+
+    def __init__(self, root: dict, rng: random.Random, quote: str | None) -> None:
+        self.root, self.rng, self.quote = root, rng, quote
+        self.picks: list[_Pick] = []
+
+    def build(self, schema: dict, path: tuple = ()) -> Any:
+        schema = self._deref(schema)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return self._enum(schema["enum"], path)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return self.build(self._non_null(schema[key]), path)
+        if "allOf" in schema:
+            merged: dict = {}
+            for part in schema["allOf"]:
+                merged.update(self._deref(part))
+            return self.build(merged, path)
+        kind = _type(schema)
+        if kind == "object":
+            return {name: self.build(sub, (*path, name)) for name, sub in schema.get("properties", {}).items()}
+        if kind == "array":
+            return self._array(schema, path)
+        if kind in ("integer", "number"):
+            return self._number(schema, path, integer=kind == "integer")
+        if kind == "boolean":
+            return True
+        if kind == "null":
+            return None
+        return self._string(schema, path)
+
+    def _deref(self, schema: dict) -> dict:
+        """Follow local "$ref"s ("#/$defs/Name"); sibling keywords override the target's."""
+        while "$ref" in schema:
+            target: Any = self.root
+            for part in schema["$ref"].removeprefix("#").strip("/").split("/"):
+                if part:
+                    target = target[part.replace("~1", "/").replace("~0", "~")]
+            schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return schema
+
+    def _non_null(self, branches: list[dict]) -> dict:
+        return next((b for b in branches if _type(self._deref(b)) != "null"), {"type": "null"})
+
+    def _enum(self, members: list, path: tuple) -> Any:
+        value = self.rng.choice([m for m in members if m is not None] or members)
+        self.picks.append(_Pick(path, value, list(members), enum=True))
+        return value
+
+    def _array(self, schema: dict, path: tuple) -> list:
+        item = self._deref(schema.get("items", {}))
+        if _type(item) == "string" and not {"enum", "const", "anyOf", "oneOf"} & item.keys():
+            values: list = [self.quote] if self.quote else []
+        else:
+            values = [self.build(item, (*path, 0))]
+        while len(values) < schema.get("minItems", 0):
+            values.append(self.build(item, (*path, len(values))))
+        return values[:schema["maxItems"]] if "maxItems" in schema else values
+
+    def _number(self, schema: dict, path: tuple, *, integer: bool) -> int | float:
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        low = low if low is not None else (high - 10 if high is not None else 0)
+        high = high if high is not None else low + 10
+        if not integer:  # strictly inside, so exclusive bounds hold too
+            return round(low + (high - low) * self.rng.randint(1, 9) / 10, 6)
+        low = int(low) + 1 if "exclusiveMinimum" in schema and "minimum" not in schema else -int(-low // 1)
+        high = int(high) - 1 if "exclusiveMaximum" in schema and "maximum" not in schema else int(high // 1)
+        value = self.rng.randint(low, high)
+        self.picks.append(_Pick(path, value, range(low, high + 1), enum=False))
+        return value
+
+    def _string(self, schema: dict, path: tuple) -> str:
+        text = self.quote if self.quote and "evidence" in path else self.rng.choice(_SENTENCES)
+        text = text[:schema["maxLength"]] if "maxLength" in schema else text
+        return text.ljust(schema.get("minLength", 0), ".")
+
+
+def _type(schema: Mapping[str, Any]) -> str:
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind:
+        return kind
+    return "object" if "properties" in schema else "array" if "items" in schema else "string"
+
+
+def _score(picks: Sequence[_Pick]) -> _Pick | None:
+    """The score: the first enum in the reply, else the first integer."""
+    return next((p for p in picks if p.enum), picks[0] if picks else None)
+
+
+def _put(instance: Any, path: tuple, value: Any) -> Any:
+    """`instance` with the value at `path` replaced."""
+    if not path:
+        return value
+    target = instance
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return instance
+
+
+# --- content as tokens -----------------------------------------------------------------------------
+
+Token = tuple[str, bool]  # text, and whether it is the score value
+
+
+def _tokens(value: Any, score_path: tuple | None, path: tuple = ()) -> Iterator[Token]:
+    """`value` as JSON (json.dumps' default separators), one token per scalar or punctuation run."""
+    if isinstance(value, dict):
+        yield "{", False
+        for i, (key, item) in enumerate(value.items()):
+            yield (", " if i else "") + json.dumps(key, ensure_ascii=False) + ": ", False
+            yield from _tokens(item, score_path, (*path, key))
+        yield "}", False
+    elif isinstance(value, list):
+        yield "[", False
+        for i, item in enumerate(value):
+            if i:
+                yield ", ", False
+            yield from _tokens(item, score_path, (*path, i))
+        yield "]", False
+    else:
+        yield json.dumps(value, ensure_ascii=False), path == score_path
+
+
+def _json_tokens(schema: dict, messages: list[dict], *, break_score: bool) -> tuple[list[Token], _Pick | None]:
+    """A valid instance of `schema` seeded by the messages alone, as tokens; `break_score` puts a value
+    the schema forbids in the score's place."""
+    digest = hashlib.blake2b(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
+    seed = int.from_bytes(digest.digest(), "big")
+    instance = _Instance(schema, random.Random(seed), _quote(messages, seed))
+    value = instance.build(schema)
+    score = _score(instance.picks)
+    if break_score and score is not None:
+        value = _put(value, score.path, score.invalid())
+    return list(_tokens(value, score.path if score else None)), score
+
+
+def _length(tokens: Sequence[Token]) -> int:
+    return sum(len(text) for text, _ in tokens)
+
+
+def _cut(tokens: Sequence[Token], keep: int) -> list[Token]:
+    """The first `keep` characters of the tokens; a token cut in two is no longer the score."""
+    out: list[Token] = []
+    used = 0
+    for text, is_score in tokens:
+        if used + len(text) > keep:
+            if keep > used:
+                out.append((text[:keep - used], False))
+            break
+        out.append((text, is_score))
+        used += len(text)
+    return out
+
+
+def _logprob_entry(token: str, logprob: float) -> dict:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def _logprobs(tokens: Sequence[Token], score: _Pick | None, top: int) -> dict:
+    """Per-token logprobs: certain everywhere but the score, which has its alternatives nearest first."""
+    entries = []
+    for text, is_score in tokens:
+        candidates = [_logprob_entry(text, _SCORE_LOGPROB if is_score else 0.0)]
+        if is_score and score is not None:
+            candidates += [_logprob_entry(json.dumps(v, ensure_ascii=False), -round(1.9 + 0.7 * i + 0.2 * i * i, 2))
+                           for i, v in enumerate(score.alternatives()[:max(top - 1, 0)])]
+        entries.append({**candidates[0], "top_logprobs": candidates[:top]})
+    return {"content": entries, "refusal": None}
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+class FakeOpenAI:
+    """The server. Which behaviour request n (0-based, arrival order) gets: `script[n]` while the script
+    lasts, else `chooser(body, n)` if given, else a seeded draw from `faults`, falling back to "valid"."""
+
+    def __init__(self, *, latency: float = 0.0, script: Sequence[Behaviour] = (),
+                 chooser: Callable[[dict, int], Behaviour] | None = None,
+                 faults: Mapping[Behaviour, float] | None = None, fault_seed: int = 0, retry_after: float = 0.01,
+                 supports_json_schema: bool = True, slow_seconds: float = 0.5, record: bool = True) -> None:
+        faults = dict(faults or {})
+        unknown = sorted({*script, *faults} - set(BEHAVIOURS))
+        if unknown:
+            raise ValueError(f"unknown behaviours {unknown}; known: {list(BEHAVIOURS)}")
+        if sum(faults.values()) > 1 or any(p < 0 for p in faults.values()):
+            raise ValueError(f"fault probabilities must be >= 0 and sum to at most 1, got {faults}")
+        self.latency, self.script, self.chooser = latency, tuple(script), chooser
+        self.faults, self._rng = faults, random.Random(fault_seed)
+        self.retry_after, self.supports_json_schema = retry_after, supports_json_schema
+        self.slow_seconds, self.record = slow_seconds, record
+        self.url = ""
+        self.received: list[Received] = []
+        self._count = 0
+        self._history: deque[tuple[int, ...]] = deque()
+        self._seen: Counter[int] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # lifecycle
+
+    def start(self) -> FakeOpenAI:
+        """Serve from a background thread with its own event loop, on a free port; returns once listening."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        try:
+            self._runner = asyncio.run_coroutine_threadsafe(self._listen(0), self._loop).result(timeout=10)
+        except BaseException:
+            self._halt()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop the background loop and its thread."""
+        assert self._loop is not None and self._thread is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _listen(self, port: int) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # no logging per request
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        return runner
+
+    async def serve_until_signalled(self, port: int = 0) -> None:
+        """Serve in this process's loop, print the URL as the first stdout line, stop on SIGTERM/SIGINT."""
+        runner = await self._listen(port)
+        print(self.url, flush=True)
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        await runner.cleanup()
+
+    # behaviour
+
+    def choose(self, body: dict, n: int) -> Behaviour:
+        """The behaviour for request n; past the script and without a chooser, this draws from `faults`."""
+        if n < len(self.script):
+            return self.script[n]
+        if self.chooser is not None:
+            return self.chooser(body, n)
+        draw = self._rng.random()
+        for behaviour, probability in self.faults.items():
+            if draw < probability:
+                return behaviour
+            draw -= probability
+        return "valid"
+
+    # handlers
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": MODEL, "object": "model", "created": 0, "owned_by": "fake-openai"}]})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+        if self.record:
+            self.received.append(Received(body, {k.lower(): v for k, v in request.headers.items()}, request.path))
+        n, self._count = self._count, self._count + 1
+        behaviour = self.choose(body, n)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        invalid = self._invalid(body)  # a Response is an empty mapping, so falsy: compare with None
+        return invalid if invalid is not None else await self._respond(body, behaviour, n)
+
+    def _invalid(self, body: dict) -> web.Response | None:
+        """The 400s a real server gives whatever else happens: these depend on the request, not on luck."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return _error(400, "'messages' must be a non-empty array of objects.", "invalid_request_error", "messages")
+        if body.get("stream"):
+            return _error(400, "Streaming is not supported by this server.", "invalid_request_error", "stream")
+        kind = _response_format_type(body)
+        if kind == "json_schema" and not self.supports_json_schema:
+            return self._fault("no_json_schema", body)
+        if kind == "json_object" and not any("json" in _text(m).lower() for m in messages):
+            return _error(400, "'messages' must contain the word 'json' in some form, to use 'response_format' of "
+                               "type 'json_object'.", "invalid_request_error", "messages")
+        return None
+
+    async def _respond(self, body: dict, behaviour: Behaviour, n: int) -> web.Response:
+        if behaviour == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        if behaviour in ("valid", "slow", "malformed", "out_of_range", "refusal", "length"):
+            return web.json_response(self._completion(body, behaviour, n))
+        return self._fault(behaviour, body)
+
+    def _fault(self, behaviour: Behaviour, body: dict) -> web.Response:
+        model = body.get("model", MODEL)
+        if behaviour == "rate_limit":
+            headers = {"Retry-After": str(self.retry_after), "retry-after-ms": f"{self.retry_after * 1000:g}"}
+            return _error(429, f"Rate limit reached for {model}. Please try again in {self.retry_after}s.",
+                          "rate_limit_exceeded", code="rate_limit_exceeded", headers=headers)
+        if behaviour == "server_error":
+            return _error(500, "The server had an error", "server_error")
+        if behaviour == "no_json_schema":
+            return _error(400, "response_format type 'json_schema' is not supported by this server",
+                          "invalid_request_error", "response_format")
+        if behaviour == "unauthorized":
+            return _error(401, "Incorrect API key provided: sk-fa***", "invalid_request_error",
+                          code="invalid_api_key")
+        if behaviour == "not_found":
+            return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                          "invalid_request_error", code="model_not_found")
+        return _error(400, "This model's maximum context length is 8192 tokens. Please reduce the length of the "
+                           "messages.", "invalid_request_error", "messages", "context_length_exceeded")
+
+    # completions
+
+    def _completion(self, body: dict, behaviour: Behaviour, n: int) -> dict:
+        messages = body["messages"]
+        texts = [_text(m) for m in messages]
+        tokens, score = self._reply(body, messages, texts, behaviour)
+        content = None if behaviour == "refusal" else "".join(text for text, _ in tokens)
+        top = body.get("top_logprobs") or 0
+        logprobs = _logprobs(tokens, score, top) if body.get("logprobs") and content is not None else None
+        prompt_tokens = max(1, sum(map(len, texts)) // 4)
+        completion_tokens = max(1, len(content or REFUSAL) // 4)
+        return {
+            "id": f"chatcmpl-fake{n:08d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", MODEL),
+            "system_fingerprint": "fp_fake",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content,
+                            "refusal": REFUSAL if behaviour == "refusal" else None, "annotations": []},
+                "finish_reason": "length" if behaviour == "length" else "stop",
+                "logprobs": logprobs,
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self._cached_tokens("\n".join(texts))},
+            },
+        }
+
+    def _reply(self, body: dict, messages: list[dict], texts: list[str],
+               behaviour: Behaviour) -> tuple[list[Token], _Pick | None]:
+        """The reply's tokens and score, from the messages alone (plus the behaviour's damage)."""
+        schema = _response_schema(body) or _message_schema(texts)
+        tokens, score = ([("OK", False)], None) if schema is None else \
+            _json_tokens(schema, messages, break_score=behaviour == "out_of_range")
+        if behaviour == "malformed":
+            tokens = _cut(tokens, max(_length(tokens) - 7, 1))
+        if schema is not None and _response_format_type(body) == "text":
+            tokens = [(TEXT_PREFIX, False), *tokens, (TEXT_SUFFIX, False)]
+        if behaviour == "length":
+            tokens = _cut(tokens, _length(tokens) // 2)
+        return tokens, score
+
+    def _cached_tokens(self, prompt: str) -> int:
+        """Tokens of the prompt's longest prefix shared with one of the last 64 prompts, in blocks of 64
+        tokens, as a prefix cache would count them: chained block hashes keep this O(prompt length)."""
+        chain: list[int] = []
+        digest = 0
+        for start in range(0, len(prompt) - _BLOCK + 1, _BLOCK):
+            digest = hash((digest, prompt[start:start + _BLOCK]))
+            chain.append(digest)
+        cached = next((i for i, block in enumerate(chain) if block not in self._seen), len(chain))
+        if len(self._history) == _HISTORY:
+            for block in self._history.popleft():
+                self._seen[block] -= 1
+                if not self._seen[block]:
+                    del self._seen[block]
+        self._history.append(tuple(chain))
+        self._seen.update(chain)
+        return cached * _BLOCK // 4
+
+
+def _fault_arg(text: str) -> tuple[Behaviour, float]:
+    """`--fault NAME=P`."""
+    name, _, probability = text.partition("=")
+    if name not in BEHAVIOURS:
+        raise argparse.ArgumentTypeError(f"unknown behaviour {name!r}; known: {', '.join(BEHAVIOURS)}")
+    return name, float(probability)  # type: ignore[return-value]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_openai", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--fault", type=_fault_arg, action="append", default=[], metavar="NAME=P",
+                        help="probability of a behaviour per request, e.g. rate_limit=0.1 (repeatable)")
+    parser.add_argument("--fault-seed", type=int, default=0)
+    parser.add_argument("--retry-after", type=float, default=0.01)
+    parser.add_argument("--slow-seconds", type=float, default=0.5)
+    parser.add_argument("--no-json-schema", action="store_true", help="refuse response_format json_schema")
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(latency=args.latency, faults=dict(args.fault), fault_seed=args.fault_seed,
+                        retry_after=args.retry_after, slow_seconds=args.slow_seconds,
+                        supports_json_schema=not args.no_json_schema, record=False)  # nobody reads it: no growth
+    asyncio.run(server.serve_until_signalled(args.port))
+
+
+if __name__ == "__main__":
+    main()
