@@ -17,11 +17,13 @@ from typing import Sequence
 from rich.console import Console
 from rich.rule import Rule
 
-from evaluator.judges.select import JudgeConfigError, JudgeSettings
+from evaluator.cost import PriceError
+from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptError, PromptRenderer
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
+from evaluator.estimate import dry_run, print_dry_run
 from evaluator.runner import RunConfig, RunError, run_async
 from evaluator.store import ResultsError, resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
@@ -109,14 +111,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder (default: results/)")
     run.add_argument("--judge", choices=("auto", "rules", "openai"), default="auto",
                      help="auto: an LLM judge when one is configured, else the offline rules judge (default)")
-    run.add_argument("--model", help="LLM judge model name")
-    run.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    run.add_argument("--mode", choices=("per-criterion", "per-turn", "per-transcript"), default="per-criterion",
+                     help="one call per (turn, criterion) (default, most reliable), per turn, or per transcript")
+    run.add_argument("--samples", type=int, default=1, metavar="N", help="judge each item N times with distinct seeds")
     run.add_argument("--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)")
+    run.add_argument("--max-cost", type=float, metavar="USD", help="stop cleanly before the run would cost more")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (items, calls, estimated tokens and cost) without calling the judge")
     run.add_argument("--run-id", help="name of the run folder (default: time-stamped)")
     run.add_argument("--resume", type=Path, metavar="RUN",
                      help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once")
     run.add_argument("--retry-failed", action="store_true", help="with --resume: judge unscored and errored items again")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    llm = run.add_argument_group("LLM judge (any OpenAI-compatible endpoint)")
+    llm.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
+    llm.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)")
+    llm.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                     help="environment variable holding the API key (default OPENAI_API_KEY); a key is never written anywhere")
+    llm.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    llm.add_argument("--seed", type=int, default=0, help="seed; sample n uses seed+n (default 0)")
+    llm.add_argument("--max-tokens", type=int, metavar="N", help="cap on reply tokens")
+    llm.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
+                     help="any other request parameter, e.g. --param top_p=0.9 (repeatable; overrides the rubric's)")
+    llm.add_argument("--output-format", choices=("auto", "json_schema", "json_object", "text"), default="auto",
+                     help="how replies are constrained; auto starts with strict json_schema and steps down if refused")
+    llm.add_argument("--attempts", type=int, default=3, metavar="N",
+                     help="replies asked for per call before an item is recorded unscored (default 3)")
+    llm.add_argument("--retries", type=int, default=6, metavar="N",
+                     help="tries per request on 429, 5xx, timeouts and dropped connections (default 6)")
+    llm.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
+    llm.add_argument("--rpm", type=float, metavar="N", help="at most N requests a minute")
+    llm.add_argument("--tpm", type=float, metavar="N", help="at most N tokens a minute")
+    llm.add_argument("--logprobs", action="store_true", help="ask for top logprobs and record a probability-weighted score")
+    llm.add_argument("--prices", type=Path, metavar="FILE", help="price table (YAML/JSON), USD per million tokens")
+    llm.add_argument("--cache", type=Path, default=Path(".cache") / "responses.sqlite", metavar="PATH",
+                     help="response cache (default .cache/responses.sqlite): unchanged items are never paid twice")
+    llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
 
     render = sub.add_parser("render", help="print the exact messages a judge would get for one turn",
@@ -142,6 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _judge_settings(args: argparse.Namespace) -> JudgeSettings:
+    parameters = {}
+    for key, raw in _pairs(args.param, "--param").items():
+        try:
+            parameters[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parameters[key] = raw
+    for name in ("samples", "concurrency", "attempts", "retries"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1")
+    return JudgeSettings(
+        kind=args.judge,
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        parameters=parameters,
+        output=args.output_format,
+        content_attempts=args.attempts,
+        transport_attempts=args.retries,
+        timeout_s=args.timeout,
+        logprobs=args.logprobs,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        cache_path=None if args.no_cache else args.cache,
+        prices_file=args.prices,
+    )
+
+
 async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.retry_failed and args.resume is None:
         raise CliError("--retry-failed goes with --resume RUN")
@@ -150,8 +211,11 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         transcripts=args.transcripts,
         rubrics=_rubric_paths(args.rubric) or [Path("rubrics")],
         output=args.output,
-        judge=JudgeSettings(kind=args.judge, model=args.model, base_url=args.base_url),
+        judge=_judge_settings(args),
         read_options=_read_options(args),
+        mode=args.mode,
+        samples=args.samples,
+        max_cost=args.max_cost,
         concurrency=args.concurrency,
         run_id=args.run_id,
         resume=resume,
@@ -159,7 +223,12 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         command=["evaluator", *sys.argv[1:]],
         show_progress=not args.no_progress,
     )
+    if args.dry_run:
+        print_dry_run(await dry_run(config), console)
+        return EXIT_OK
     result = await run_async(config)
+    if result.manifest.stopped:
+        console.print(f"[yellow]{result.manifest.stopped}[/yellow]; continue with --resume {result.run_dir}")
     summary, summary_path = write_summary(result.run_dir)
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
     console.print(f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}", highlight=False)
@@ -259,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return _cmd_validate(args, console)
         return _cmd_report(args, console)
-    except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, KeyError) as exc:
+    except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, PriceError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         errors.print(f"[red]error:[/red] {message}", highlight=False)
         return EXIT_FAILED

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from evaluator.judges.base import JudgeRequest
 from evaluator.markers import MARKERS
 from evaluator.models import Criterion, Item, Judgment, JudgeMode, Rubric, Status, Transcript, Turn
 from evaluator.rubrics import criterion_stages
@@ -105,3 +106,15 @@ def work_units(plans: list[TurnPlan], mode: JudgeMode) -> list[tuple[TurnPlan, .
     for plan in plans:
         groups.setdefault((plan.rubric.id, plan.transcript.id), []).append(plan)
     return [tuple(group) for group in groups.values()]
+
+
+def group_requests(requests: list[JudgeRequest], mode: JudgeMode) -> list[list[JudgeRequest]]:
+    """Requests that share one judge call: each alone, those of one turn, or all of the unit."""
+    if mode == "per-criterion":
+        return [[r] for r in requests]
+    if mode == "per-turn":
+        by_turn: dict[int, list[JudgeRequest]] = {}
+        for r in requests:
+            by_turn.setdefault(r.turn.index, []).append(r)
+        return list(by_turn.values())
+    return [requests] if requests else []

@@ -60,7 +60,7 @@ def transport_retrying(
 ) -> AsyncRetrying:
     return AsyncRetrying(
         retry=retry_if_exception_type(RETRYABLE),
-        wait=wait_retry_after(wait_exponential_jitter(initial=initial, max=cap, jitter=initial), cap),
+        wait=wait_retry_after(wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial), cap),
         stop=stop_after_attempt(attempts),
         before_sleep=on_retry,
         reraise=True,

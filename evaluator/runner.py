@@ -36,7 +36,7 @@ from evaluator.models import (
     Usage,
     item_key,
 )
-from evaluator.plan import TurnPlan, applicability_after, plan_turns, static_applicability, work_units
+from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubrics
 from evaluator.store import JudgmentWriter, load_judgments, new_run_id, read_manifest, write_manifest
@@ -115,6 +115,15 @@ class _Ledger:
         }
 
 
+def make_call(renderer: PromptRenderer, group: Sequence[JudgeRequest], mode: JudgeMode) -> JudgeCall:
+    """Render one prompt for a group of requests (all of one rubric and transcript)."""
+    first = group[0]
+    criteria = list({r.criterion.id: r.criterion for r in group}.values())
+    turns = list({r.turn.index: r.turn for r in group}.values())
+    rendered = renderer.render(first.rubric, criteria, first.transcript, turns, mode)
+    return JudgeCall(tuple(group), mode, rendered.messages, rendered.template_hash, rendered.prompt_hash)
+
+
 class _UnitWorker:
     """Judges a unit (one turn, or a session's turns) stage by stage, grouping calls by mode, and
     hands every judgment to `sink` as soon as it exists."""
@@ -134,8 +143,8 @@ class _UnitWorker:
         for stage in range(len(first.stages)):
             for sample in range(first.samples):
                 pending = [r for plan in unit for r in self._requests(plan, stage, sample)]
-                for group in self._groups(pending):
-                    call = self._call(group)
+                for group in group_requests(pending, self.mode):
+                    call = make_call(self.renderer, group, self.mode)
                     if not budget.reserve(call):
                         return
                     judgments = await self.judge.judge(call)
@@ -172,23 +181,6 @@ class _UnitWorker:
                 )
         return pending
 
-    def _groups(self, requests: list[JudgeRequest]) -> list[list[JudgeRequest]]:
-        if self.mode == "per-criterion":
-            return [[r] for r in requests]
-        if self.mode == "per-turn":
-            by_turn: dict[int, list[JudgeRequest]] = {}
-            for r in requests:
-                by_turn.setdefault(r.turn.index, []).append(r)
-            return list(by_turn.values())
-        return [requests] if requests else []
-
-    def _call(self, group: list[JudgeRequest]) -> JudgeCall:
-        first = group[0]
-        criteria = list({r.criterion.id: r.criterion for r in group}.values())
-        turns = list({r.turn.index: r.turn for r in group}.values())
-        rendered = self.renderer.render(first.rubric, criteria, first.transcript, turns, self.mode)
-        return JudgeCall(tuple(group), self.mode, rendered.messages, rendered.template_hash, rendered.prompt_hash)
-
     def _decided_without_judge(self, plan: TurnPlan, criterion: Criterion) -> tuple[Status | None, str | None]:
         reason = static_applicability(criterion, plan.transcript, plan.turn)
         if reason is not None:
@@ -217,7 +209,7 @@ def _progress(console: Console, enabled: bool) -> Progress:
     )
 
 
-def _read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
+def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
     rubrics = load_rubrics(list(config.rubrics))
     files = discover(list(config.transcripts))
     transcripts, bad = read_all(files, config.read_options)
@@ -283,7 +275,7 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
             samples=previous.samples,
             mode=previous.mode,
         )
-    rubrics, transcripts, skipped, files = _read_inputs(config)
+    rubrics, transcripts, skipped, files = read_inputs(config)
     for entry in skipped:
         console.print(f"[red]skipped[/red] {entry.error}", highlight=False)
     judge = make_judge(config.judge, console)

@@ -35,3 +35,27 @@ def write(tmp_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture
+def fake_server():
+    """Start scripted OpenAI-compatible servers on 127.0.0.1: fake_server(script=[...], latency=...)."""
+    from tests.fake_openai import FakeOpenAI
+
+    servers = []
+
+    def _start(**kwargs):
+        server = FakeOpenAI(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key or base URL from the developer's shell leaks into a test."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)

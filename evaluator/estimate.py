@@ -1,0 +1,109 @@
+"""`evaluator run --dry-run`: what a run would send and cost, computed from the rendered prompts,
+before any money is spent. Criteria that wait for another criterion's verdict are counted as if it
+said yes, so the figures are an upper bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from evaluator.cost import token_counter
+from evaluator.judges.base import JudgeRequest
+from evaluator.judges.select import DEFAULT_MODEL, estimate_call, judge_price
+from evaluator.models import Item, Usage
+from evaluator.plan import group_requests, plan_turns, static_applicability, work_units
+from evaluator.prompts import PromptRenderer
+from evaluator.runner import RunConfig, make_call, read_inputs
+
+
+@dataclass
+class RubricEstimate:
+    items: int = 0
+    decided_by_rules: int = 0
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class DryRun:
+    judge: str
+    model: str | None
+    mode: str
+    transcripts: int
+    skipped_files: int
+    counting: str
+    per_rubric: dict[str, RubricEstimate]
+    cost_usd: float | None
+
+    @property
+    def total(self) -> RubricEstimate:
+        total = RubricEstimate()
+        for e in self.per_rubric.values():
+            total.items += e.items
+            total.decided_by_rules += e.decided_by_rules
+            total.calls += e.calls
+            total.usage = Usage(
+                prompt_tokens=total.usage.prompt_tokens + e.usage.prompt_tokens,
+                completion_tokens=total.usage.completion_tokens + e.usage.completion_tokens,
+            )
+        return total
+
+
+async def dry_run(config: RunConfig) -> DryRun:
+    rubrics, transcripts, skipped, _ = read_inputs(config)
+    renderer = PromptRenderer(config.prompts_dir)
+    llm = config.judge.uses_llm()
+    estimates = {r.id: RubricEstimate() for r in rubrics}
+    for unit in work_units(plan_turns(transcripts, rubrics, config.samples), config.mode):
+        estimate = estimates[unit[0].rubric.id]
+        for stage in range(len(unit[0].stages)):
+            for sample in range(unit[0].samples):
+                pending: list[JudgeRequest] = []
+                for plan in unit:
+                    for criterion in plan.stages[stage]:
+                        estimate.items += 1
+                        if static_applicability(criterion, plan.transcript, plan.turn) is not None:
+                            estimate.decided_by_rules += 1
+                            continue
+                        item = Item(rubric_id=plan.rubric.id, transcript_id=plan.transcript.id,
+                                    turn_index=plan.turn.index, criterion_id=criterion.id, sample=sample)
+                        pending.append(JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn))
+                for group in group_requests(pending, config.mode):
+                    estimate.calls += 1
+                    if llm:
+                        usage = estimate_call(make_call(renderer, group, config.mode), config.judge)
+                        estimate.usage = Usage(
+                            prompt_tokens=estimate.usage.prompt_tokens + usage.prompt_tokens,
+                            completion_tokens=estimate.usage.completion_tokens + usage.completion_tokens,
+                        )
+    price = judge_price(config.judge)
+    result = DryRun(
+        judge="openai" if llm else "rules",
+        model=(config.judge.model or DEFAULT_MODEL) if llm else None,
+        mode=config.mode,
+        transcripts=len(transcripts),
+        skipped_files=len(skipped),
+        counting=token_counter()[1] if llm else "no tokens: the rules judge runs offline",
+        per_rubric=estimates,
+        cost_usd=None,
+    )
+    result.cost_usd = price.cost(result.total.usage) if price else (0.0 if not llm else None)
+    return result
+
+
+def print_dry_run(estimate: DryRun, console: Console) -> None:
+    judge = estimate.judge + (f" ({estimate.model})" if estimate.model else "")
+    console.print(f"Dry run: {estimate.transcripts} transcripts, judge {judge}, mode {estimate.mode}; nothing is sent.")
+    if estimate.skipped_files:
+        console.print(f"[red]{estimate.skipped_files} file(s) would be skipped (see above)[/red]")
+    table = Table(title_justify="left")
+    for column in ("rubric", "items", "decided by rules", "calls (at most)", "prompt tokens", "completion tokens"):
+        table.add_column(column, justify="left" if column == "rubric" else "right", no_wrap=column == "rubric")
+    for rubric_id, e in [*estimate.per_rubric.items(), ("total", estimate.total)]:
+        table.add_row(rubric_id, f"{e.items:,}", f"{e.decided_by_rules:,}", f"{e.calls:,}",
+                      f"{e.usage.prompt_tokens:,}", f"{e.usage.completion_tokens:,}")
+    console.print(table)
+    cost = "unknown (no price for this model; pass --prices FILE)" if estimate.cost_usd is None else f"${estimate.cost_usd:.4f}"
+    console.print(f"Estimated cost: {cost}. Tokens counted by {estimate.counting}.", highlight=False)

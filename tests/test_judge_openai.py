@@ -1,0 +1,250 @@
+"""The LLM judge over real HTTP against a scripted OpenAI-compatible server on 127.0.0.1.
+
+Nothing patches the openai client: every reply, fault and retry crosses a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluator.judges.base import JudgeCall, JudgeFatalError, JudgeRequest
+from evaluator.judges.openai import OpenAIJudge
+from evaluator.judges.select import JudgeSettings
+from evaluator.models import Item, Transcript, Turn
+from evaluator.prompts import PromptRenderer
+from evaluator.rubrics import load_rubric
+from evaluator.runner import make_call
+
+KEY = "sk-test-0123456789abcdefghijklmnop"
+RUBRIC = """\
+id: mini
+title: Mini rubric
+criteria:
+  - id: acknowledges
+    name: Acknowledges the request
+    question: Does the therapist acknowledge the request to slow down?
+    scale: {type: binary, yes: it does, no: it does not}
+  - id: responsiveness
+    name: Responds to the request
+    question: How well does the therapist honour the request?
+    scale:
+      type: likert
+      min: 1
+      max: 5
+      anchors: {1: ignores it, 3: acknowledges only, 5: clearly slows down}
+  - id: length
+    name: Relative length
+    question: Is the turn shorter or longer than the patient's?
+    scale:
+      type: categorical
+      categories:
+        - {label: shorter, description: shorter}
+        - {label: longer, description: longer}
+"""
+
+TRANSCRIPT = Transcript(
+    id="mini-session",
+    source="mini.txt",
+    turns=[
+        Turn(index=0, speaker="patient", label="Patient", text="I feel overwhelmed. Can we slow down?"),
+        Turn(index=1, speaker="therapist", label="Therapist", text="Of course. Let's slow right down and take a breath."),
+        Turn(index=2, speaker="patient", label="Patient", text="Thanks, that helps a little."),
+        Turn(index=3, speaker="therapist", label="Therapist", text="Would you like to pause here for a moment?"),
+    ],
+)
+
+
+@pytest.fixture
+def rubric(write):
+    return load_rubric(write("mini.yaml", RUBRIC))
+
+
+def _settings(server, **overrides) -> JudgeSettings:
+    settings = {"kind": "openai", "model": "fake-judge", "base_url": server.url, "cache_path": None,
+                "transport_attempts": 4, **overrides}
+    return JudgeSettings(**settings)
+
+
+def _call(rubric, criterion_ids=("responsiveness",), turn=1, mode="per-criterion") -> JudgeCall:
+    requests = [
+        JudgeRequest(
+            Item(rubric_id=rubric.id, transcript_id=TRANSCRIPT.id, turn_index=turn, criterion_id=c),
+            rubric, rubric.criterion(c), TRANSCRIPT, TRANSCRIPT.turns[turn],
+        )
+        for c in criterion_ids
+    ]
+    return make_call(PromptRenderer(), requests, mode)
+
+
+async def _judge(server, call: JudgeCall, monkeypatch: pytest.MonkeyPatch | None = None, **settings):
+    judge = OpenAIJudge(_settings(server, **settings))
+    try:
+        return await judge.judge(call)
+    finally:
+        await judge.aclose()
+
+
+async def test_valid_reply_is_a_grade_on_the_scale_with_checked_evidence(fake_server, rubric, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server = fake_server()
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "ok" and judgment.score in {1, 2, 3, 4, 5}
+    assert judgment.attempts == 1 and judgment.transport_retries == 0
+    assert judgment.usage.prompt_tokens > 0 and judgment.model == "fake-judge"
+    assert judgment.evidence and all(e.found for e in judgment.evidence)
+    (received,) = server.received
+    body = received.body
+    assert received.headers["authorization"] == f"Bearer {KEY}"
+    assert (body["model"], body["temperature"], body["seed"]) == ("fake-judge", 0.0, 0)
+    schema = body["response_format"]["json_schema"]
+    assert body["response_format"]["type"] == "json_schema" and schema["strict"] is True
+    assert list(schema["schema"]["properties"]) == ["rationale", "evidence", "applicable", "score"]
+    assert schema["schema"]["properties"]["score"]["anyOf"][0]["enum"] == [1, 2, 3, 4, 5]
+    assert body["messages"][1]["content"].endswith("How well does the therapist honour the request?")
+
+
+async def test_categorical_scale_records_the_label(fake_server, rubric) -> None:
+    (judgment,) = await _judge(fake_server(), _call(rubric, ("length",)))
+    assert judgment.status == "ok" and judgment.label in {"shorter", "longer"} and judgment.score is None
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        (["out_of_range"] * 3, "'score' must be one of [1, 2, 3, 4, 5], got 99"),
+        (["malformed"] * 3, "no JSON object"),
+        (["refusal"] * 3, "the judge refused: I'm sorry, I can't help with that."),
+        (["length"] * 3, "cut off (finish_reason=length)"),
+    ],
+)
+async def test_a_bad_reply_is_never_a_grade(fake_server, rubric, script, reason) -> None:
+    server = fake_server(script=script)
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "unscored" and judgment.score is None
+    assert judgment.attempts == 3 and len(server.received) == 3
+    assert reason in judgment.unscored_reason and "after 3 attempt(s)" in judgment.unscored_reason
+
+
+async def test_a_bad_reply_is_re_asked_with_what_was_wrong(fake_server, rubric) -> None:
+    server = fake_server(script=["out_of_range"])
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "ok" and judgment.attempts == 2
+    second = server.received[1].body["messages"]
+    assert second[-2]["role"] == "assistant" and '"score": 99' in second[-2]["content"]
+    assert second[-1]["role"] == "user" and "must be one of [1, 2, 3, 4, 5], got 99" in second[-1]["content"]
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "server_error"])
+async def test_transport_faults_are_retried_without_counting_as_attempts(fake_server, rubric, fault) -> None:
+    server = fake_server(script=[fault, fault])
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "ok" and judgment.attempts == 1 and judgment.transport_retries == 2
+    assert len(server.received) == 3
+
+
+async def test_transport_faults_that_never_end_are_an_error_not_a_grade(fake_server, rubric) -> None:
+    server = fake_server(script=["server_error"] * 10)
+    (judgment,) = await _judge(server, _call(rubric), transport_attempts=3)
+    assert judgment.status == "error" and "InternalServerError" in judgment.error and judgment.score is None
+    assert len(server.received) == 3
+
+
+async def test_a_client_error_fails_fast(fake_server, rubric) -> None:
+    server = fake_server(script=["bad_request"])
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "error" and "maximum context length" in judgment.error
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(("fault", "hint"), [("unauthorized", "check the API key in OPENAI_API_KEY"),
+                                             ("not_found", "check --model and --base-url")])
+async def test_auth_and_model_errors_stop_with_what_to_fix(fake_server, rubric, monkeypatch, fault, hint) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server = fake_server(script=[fault])
+    with pytest.raises(JudgeFatalError) as caught:
+        await _judge(server, _call(rubric))
+    assert hint in str(caught.value) and KEY not in str(caught.value)
+    assert len(server.received) == 1
+
+
+async def test_falls_back_to_json_mode_when_json_schema_is_refused(fake_server, rubric) -> None:
+    server = fake_server(supports_json_schema=False)
+    judge = OpenAIJudge(_settings(server))
+    try:
+        first = await judge.judge(_call(rubric))
+        second = await judge.judge(_call(rubric, turn=3))
+    finally:
+        await judge.aclose()
+    assert [j.status for j in first + second] == ["ok", "ok"]
+    kinds = [r.body.get("response_format", {}).get("type") for r in server.received]
+    assert kinds == ["json_schema", "json_object", "json_object"]
+    assert "must match this JSON schema" in server.received[1].body["messages"][0]["content"]
+    assert first[0].parameters["output"] == "json_object"
+
+
+async def test_plain_text_mode_extracts_the_fenced_json(fake_server, rubric) -> None:
+    server = fake_server()
+    (judgment,) = await _judge(server, _call(rubric), output="text")
+    assert judgment.status == "ok"
+    assert "response_format" not in server.received[0].body
+    assert "```json" in server.received[0].body["messages"][0]["content"]
+
+
+async def test_per_turn_mode_judges_every_criterion_in_one_call(fake_server, rubric) -> None:
+    server = fake_server()
+    call = _call(rubric, ("acknowledges", "responsiveness", "length"), mode="per-turn")
+    judgments = await _judge(server, call)
+    assert [j.criterion_id for j in judgments] == ["acknowledges", "responsiveness", "length"]
+    assert all(j.status == "ok" for j in judgments) and len(server.received) == 1
+    properties = server.received[0].body["response_format"]["json_schema"]["schema"]["properties"]
+    assert list(properties) == ["acknowledges", "responsiveness", "length"]
+    assert judgments[0].usage.prompt_tokens > 0 and judgments[1].usage.prompt_tokens == 0
+
+
+async def test_a_grouped_reply_keeps_its_valid_parts(fake_server, rubric) -> None:
+    """out_of_range breaks the first enum only: that criterion is re-asked, the others are kept."""
+    server = fake_server(script=["out_of_range"] * 3)
+    call = _call(rubric, ("responsiveness", "acknowledges"), mode="per-turn")
+    judgments = await _judge(server, call)
+    assert [j.status for j in judgments] == ["unscored", "ok"]
+    assert "responsiveness: 'score' must be one of" in judgments[0].unscored_reason
+
+
+async def test_logprobs_give_a_weighted_score(fake_server, rubric) -> None:
+    server = fake_server()
+    (judgment,) = await _judge(server, _call(rubric), logprobs=True)
+    assert server.received[0].body["logprobs"] is True and server.received[0].body["top_logprobs"] == 5
+    assert judgment.weighted_score is not None and 1 <= judgment.weighted_score <= 5
+    assert abs(judgment.weighted_score - judgment.score) < 1.5
+
+
+async def test_samples_use_distinct_seeds(fake_server, rubric) -> None:
+    server = fake_server()
+    call = _call(rubric)
+    second = JudgeCall(tuple(JudgeRequest(r.item.model_copy(update={"sample": 1}), r.rubric, r.criterion, r.transcript, r.turn)
+                             for r in call.requests), call.mode, call.messages, call.template_hash, call.prompt_hash)
+    await _judge(server, call)
+    await _judge(server, second)
+    assert [r.body["seed"] for r in server.received] == [0, 1]
+
+
+async def test_the_cache_answers_an_unchanged_call_without_a_request(fake_server, rubric, tmp_path: Path) -> None:
+    server = fake_server()
+    cache = tmp_path / "cache.sqlite"
+    (first,) = await _judge(server, _call(rubric), cache_path=cache)
+    (again,) = await _judge(server, _call(rubric), cache_path=cache)
+    assert len(server.received) == 1
+    assert (again.score, again.rationale) == (first.score, first.rationale)
+    assert again.from_cache and again.usage.prompt_tokens == 0
+    await _judge(server, _call(rubric), cache_path=cache, temperature=0.5)
+    assert len(server.received) == 2
+
+
+def test_describe_never_holds_the_key(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    judge = OpenAIJudge(JudgeSettings(kind="openai", base_url="http://user:pw@127.0.0.1:9/v1", cache_path=None))
+    described = json.dumps(judge.describe())
+    assert KEY not in described and "pw" not in described and "127.0.0.1:9" in described
