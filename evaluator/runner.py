@@ -254,11 +254,12 @@ def _check_unchanged(manifest: RunManifest, rubrics: list[Rubric]) -> None:
 
 
 def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
-    """Resuming with another judge or model would mix two judges' verdicts in one run."""
+    """Resuming with another judge or model would mix two judges' verdicts in one run (the endpoint may
+    change: a restarted local server serving the same model is the same judge)."""
     now = judge.describe()
-    for field_name in ("judge", "model", "base_url"):
+    for field_name in ("judge", "model"):
         if manifest.judge.get(field_name) != now.get(field_name):
-            was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model", "base_url") if manifest.judge.get(k))
+            was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model") if manifest.judge.get(k))
             raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
 
 

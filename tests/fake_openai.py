@@ -292,9 +292,11 @@ def _tokens(value: Any, score_path: tuple | None, path: tuple = ()) -> Iterator[
 def _json_tokens(schema: dict, messages: list[dict], *, break_score: bool) -> tuple[list[Token], _Pick | None]:
     """A valid instance of `schema` seeded by the messages alone, as tokens; `break_score` puts a value
     the schema forbids in the score's place."""
-    digest = hashlib.blake2b(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
+    asked = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
+    original = messages[:asked]  # a re-ask gets the answer the original question gets, as from a model at temperature 0
+    digest = hashlib.blake2b(json.dumps(original, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
     seed = int.from_bytes(digest.digest(), "big")
-    instance = _Instance(schema, random.Random(seed), _quote(messages, seed))
+    instance = _Instance(schema, random.Random(seed), _quote(original, seed))
     value = instance.build(schema)
     score = _score(instance.picks)
     if break_score and score is not None:

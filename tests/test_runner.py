@@ -119,3 +119,120 @@ def test_resume_refuses_an_edited_rubric(tmp_path: Path, repo: Path) -> None:
     rubric.write_text(rubric.read_text().replace("Ignores the request", "Disregards the request"))
     with pytest.raises(RunError, match="rubric 'pacing'.*changed since the run started"):
         run(RunConfig(resume=run_dir, show_progress=False))
+
+
+# --- the LLM judge through the runner, against a local OpenAI-compatible server --------------------
+
+KEY = "sk-runner-test-0123456789abcdefghij"
+
+
+def _llm_config(tmp_path: Path, server, rubrics: list[Path], **overrides) -> RunConfig:
+    from evaluator.judges.select import JudgeSettings
+
+    settings = {"kind": "openai", "model": "fake-judge", "base_url": server.url, "cache_path": None,
+                "transport_attempts": 10, **overrides.pop("judge", {})}
+    judge = JudgeSettings(**settings)
+    options = {"transcripts": [IGNORING_SEED, SLOWING_SEED], "rubrics": rubrics, "output": tmp_path / "results",
+               "judge": judge, "show_progress": False, "concurrency": 16, **overrides}
+    return RunConfig(**options)
+
+
+def _verdicts(judgments: list[Judgment]) -> dict[str, tuple]:
+    return {j.key: (j.status, j.score, j.label) for j in judgments}
+
+
+def test_faults_change_no_score_and_never_become_grades(tmp_path: Path, repo: Path, fake_server) -> None:
+    """10% 429s, 10% 500s and 5% malformed replies: every item ends ok or unscored with a reason, and
+    every item that succeeded has the score a fault-free run gives it."""
+    rubrics = [repo / "rubrics" / "pacing.yaml"]
+    clean = run(_llm_config(tmp_path / "clean", fake_server(), rubrics))
+    faulty_server = fake_server(faults={"rate_limit": 0.10, "server_error": 0.10, "malformed": 0.05}, fault_seed=7)
+    faulty = run(_llm_config(tmp_path / "faulty", faulty_server, rubrics))
+    clean_j, faulty_j = load_judgments(clean.run_dir), load_judgments(faulty.run_dir)
+    assert len(faulty_j) == len(clean_j) == faulty.manifest.items_planned
+    assert all(j.status in ("ok", "not_applicable", "unscored") for j in faulty_j)
+    assert all(j.unscored_reason for j in faulty_j if j.status == "unscored")
+    retried = [j for j in faulty_j if j.transport_retries or j.attempts > 1]
+    assert retried, "the faults must have hit some calls"
+    expected = _verdicts(clean_j)
+    succeeded = [j for j in faulty_j if j.status == "ok"]
+    assert len(succeeded) > 0.9 * sum(1 for j in clean_j if j.status == "ok")
+    assert all(expected[j.key] == (j.status, j.score, j.label) for j in succeeded)
+
+
+def test_no_key_reaches_results_cache_or_manifest(tmp_path: Path, repo: Path, fake_server, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server = fake_server(script=["unauthorized"])
+    config = _llm_config(tmp_path, server, [repo / "rubrics" / "act_fidelity.yaml"],
+                         judge={"cache_path": tmp_path / "cache.sqlite"}, run_id="k")
+    with pytest.raises(RunError, match="check the API key in OPENAI_API_KEY"):
+        run(config)
+    config = _llm_config(tmp_path, fake_server(), [repo / "rubrics" / "act_fidelity.yaml"],
+                         judge={"cache_path": tmp_path / "cache.sqlite"}, resume=tmp_path / "results" / "k")
+    result = run(config)
+    assert result.manifest.complete and result.manifest.judge["api_key_env"] == "OPENAI_API_KEY"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "cache.sqlite" for p in written)
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_an_unchanged_rerun_sends_nothing_and_an_edit_resends_only_its_criterion(tmp_path: Path, repo: Path, fake_server) -> None:
+    server = fake_server()
+    rubric = tmp_path / "pacing.yaml"
+    rubric.write_text((repo / "rubrics" / "pacing.yaml").read_text())
+    cache = {"cache_path": tmp_path / "cache.sqlite"}
+    first = run(_llm_config(tmp_path, server, [rubric], judge=cache))
+    sent = len(server.received)
+    second = run(_llm_config(tmp_path, server, [rubric], judge=cache))
+    assert len(server.received) == sent
+    assert _verdicts(load_judgments(second.run_dir)) == _verdicts(load_judgments(first.run_dir))
+    rubric.write_text(rubric.read_text().replace("Ignores the request and pushes on", "Disregards the request and pushes on"))
+    third = run(_llm_config(tmp_path, server, [rubric], judge=cache))
+    resent_criteria = {r.body["messages"][0]["content"].split("Criterion: ")[1].split("\n")[0] for r in server.received[sent:]}
+    assert resent_criteria == {"Responds to the request to slow down"}
+    judged = [j for j in load_judgments(third.run_dir) if j.criterion_id == "slow_down_responsiveness" and j.status == "ok"]
+    assert len(server.received) - sent == len(judged)
+
+
+def test_max_cost_stops_cleanly_before_the_budget(tmp_path: Path, repo: Path, fake_server, write) -> None:
+    prices = write("prices.yaml", "fake-judge: {input: 1000, cached_input: 1000, output: 1000}\n")
+    config = _llm_config(tmp_path, fake_server(), [repo / "rubrics" / "act_fidelity.yaml"],
+                         judge={"prices_file": prices}, max_cost=5.0, concurrency=4)
+    result = run(config)
+    manifest = result.manifest
+    assert manifest.stopped and "--max-cost 5.0" in manifest.stopped
+    assert not manifest.complete and 0 < manifest.cost_usd <= 5.0
+    assert sum(manifest.counts.values()) < manifest.items_planned
+
+
+def test_sigkill_mid_batch_then_resume_judges_every_item_once(tmp_path: Path, repo: Path, fake_server) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = fake_server(latency=0.02)
+    run_dir = tmp_path / "results" / "killed"
+    command = [sys.executable, "-m", "evaluator", "run", str(IGNORING_SEED), str(SLOWING_SEED),
+               "-r", str(repo / "rubrics" / "pacing.yaml"), "-o", str(tmp_path / "results"), "--run-id", "killed",
+               "--base-url", server.url, "--model", "fake-judge", "--no-cache", "--no-progress", "--concurrency", "4"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")})
+    path = run_dir / JUDGMENTS
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 60):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {j.key for j in load_judgments(run_dir)}
+    requests_before = len(server.received)
+    assert 60 <= len(before) < 350
+    result = run(_llm_config(tmp_path, server, [], resume=run_dir))
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == result.manifest.items_planned == 350
+    after = [j for j in load_judgments(run_dir) if j.key not in before]
+    judged_after = sum(1 for j in after if j.judge == "openai" and j.attempts > 0)
+    assert len(server.received) - requests_before == judged_after
+    assert result.manifest.complete
