@@ -59,3 +59,15 @@ def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No key or base URL from the developer's shell leaks into a test."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict:
+    """Cassettes pin the judge's requests (model, messages, schema) and replay the replies. Secrets are
+    filtered before anything is written; requests match on their parsed body, so concurrent calls
+    get their own replies and any change to a prompt, template or schema shows as a mismatch."""
+    return {
+        "filter_headers": ["authorization", "openai-organization", "openai-project", "cookie", "set-cookie", "api-key"],
+        "match_on": ["method", "path", "body"],
+        "decode_compressed_response": True,
+    }

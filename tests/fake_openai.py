@@ -114,12 +114,17 @@ def _message_schema(texts: Sequence[str]) -> dict | None:
 def _quote(messages: Sequence[Mapping[str, Any]], seed: int) -> str | None:
     """4-8 consecutive words, verbatim, from a "[n] Speaker: text" line of the last user message."""
     user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    lines = [words for match in _TURN_LINE.finditer(user)
-             if len(words := list(_WORD.finditer(user, match.start(1), match.end(1)))) >= 4]
+    lines = [match.span(1) for match in _TURN_LINE.finditer(user)]
     if not lines:
         return None
     rng = random.Random(seed)
-    words = rng.choice(lines)
+    first = rng.randrange(len(lines))
+    for start, end in lines[first:] + lines[:first]:  # splitting only the line used keeps this cheap
+        words = list(_WORD.finditer(user, start, end))
+        if len(words) >= 4:
+            break
+    else:
+        return None
     count = rng.randint(4, min(8, len(words)))
     start = rng.randrange(len(words) - count + 1)
     return user[words[start].start():words[start + count - 1].end()]

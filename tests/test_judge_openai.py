@@ -248,3 +248,38 @@ def test_describe_never_holds_the_key(monkeypatch) -> None:
     judge = OpenAIJudge(JudgeSettings(kind="openai", base_url="http://user:pw@127.0.0.1:9/v1", cache_path=None))
     described = json.dumps(judge.describe())
     assert KEY not in described and "pw" not in described and "127.0.0.1:9" in described
+
+
+# --- cassettes: the wire format, pinned --------------------------------------------------------------
+
+CASSETTE_URL = "http://127.0.0.1:9/v1"  # replay needs no server: nothing listens on the discard port
+
+
+@pytest.fixture
+def endpoint(request: pytest.FixtureRequest, fake_server) -> str:
+    """A server to record from under --record-mode=once|new_episodes|all, else no server (replay only)."""
+    if request.config.getoption("--record-mode") in ("none", None):
+        return CASSETTE_URL
+    return fake_server().url
+
+
+@pytest.mark.vcr
+async def test_cassette_pins_the_per_criterion_request(endpoint, rubric, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    judge = OpenAIJudge(JudgeSettings(kind="openai", model="fake-judge", base_url=endpoint, cache_path=None,
+                                      transport_attempts=1))
+    try:
+        judgments = await judge.judge(_call(rubric, ("responsiveness",)))
+        judgments += await judge.judge(_call(rubric, ("acknowledges", "length"), turn=3, mode="per-turn"))
+    finally:
+        await judge.aclose()
+    assert [j.status for j in judgments] == ["ok", "ok", "ok"]
+    assert judgments[0].score in {1, 2, 3, 4, 5} and judgments[2].label in {"shorter", "longer"}
+
+
+def test_no_cassette_holds_a_key_or_auth_header(repo: Path) -> None:
+    cassettes = list((repo / "tests" / "cassettes").rglob("*.yaml"))
+    assert cassettes, "cassettes are committed and replayed in CI"
+    for cassette in cassettes:
+        text = cassette.read_text()
+        assert KEY not in text and "Bearer" not in text and "authorization" not in text.lower(), cassette
