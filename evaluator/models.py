@@ -336,5 +336,8 @@ class RunManifest(_Strict):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float | None = None
     elapsed_s: float = 0.0
+    judging_s: float | None = Field(
+        default=None, description="This session's first judge call to its last judgment: the run window."
+    )
     complete: bool = False
     stopped: str | None = Field(default=None, description="Why the run stopped early, if it did.")

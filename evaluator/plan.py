@@ -109,12 +109,12 @@ def work_units(plans: list[TurnPlan], mode: JudgeMode) -> list[tuple[TurnPlan, .
 
 
 def group_requests(requests: list[JudgeRequest], mode: JudgeMode) -> list[list[JudgeRequest]]:
-    """Requests that share one judge call: each alone, those of one turn, or all of the unit."""
+    """Requests that share one judge call: each alone, those of one turn, or all of the unit; never
+    two samples of one item, which must be independent draws."""
     if mode == "per-criterion":
         return [[r] for r in requests]
-    if mode == "per-turn":
-        by_turn: dict[int, list[JudgeRequest]] = {}
-        for r in requests:
-            by_turn.setdefault(r.turn.index, []).append(r)
-        return list(by_turn.values())
-    return [requests] if requests else []
+    groups: dict[tuple[int, int], list[JudgeRequest]] = {}
+    for r in requests:
+        key = (r.turn.index if mode == "per-turn" else -1, r.item.sample)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())

@@ -15,13 +15,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from evaluator.models import Criterion, JudgeMode, Message, Rubric, Transcript, Turn
 from evaluator.rubrics import scale_summary
 
 BLOCKS = ("system", "user")
+SESSION_VARIABLES = frozenset(
+    {"transcript", "turns", "context_before", "turn", "rated_turns", "conversation", "context_after"}
+)
 MODE_TEMPLATES: dict[JudgeMode, str] = {
     "per-criterion": "per_criterion.j2",
     "per-turn": "per_turn.j2",
@@ -52,6 +55,7 @@ class PromptRenderer:
     def __init__(self, prompts_dir: Path | None = None) -> None:
         self.prompts_dir = prompts_dir or bundled_prompts_dir()
         self._dumps: dict[int, tuple[Any, Any]] = {}
+        self._systems: dict[tuple[Path, str, str, tuple[str, ...]], str] = {}
 
     @lru_cache(maxsize=None)
     def _environment(self, rubric_dir: Path) -> SandboxedEnvironment:
@@ -59,6 +63,7 @@ class PromptRenderer:
             loader=FileSystemLoader([str(rubric_dir), str(self.prompts_dir)]),
             undefined=StrictUndefined,
             autoescape=False,
+            auto_reload=False,
             keep_trailing_newline=False,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -92,7 +97,7 @@ class PromptRenderer:
         return self.template_hash(self._rubric_dir(rubric), self.template_name(rubric, mode))
 
     def _rubric_dir(self, rubric: Rubric) -> Path:
-        return Path(rubric.source).parent if rubric.source else self.prompts_dir
+        return _parent(rubric.source) if rubric.source else self.prompts_dir
 
     def render(
         self,
@@ -116,7 +121,13 @@ class PromptRenderer:
                     f"template {name!r} must define {{% block system %}} and {{% block user %}}; missing: {missing}"
                 )
             context = template.new_context(self._variables(rubric, criteria, transcript, turns))
-            contents = {b: "".join(template.blocks[b](context)).strip() for b in BLOCKS}
+            shared_key = (rubric_dir, name, rubric.hash, tuple(c.id for c in criteria))
+            system = self._systems.get(shared_key) if self._system_is_shared(rubric_dir, name) else None
+            if system is None:
+                system = "".join(template.blocks["system"](context)).strip()
+                if self._system_is_shared(rubric_dir, name):
+                    self._systems[shared_key] = system
+            contents = {"system": system, "user": "".join(template.blocks["user"](context)).strip()}
         except PromptError:
             raise
         except TemplateError as exc:
@@ -125,6 +136,31 @@ class PromptRenderer:
         messages = tuple(Message(role=b, content=contents[b]) for b in BLOCKS)  # type: ignore[arg-type]
         prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
         return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
+
+    @lru_cache(maxsize=None)
+    def _system_is_shared(self, rubric_dir: Path, name: str) -> bool:
+        """Whether the system block reads nothing of the session (checked on the template's syntax tree,
+        includes followed), so its text can be rendered once per criterion and reused for every turn."""
+        env = self._environment(rubric_dir)
+        tree = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+        block = next((b for b in tree.find_all(nodes.Block) if b.name == "system"), None)
+        return block is not None and self._reads_no_session(env, block, set())
+
+    def _reads_no_session(self, env: SandboxedEnvironment, node: nodes.Node, seen: set[str]) -> bool:
+        if any(n.name in SESSION_VARIABLES for n in node.find_all(nodes.Name) if n.ctx == "load"):
+            return False
+        if any(True for _ in node.find_all((nodes.Import, nodes.FromImport, nodes.Extends))):
+            return False
+        for include in node.find_all(nodes.Include):
+            if not isinstance(include.template, nodes.Const):
+                return False
+            target = str(include.template.value)
+            if target not in seen:
+                seen.add(target)
+                included = env.parse(env.loader.get_source(env, target)[0])  # type: ignore[union-attr]
+                if not self._reads_no_session(env, included, seen):
+                    return False
+        return True
 
     def _dumped(self, obj: Any, dump: Callable[[Any], Any]) -> Any:
         """Each rubric, criterion and transcript is turned into template data once per run, not per item."""
@@ -157,6 +193,11 @@ class PromptRenderer:
             "conversation": all_turns[start : last.index + 1],
             "context_after": all_turns[last.index + 1 : last.index + 1 + rubric.context.after],
         }
+
+
+@lru_cache(maxsize=256)
+def _parent(source: str) -> Path:
+    return Path(source).parent
 
 
 def _criterion_vars(criterion: Criterion) -> dict[str, Any]:

@@ -100,9 +100,11 @@ class _Ledger:
         self.judged = 0
         self.tokens = 0
         self.cost = 0.0
+        self.last = 0.0
 
     def add(self, judgment: Judgment) -> None:
         self.judged += 1
+        self.last = time.monotonic()
         self.tokens += judgment.usage.prompt_tokens + judgment.usage.completion_tokens
         if self.price is not None:
             self.cost += self.price.cost(judgment.usage)
@@ -137,20 +139,28 @@ class _UnitWorker:
         sink: Callable[[Judgment], None],
     ) -> None:
         self.judge, self.renderer, self.mode, self.done, self.sink = judge, renderer, mode, done, sink
+        self.first_call: float | None = None
 
-    async def run(self, unit: tuple[TurnPlan, ...], budget: Budget) -> None:
+    async def run(self, unit: tuple[TurnPlan, ...], budget: Budget, slots: asyncio.Semaphore) -> None:
+        """Stages run in order; the calls of one stage run side by side, each holding one of the run's
+        `concurrency` slots, so a turn's independent criteria do not queue behind each other."""
         first = unit[0]
         for stage in range(len(first.stages)):
-            for sample in range(first.samples):
-                pending = [r for plan in unit for r in self._requests(plan, stage, sample)]
-                for group in group_requests(pending, self.mode):
-                    call = make_call(self.renderer, group, self.mode)
-                    if not budget.reserve(call):
-                        return
-                    judgments = await self.judge.judge(call)
-                    budget.settle(call, judgments)
-                    for judgment in judgments:
-                        self.sink(judgment)
+            pending = [r for plan in unit for sample in range(first.samples) for r in self._requests(plan, stage, sample)]
+            groups = group_requests(pending, self.mode)
+            await asyncio.gather(*(self._judge_group(group, budget, slots) for group in groups))
+
+    async def _judge_group(self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            call = make_call(self.renderer, group, self.mode)
+            if not budget.reserve(call):
+                return
+            if self.first_call is None:
+                self.first_call = time.monotonic()
+            judgments = await self.judge.judge(call)
+            budget.settle(call, judgments)
+        for judgment in judgments:
+            self.sink(judgment)
 
     def _requests(self, plan: TurnPlan, stage: int, sample: int) -> list[JudgeRequest]:
         """The stage's requests that need the judge; the rest are recorded here without a call."""
@@ -331,11 +341,13 @@ async def _run_with(
         units = iter(work_units(plans, config.mode))
         worker = _UnitWorker(judge, renderer, config.mode, done, sink)
 
+        slots = asyncio.Semaphore(max(1, config.concurrency))
+
         async def drain() -> None:
             for unit in units:
                 if budget.exhausted:
                     return
-                await worker.run(unit, budget)
+                await worker.run(unit, budget, slots)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -354,6 +366,7 @@ async def _run_with(
             "usage": usage,
             "cost_usd": round(price.cost(usage), 6) if price else None,
             "elapsed_s": round(manifest.elapsed_s + time.monotonic() - started, 3),
+            "judging_s": round(ledger.last - worker.first_call, 3) if worker.first_call else None,
             "complete": sum(counts.values()) >= planned,
             "stopped": _stop_reason(fatal, budget, config),
         }

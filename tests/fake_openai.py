@@ -3,7 +3,8 @@ and benchmarks.
 
 The real `openai` client talks to it over HTTP on 127.0.0.1, so retries, fallbacks, parsing and
 concurrency are exercised for real. Replies are valid instances of the JSON schema the request asks
-for, derived from the messages alone, so a faulty run can be compared item by item with a clean one.
+for, derived from the messages alone (for a re-ask, from those before the first assistant message), so
+a faulty run can be compared item by item with a clean one.
 
     with FakeOpenAI(faults={"rate_limit": 0.1}) as server:
         client = OpenAI(base_url=server.url, api_key="sk-test", max_retries=0)
@@ -17,16 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import re
 import signal
 import threading
 import time
-from collections import Counter, deque
+import zlib
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Literal, get_args
 
 from aiohttp import web
@@ -47,10 +50,9 @@ _SENTENCES = (
     "The therapist offers a technique rather than exploring the concern.",
 )
 _FENCE = re.compile(r"```json[ \t]*\n(.*?)```", re.DOTALL)
-_TURN_LINE = re.compile(r"^\[[^\]\n]*\][^:\n]*:[ \t]*(\S.*)$", re.MULTILINE)  # "[5] Therapist: text"
-_WORD = re.compile(r"\S+")
+_TURN_LABEL = re.compile(r"\[[^\]]*\][^:]*:")  # "[5] Therapist:"
 _BLOCK = 256  # characters per cached-prefix block: 64 tokens at 4 characters a token
-_HISTORY = 64  # earlier requests whose prefixes count as cached
+_HISTORY = 64  # earlier prompts whose prefixes count as cached
 _SCORE_LOGPROB = -0.35
 
 
@@ -111,23 +113,33 @@ def _message_schema(texts: Sequence[str]) -> dict | None:
 # --- an instance of the schema ---------------------------------------------------------------------
 
 
-def _quote(messages: Sequence[Mapping[str, Any]], seed: int) -> str | None:
+def _seed(messages: Sequence[Mapping[str, Any]]) -> int:
+    """A seed from every message, its text and its other fields, stable across processes (unlike hash()).
+    CRC-32 of the text is several times cheaper than a cryptographic hash of the messages as JSON."""
+    seed = 0
+    for message in messages:
+        seed = zlib.crc32(repr(sorted((k, v) for k, v in message.items() if k != "content")).encode(), seed)
+        seed = zlib.crc32(b"\x00" + _text(message).encode() + b"\x00", seed)
+    return seed
+
+
+def _quote(messages: Sequence[Mapping[str, Any]], rng: random.Random) -> str | None:
     """4-8 consecutive words, verbatim, from a "[n] Speaker: text" line of the last user message."""
     user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    lines = [match.span(1) for match in _TURN_LINE.finditer(user)]
-    if not lines:
+    lines = [line for line in user.split("\n") if line.startswith("[")]  # str methods: a regex over
+    if not lines:                                                         # the whole prompt costs more
         return None
-    rng = random.Random(seed)
     first = rng.randrange(len(lines))
-    for start, end in lines[first:] + lines[:first]:  # splitting only the line used keeps this cheap
-        words = list(_WORD.finditer(user, start, end))
+    for line in lines[first:] + lines[:first]:
+        label = _TURN_LABEL.match(line)
+        words = line[label.end():].strip().split(" ") if label else []  # joined back with " ": verbatim
         if len(words) >= 4:
             break
     else:
         return None
     count = rng.randint(4, min(8, len(words)))
     start = rng.randrange(len(words) - count + 1)
-    return user[words[start].start():words[start + count - 1].end()]
+    return " ".join(words[start:start + count])
 
 
 @dataclass
@@ -280,7 +292,7 @@ def _tokens(value: Any, score_path: tuple | None, path: tuple = ()) -> Iterator[
     if isinstance(value, dict):
         yield "{", False
         for i, (key, item) in enumerate(value.items()):
-            yield (", " if i else "") + json.dumps(key, ensure_ascii=False) + ": ", False
+            yield (", " if i else "") + encode_basestring(key) + ": ", False
             yield from _tokens(item, score_path, (*path, key))
         yield "}", False
     elif isinstance(value, list):
@@ -291,7 +303,16 @@ def _tokens(value: Any, score_path: tuple | None, path: tuple = ()) -> Iterator[
             yield from _tokens(item, score_path, (*path, i))
         yield "]", False
     else:
-        yield json.dumps(value, ensure_ascii=False), path == score_path
+        yield _scalar(value), path == score_path
+
+
+def _scalar(value: Any) -> str:
+    """json.dumps of one scalar, without its per-call overhead."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
 
 
 def _json_tokens(schema: dict, messages: list[dict], *, break_score: bool) -> tuple[list[Token], _Pick | None]:
@@ -299,9 +320,8 @@ def _json_tokens(schema: dict, messages: list[dict], *, break_score: bool) -> tu
     the schema forbids in the score's place."""
     asked = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
     original = messages[:asked]  # a re-ask gets the answer the original question gets, as from a model at temperature 0
-    digest = hashlib.blake2b(json.dumps(original, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
-    seed = int.from_bytes(digest.digest(), "big")
-    instance = _Instance(schema, random.Random(seed), _quote(original, seed))
+    rng = random.Random(_seed(original))
+    instance = _Instance(schema, rng, _quote(original, rng))
     value = instance.build(schema)
     score = _score(instance.picks)
     if break_score and score is not None:
@@ -337,7 +357,7 @@ def _logprobs(tokens: Sequence[Token], score: _Pick | None, top: int) -> dict:
     for text, is_score in tokens:
         candidates = [_logprob_entry(text, _SCORE_LOGPROB if is_score else 0.0)]
         if is_score and score is not None:
-            candidates += [_logprob_entry(json.dumps(v, ensure_ascii=False), -round(1.9 + 0.7 * i + 0.2 * i * i, 2))
+            candidates += [_logprob_entry(_scalar(v), -round(1.9 + 0.7 * i + 0.2 * i * i, 2))
                            for i, v in enumerate(score.alternatives()[:max(top - 1, 0)])]
         entries.append({**candidates[0], "top_logprobs": candidates[:top]})
     return {"content": entries, "refusal": None}
@@ -367,8 +387,8 @@ class FakeOpenAI:
         self.url = ""
         self.received: list[Received] = []
         self._count = 0
-        self._history: deque[tuple[int, ...]] = deque()
-        self._seen: Counter[int] = Counter()
+        self._recent: deque[bytes] = deque()  # the last prompts, oldest first
+        self._sorted: list[bytes] = []  # the same, sorted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -388,6 +408,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        """Close the listener and its connections, then end the thread; a no-op if not running."""
         if self._loop is None or self._thread is None or self._runner is None:
             return
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
@@ -534,7 +555,7 @@ class FakeOpenAI:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self._cached_tokens("\n".join(texts))},
+                "prompt_tokens_details": {"cached_tokens": self._cached_tokens("".join(texts))},
             },
         }
 
@@ -554,21 +575,29 @@ class FakeOpenAI:
 
     def _cached_tokens(self, prompt: str) -> int:
         """Tokens of the prompt's longest prefix shared with one of the last 64 prompts, in blocks of 64
-        tokens, as a prefix cache would count them: chained block hashes keep this O(prompt length)."""
-        chain: list[int] = []
-        digest = 0
-        for start in range(0, len(prompt) - _BLOCK + 1, _BLOCK):
-            digest = hash((digest, prompt[start:start + _BLOCK]))
-            chain.append(digest)
-        cached = next((i for i, block in enumerate(chain) if block not in self._seen), len(chain))
-        if len(self._history) == _HISTORY:
-            for block in self._history.popleft():
-                self._seen[block] -= 1
-                if not self._seen[block]:
-                    del self._seen[block]
-        self._history.append(tuple(chain))
-        self._seen.update(chain)
-        return cached * _BLOCK // 4
+        tokens as a prefix cache counts them. In sorted order the prompt sharing the longest prefix is a
+        neighbour, so only two comparisons are needed, each a binary search over bytes compared in C."""
+        data = prompt.encode("utf-32-le")  # fixed width: byte offsets are character offsets times 4
+        at = bisect_left(self._sorted, data)
+        shared = max((_shared_blocks(data, other) for other in self._sorted[max(at - 1, 0):at + 1]), default=0)
+        self._sorted.insert(at, data)
+        self._recent.append(data)
+        if len(self._recent) > _HISTORY:
+            del self._sorted[bisect_left(self._sorted, self._recent.popleft())]
+        return shared * _BLOCK // 4
+
+
+def _shared_blocks(a: bytes, b: bytes) -> int:
+    """How many leading blocks of characters (4 bytes each in UTF-32) `a` and `b` share."""
+    size = 4 * _BLOCK
+    low, high = 0, min(len(a), len(b)) // size
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[low * size:middle * size] == b[low * size:middle * size]:  # the first `low` are known equal
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _fault_arg(text: str) -> tuple[Behaviour, float]:

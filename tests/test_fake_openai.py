@@ -154,6 +154,14 @@ def test_same_messages_give_the_same_reply_whatever_happened_before() -> None:
     assert len(set(expected.values())) > 1
 
 
+def test_a_re_ask_gets_the_answer_to_the_original_question(server: FakeOpenAI) -> None:
+    """Like a model at temperature 0: the messages before the first assistant message decide the reply."""
+    first = _ask(server, _messages(3)).choices[0].message.content
+    re_ask = [*_messages(3), {"role": "assistant", "content": "not json"},
+              {"role": "user", "content": "That was not valid JSON. Answer again."}]
+    assert _ask(server, re_ask).choices[0].message.content == first
+
+
 def test_evidence_is_quoted_verbatim_from_a_numbered_turn(server: FakeOpenAI) -> None:
     for rated in range(1, 16, 2):
         user = _conversation(rated)

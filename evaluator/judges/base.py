@@ -8,6 +8,7 @@ never turns a bad reply into a grade: a failure is `unscored` or `error` with it
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,8 +84,22 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text.translate(_QUOTES)).strip().casefold()
 
 
+_HAYSTACKS: OrderedDict[int, tuple[Transcript, str]] = OrderedDict()
+
+
+def _haystack(transcript: Transcript) -> str:
+    """The transcript's normalised text, computed once per transcript rather than once per judgment."""
+    entry = _HAYSTACKS.get(id(transcript))
+    if entry is None or entry[0] is not transcript:
+        entry = (transcript, _normal("\n".join(t.text for t in transcript.turns)))
+        _HAYSTACKS[id(transcript)] = entry
+        if len(_HAYSTACKS) > 256:
+            _HAYSTACKS.popitem(last=False)
+    return entry[1]
+
+
 def check_evidence(quotes: tuple[str, ...] | list[str], transcript: Transcript) -> list[Evidence]:
     """Mark each quote found or not in the transcript, ignoring case, spacing and typographic quotes:
     a quote a judge invented is flagged, not silently trusted."""
-    haystack = _normal("\n".join(t.text for t in transcript.turns))
+    haystack = _haystack(transcript)
     return [Evidence(quote=q, found=_normal(q) in haystack) for q in quotes]

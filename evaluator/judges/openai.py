@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from evaluator.cache import ResponseCache, cache_key
 from evaluator.judges.base import JudgeCall, JudgeConfigError, JudgeFatalError, JudgeRequest, check_evidence, judgment_for
@@ -35,6 +34,44 @@ FIX_HINTS = {
     openai.PermissionDeniedError: "the key in {env} has no access to this model or endpoint",
     openai.NotFoundError: "check --model and --base-url (the base URL usually ends in /v1)",
 }
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What the judge reads from a chat completion, parsed leniently from the raw JSON: local servers
+    omit or add fields, and only these matter."""
+
+    content: str
+    refusal: str | None
+    finish_reason: str | None
+    usage: Usage
+    logprobs: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> _Reply:
+        try:
+            data = json.loads(raw)
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise ReplyProblem("the endpoint's reply is not a chat completion (no choices[0])") from None
+        usage = data.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        tokens = ((choice.get("logprobs") or {}).get("content")) or []
+        return cls(
+            content=message.get("content") or "",
+            refusal=message.get("refusal"),
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                cached_tokens=int(details.get("cached_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            ),
+            logprobs=tuple(
+                (str(t.get("token", "")), tuple((str(a.get("token", "")), float(a.get("logprob", -99))) for a in t.get("top_logprobs") or []))
+                for t in tokens
+            ),
+        )
 
 
 class _UnsupportedFormat(Exception):
@@ -158,9 +195,12 @@ class OpenAIJudge:
         while attempts < self.settings.content_attempts and len(found) < len(call.requests):
             attempts += 1
             try:
-                completion, cached, retried = await self._complete(call, conversation, layout, sample)
+                reply, cached, retried = await self._complete(call, conversation, layout, sample)
             except _UnsupportedFormat:
                 attempts -= 1
+                continue
+            except ReplyProblem as exc:
+                problem = str(exc)
                 continue
             except FATAL as exc:
                 hint = FIX_HINTS[type(exc)].format(env=self.settings.api_key_env)
@@ -169,46 +209,42 @@ class OpenAIJudge:
                 return self._failed(call, started, attempts, usage, f"{type(exc).__name__}: {self._redact(str(exc))}")
             retries += retried
             from_cache = from_cache and cached
-            usage = _add(usage, completion, cached)
-            reply, problem = self._read(completion, layout, call, found, weighted)
+            if not cached:
+                usage = _plus(usage, reply.usage)
+            problem = self._read(reply, layout, call, found, weighted)
             if len(found) < len(call.requests):
                 conversation = conversation + [
-                    {"role": "assistant", "content": reply},
+                    {"role": "assistant", "content": reply.content},
                     {"role": "user", "content": f"Your reply could not be used: {problem}. "
                      "Reply again with only the JSON object described above."},
                 ]
         return self._judgments(call, started, attempts, retries, usage, found, weighted, problem, from_cache)
 
-    def _read(
-        self,
-        completion: ChatCompletion,
-        layout: _Layout,
-        call: JudgeCall,
-        found: dict[int, Verdict],
-        weighted: dict[int, float],
-    ) -> tuple[str, str]:
-        """Take the valid verdicts out of a reply; return the reply text and what was wrong with the rest."""
-        choice = completion.choices[0]
-        content = choice.message.content or ""
-        if choice.message.refusal:
-            return content, f"the judge refused: {choice.message.refusal}"
-        if choice.finish_reason == "length":
-            return content, "the reply was cut off (finish_reason=length); raise max_tokens"
+    def _read(self, reply: _Reply, layout: _Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]) -> str:
+        """Take the valid verdicts out of a reply; return what was wrong with the rest ("" if nothing)."""
+        if reply.refusal:
+            return f"the judge refused: {reply.refusal}"
+        if reply.finish_reason == "length":
+            return "the reply was cut off (finish_reason=length); raise max_tokens"
         try:
-            data = extract_json(content)
+            data = extract_json(reply.content)
         except ReplyProblem as exc:
-            return content, str(exc)
+            return str(exc)
         problems = []
         for index, result in enumerate(layout.verdicts(data, call.requests)):
             if isinstance(result, ReplyProblem):
                 problems.append(str(result))
             elif index not in found:
                 found[index] = result
-                if call.mode == "per-criterion" and result.score is not None:
-                    score = _weighted_score(choice, call.requests[index], result)
+                if call.mode == "per-criterion" and result.score is not None and reply.logprobs:
+                    score = _weighted_score(reply, call.requests[index], result)
                     if score is not None:
                         weighted[index] = score
-        return content, "; ".join(problems)
+        return "; ".join(problems)
+
+    def request_body(self, call: JudgeCall) -> dict[str, Any]:
+        """The body of the first request for a call, exactly as it would be sent (for benchmarks and audits)."""
+        return self._body(call, [m.model_dump() for m in call.messages], _Layout.of(call), call.requests[0].item.sample)
 
     def _body(self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int) -> dict[str, Any]:
         s = self.settings
@@ -236,13 +272,18 @@ class OpenAIJudge:
 
     async def _complete(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
-    ) -> tuple[ChatCompletion, bool, int]:
+    ) -> tuple[_Reply, bool, int]:
         """One reply: from the cache, else from the endpoint within the rate limits and retry policy.
-        Returns the reply, whether it came from the cache, and how many transport retries it took."""
+        Returns the reply, whether it came from the cache, and how many transport retries it took.
+
+        The body goes out as built through the client's generic `post`, and the reply comes back as
+        text: `chat.completions.create` would walk every message through the SDK's parameter
+        transformer and build a typed response object, which together cost more CPU than the
+        whole rest of a judgment."""
         body = self._body(call, conversation, layout, sample)
-        key = cache_key(body, self.base_url or "", sample)
+        key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            return ChatCompletion.model_validate_json(hit), True, 0
+            return _Reply.parse(hit), True, 0
         estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + (self.settings.max_tokens or 200)
         await self.requests_per_minute.acquire(1)
         await self.tokens_per_minute.acquire(estimate)
@@ -251,16 +292,17 @@ class OpenAIJudge:
             async for attempt in transport_retrying(self.settings.transport_attempts):
                 with attempt:
                     tries += 1
-                    completion = await self.client.chat.completions.create(**body)
+                    raw = await self.client.post("/chat/completions", body=body, cast_to=str)
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if self._fall_back(exc):
                 raise _UnsupportedFormat from None
             raise
-        if completion.usage is not None:
-            self.tokens_per_minute.refund(estimate - completion.usage.total_tokens)
+        reply = _Reply.parse(raw)
+        used = reply.usage.prompt_tokens + reply.usage.completion_tokens
+        self.tokens_per_minute.refund(estimate - used)
         if self.cache is not None:
-            self.cache.put(key, completion.model_dump_json())
-        return completion, False, tries - 1
+            self.cache.put(key, raw)
+        return reply, False, tries - 1
 
     def _fall_back(self, exc: openai.APIStatusError) -> bool:
         """Step down the output modes when the endpoint rejects the one we sent (auto mode only)."""
@@ -335,38 +377,32 @@ def _http_client() -> Any:
         return None
 
 
-def _add(usage: Usage, completion: ChatCompletion, cached: bool) -> Usage:
-    """A reply served from our own cache cost nothing, so it adds no tokens."""
-    if cached or completion.usage is None:
-        return usage
-    details = completion.usage.prompt_tokens_details
+def _plus(a: Usage, b: Usage) -> Usage:
     return Usage(
-        prompt_tokens=usage.prompt_tokens + completion.usage.prompt_tokens,
-        cached_tokens=usage.cached_tokens + ((details.cached_tokens or 0) if details else 0),
-        completion_tokens=usage.completion_tokens + completion.usage.completion_tokens,
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
     )
 
 
-def _weighted_score(choice: Any, request: JudgeRequest, verdict: Verdict) -> float | None:
+def _weighted_score(reply: _Reply, request: JudgeRequest, verdict: Verdict) -> float | None:
     """The probability-weighted score from the top logprobs of the score token, where the endpoint
     returns them: a finer signal than the argmax, and a view of the judge's uncertainty."""
     scale = request.criterion.scale
-    logprobs = getattr(choice, "logprobs", None)
-    tokens = getattr(logprobs, "content", None) if logprobs is not None else None
-    if not tokens or isinstance(scale, CategoricalScale):
+    if isinstance(scale, CategoricalScale) or verdict.score is None:
         return None
     allowed = scale.allowed()
-    written = str(int(verdict.score)) if verdict.score is not None else None
+    written = str(int(verdict.score))
     text = ""
-    for token in tokens:
+    for token, alternatives in reply.logprobs:
         before = text
-        text += token.token
-        if token.token.strip() == written and before.rstrip().endswith(":") and '"score"' in before[-40:]:
+        text += token
+        if token.strip() == written and before.rstrip().endswith(":") and '"score"' in before[-40:]:
             weights: dict[int, float] = {}
-            for alternative in token.top_logprobs or []:
-                candidate = alternative.token.strip()
+            for candidate, logprob in alternatives:
+                candidate = candidate.strip()
                 if candidate.lstrip("-").isdigit() and (allowed is None or int(candidate) in allowed):
-                    weights[int(candidate)] = weights.get(int(candidate), 0.0) + math.exp(alternative.logprob)
+                    weights[int(candidate)] = weights.get(int(candidate), 0.0) + math.exp(logprob)
             total = sum(weights.values())
             return sum(v * p for v, p in weights.items()) / total if total else None
     return None

@@ -1,0 +1,194 @@
+"""Throughput and token cost of the LLM judge against a local OpenAI-compatible server.
+
+    .venv/bin/python benchmarks/throughput.py [--items 2560] [--latency 0.5] [--concurrency 128]
+
+Starts `tests/fake_openai.py` in its own process with a fixed reply latency, generates synthetic
+sessions and a five-criterion rubric, and prints:
+
+1. achieved throughput as a fraction of the ideal (items x latency / concurrency), over the run
+   window (first request to last judgment) and over wall clock;
+2. CPU time per judgment of the whole evaluator process, of the bare openai client making the same
+   calls, and the difference: the judge's own CPU (render, validate, store);
+3. prompt tokens per judgment in each judgment mode.
+
+It prints figures; it asserts nothing. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import openai  # noqa: E402
+
+from evaluator.judges.base import JudgeRequest  # noqa: E402
+from evaluator.judges.openai import OpenAIJudge  # noqa: E402
+from evaluator.judges.select import JudgeSettings  # noqa: E402
+from evaluator.plan import plan_turns  # noqa: E402
+from evaluator.prompts import PromptRenderer  # noqa: E402
+from evaluator.rubrics import load_rubrics  # noqa: E402
+from evaluator.runner import RunConfig, make_call, run_async  # noqa: E402
+from evaluator.store import load_judgments  # noqa: E402
+from evaluator.transcripts import discover, read_all  # noqa: E402
+
+RUBRIC = """\
+id: bench
+title: Benchmark rubric
+context: {before: 6, after: 0}
+criteria:
+"""
+CRITERION = """\
+  - id: c{n}
+    name: Criterion {n}
+    question: Does the therapist turn do thing number {n}, as a clinician would recognise it?
+    scale:
+      type: likert
+      min: 1
+      max: 5
+      anchors:
+        1: Not at all; the turn does the opposite of thing {n}.
+        2: Barely.
+        3: Partly; thing {n} is there in words but not in substance.
+        4: Mostly.
+        5: Fully and clearly; thing {n} is the heart of the turn.
+"""
+WORDS = ("feel", "slow", "breath", "partner", "work", "shame", "tired", "maybe", "today", "notice", "worry", "sleep")
+
+
+def write_inputs(folder: Path, items: int, criteria: int = 5, turns: int = 10) -> tuple[Path, Path]:
+    """Sessions with `turns` therapist turns each, enough of them for `items` judgments."""
+    rng = random.Random(0)
+    sessions = max(1, -(-items // (criteria * turns)))
+    transcripts = folder / "transcripts"
+    transcripts.mkdir(parents=True)
+    for s in range(sessions):
+        lines = []
+        for _ in range(turns):
+            lines.append("Patient: " + " ".join(rng.choice(WORDS) for _ in range(40)) + ".")
+            lines.append("Therapist: " + " ".join(rng.choice(WORDS) for _ in range(30)) + "?")
+        (transcripts / f"s{s:04d}.txt").write_text("\n\n".join(lines) + "\n")
+    rubric = folder / "bench.yaml"
+    rubric.write_text(RUBRIC + "".join(CRITERION.format(n=n) for n in range(criteria)))
+    return transcripts, rubric
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used so far (Linux /proc), to show what the server itself costs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+async def evaluator_run(url: str, transcripts: Path, rubric: Path, out: Path, mode: str, concurrency: int,
+                        limit: int | None = None) -> dict[str, float]:
+    judge = JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=None)
+    files = sorted(transcripts.iterdir())[:limit] if limit else [transcripts]
+    config = RunConfig(transcripts=files, rubrics=[rubric], output=out, judge=judge, mode=mode,  # type: ignore[arg-type]
+                       concurrency=concurrency, show_progress=False)
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = await run_async(config)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    judgments = load_judgments(result.run_dir)
+    ok = sum(j.status == "ok" for j in judgments)
+    return {"items": len(judgments), "ok": ok, "cpu": cpu, "wall": wall,
+            "prompt_tokens": result.manifest.usage.prompt_tokens, "window": result.manifest.judging_s or wall, "calls": sum(j.usage.prompt_tokens > 0 for j in judgments)}
+
+
+def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
+    """The exact bodies the evaluator sends for these inputs, for the bare-client comparison."""
+    judge = OpenAIJudge(JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=None))
+    renderer = PromptRenderer()
+    sessions, _ = read_all(discover([transcripts]))
+    bodies = []
+    for plan in plan_turns(sessions, load_rubrics([rubric])):
+        for item in plan.items():
+            request = JudgeRequest(item, plan.rubric, plan.rubric.criterion(item.criterion_id), plan.transcript, plan.turn)
+            bodies.append(judge.request_body(make_call(renderer, [request], "per-criterion")))
+    return bodies
+
+
+async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
+    """CPU of the openai client alone for the same requests: the floor no judge can go below."""
+    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, http_client=openai.DefaultAioHttpClient())
+    queue = list(bodies)
+
+    async def worker() -> None:
+        while queue:
+            raw = await client.post("/chat/completions", body=queue.pop(), cast_to=str)
+            json.loads(raw)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    await client.close()
+    return cpu, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=2560)
+    parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--concurrency", type=int, default=128)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        transcripts, rubric = write_inputs(folder, args.items)
+        server, url = start_server(args.latency)
+        try:
+            server_cpu = process_cpu(server.pid)
+            figures = asyncio.run(evaluator_run(url, transcripts, rubric, folder / "results", "per-criterion", args.concurrency))
+            server_cpu = process_cpu(server.pid) - server_cpu
+            n = figures["items"]
+            ideal = n * args.latency / args.concurrency
+            print(f"throughput: {n} judgments, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+            print(f"  ideal {ideal:.2f} s; run window (first call to last judgment) {figures['window']:.2f} s "
+                  f"-> {ideal / figures['window']:.1%} of ideal, {n / figures['window']:.0f} judgments/s")
+            print(f"  evaluator wall (reading inputs to writing the manifest, imports excluded) {figures['wall']:.2f} s "
+                  f"-> {ideal / figures['wall']:.1%} of ideal")
+            print(f"  CPU per judgment, whole evaluator: {figures['cpu'] / n * 1000:.2f} ms "
+                  f"(the local server meanwhile: {server_cpu / n * 1000:.2f} ms per reply)")
+            client_cpu, client_wall = asyncio.run(bare_client(url, request_bodies(transcripts, rubric, url), args.concurrency))
+            print(f"  CPU per call, bare openai client: {client_cpu / n * 1000:.2f} ms; "
+                  f"the judge's own CPU per judgment: {(figures['cpu'] - client_cpu) / n * 1000:.2f} ms")
+            print(f"  the bare client alone, same requests: {client_wall:.2f} s -> {ideal / client_wall:.1%} of ideal")
+        finally:
+            server.terminate()
+            server.wait()
+
+        fast, url = start_server(0.0)
+        try:
+            print("prompt tokens per judgment by mode (five-criterion rubric, 6 turns of context):")
+            base = None
+            for mode in ("per-criterion", "per-turn", "per-transcript"):
+                f = asyncio.run(evaluator_run(url, transcripts, rubric, folder / f"tokens-{mode}", mode, 16, limit=8))
+                per = f["prompt_tokens"] / f["items"]
+                base = base or per
+                print(f"  {mode:15s} {per:8.0f} tokens/judgment over {f['calls']:.0f} calls "
+                      f"({per / base:.0%} of per-criterion)")
+        finally:
+            fast.terminate()
+            fast.wait()
+
+
+if __name__ == "__main__":
+    main()
