@@ -30,10 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from evaluator.judges.base import JudgeRequest  # noqa: E402
-from evaluator.judges.openai import OpenAIJudge  # noqa: E402
+from evaluator.judges.openai import JSON_HEADERS, OpenAIJudge  # noqa: E402
 from evaluator.judges.select import JudgeSettings  # noqa: E402
 from evaluator.plan import plan_turns  # noqa: E402
 from evaluator.prompts import PromptRenderer  # noqa: E402
@@ -128,19 +129,55 @@ def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
 
 async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
     """CPU of the openai client alone for the same requests: the floor no judge can go below."""
-    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, http_client=openai.DefaultAioHttpClient())
+    limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
+    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0,
+                                http_client=openai.DefaultAioHttpClient(limits=limits))
     queue = list(bodies)
 
     async def worker() -> None:
         while queue:
-            raw = await client.post("/chat/completions", body=queue.pop(), cast_to=str)
-            json.loads(raw)
+            payload = json.dumps(queue.pop(), ensure_ascii=False).encode()
+            json.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     await client.close()
     return cpu, wall
+
+
+CANNED = json.dumps({
+    "id": "c", "object": "chat.completion", "created": 0, "model": "fake-judge",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(
+        {"rationale": "The therapist does it partly.", "evidence": [], "applicable": True, "score": 3})}}],
+    "usage": {"prompt_tokens": 600, "completion_tokens": 30, "total_tokens": 630},
+}).encode()
+
+
+def in_process_client() -> httpx2.AsyncClient:
+    """A client whose transport answers in-process with a canned valid reply: no network, no server."""
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(lambda request: httpx2.Response(200, content=CANNED)))
+
+
+async def own_cpu(transcripts: Path, rubric: Path, out: Path, bodies: list[dict]) -> tuple[float, float]:
+    """CPU per judgment of the evaluator and of the bare client, both on the in-process transport:
+    the difference is what the judge itself costs (render, validate, store)."""
+    judge = JudgeSettings(kind="openai", model="fake-judge", base_url="http://in-process/v1", cache_path=None,
+                          http_client=in_process_client())
+    config = RunConfig(transcripts=[transcripts], rubrics=[rubric], output=out, judge=judge, concurrency=128,
+                       show_progress=False)
+    cpu = time.process_time()
+    await run_async(config)
+    evaluator_cpu = time.process_time() - cpu
+    client = openai.AsyncOpenAI(base_url="http://in-process/v1", api_key="unused", max_retries=0,
+                                http_client=in_process_client())
+    cpu = time.process_time()
+    for body in bodies:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        json.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
+    client_cpu = time.process_time() - cpu
+    await client.close()
+    return evaluator_cpu / len(bodies), client_cpu / len(bodies)
 
 
 def main() -> None:
@@ -167,10 +204,13 @@ def main() -> None:
                   f"-> {ideal / figures['wall']:.1%} of ideal")
             print(f"  CPU per judgment, whole evaluator: {figures['cpu'] / n * 1000:.2f} ms "
                   f"(the local server meanwhile: {server_cpu / n * 1000:.2f} ms per reply)")
-            client_cpu, client_wall = asyncio.run(bare_client(url, request_bodies(transcripts, rubric, url), args.concurrency))
-            print(f"  CPU per call, bare openai client: {client_cpu / n * 1000:.2f} ms; "
-                  f"the judge's own CPU per judgment: {(figures['cpu'] - client_cpu) / n * 1000:.2f} ms")
+            bodies = request_bodies(transcripts, rubric, url)
+            client_cpu, client_wall = asyncio.run(bare_client(url, bodies, args.concurrency))
+            print(f"  CPU per call, bare openai client over HTTP, same requests: {client_cpu / n * 1000:.2f} ms")
             print(f"  the bare client alone, same requests: {client_wall:.2f} s -> {ideal / client_wall:.1%} of ideal")
+            evaluator_cpu, bare_cpu = asyncio.run(own_cpu(transcripts, rubric, folder / "in-process", bodies))
+            print(f"  in-process transport, no network: evaluator {evaluator_cpu * 1000:.2f} ms, bare client "
+                  f"{bare_cpu * 1000:.2f} ms -> the judge's own CPU per judgment {(evaluator_cpu - bare_cpu) * 1000:.2f} ms")
         finally:
             server.terminate()
             server.wait()

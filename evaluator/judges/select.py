@@ -44,6 +44,8 @@ class JudgeSettings:
     tpm: float | None = None
     cache_path: Path | None = Path(".cache") / "responses.sqlite"
     prices_file: Path | None = None
+    http_client: Any = None
+    """A custom httpx2.AsyncClient (proxies, a private CA, an in-process transport); default: aiohttp."""
 
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
