@@ -17,6 +17,7 @@ from typing import Sequence
 from rich.console import Console
 from rich.rule import Rule
 
+from evaluator.cache import DEFAULT_CACHE, ResponseCache
 from evaluator.cost import PriceError
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--tpm", type=float, metavar="N", help="at most N tokens a minute")
     llm.add_argument("--logprobs", action="store_true", help="ask for top logprobs and record a probability-weighted score")
     llm.add_argument("--prices", type=Path, metavar="FILE", help="price table (YAML/JSON), USD per million tokens")
-    llm.add_argument("--cache", type=Path, default=Path(".cache") / "responses.sqlite", metavar="PATH",
+    llm.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="PATH",
                      help="response cache (default .cache/responses.sqlite): unchanged items are never paid twice")
     llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
@@ -163,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Check rubric (.yaml) and transcript files; nothing is judged or written.")
     validate.add_argument("files", nargs="+", type=Path, help="rubric or transcript files, or folders")
     _add_input_options(validate)
+
+    cache = sub.add_parser("cache", help="inspect or clear the LLM response cache",
+                           description="The response cache makes unchanged re-runs free; clear it to force fresh replies.")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="PATH",
+                       help=f"cache file (default {DEFAULT_CACHE})")
 
     report = sub.add_parser("report", help="summarise a run and write summary.md",
                             description="Summary per criterion and per transcript: counts by status, mean, "
@@ -309,6 +316,22 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_ATTENTION if failed else EXIT_OK
 
 
+def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    if not args.cache.exists():
+        console.print(f"{args.cache}: no cache yet", highlight=False)
+        return EXIT_OK
+    cache = ResponseCache(args.cache)
+    try:
+        if args.action == "clear":
+            console.print(f"{args.cache}: removed {cache.clear()} cached replies", highlight=False)
+        else:
+            size = args.cache.stat().st_size / 1e6
+            console.print(f"{args.cache}: {len(cache)} cached replies, {size:.1f} MB", highlight=False)
+    finally:
+        cache.close()
+    return EXIT_OK
+
+
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     summary, path = write_summary(resolve_run(args.run, args.output))
     print_summary(summary, console)
@@ -327,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_render(args, console)
         if args.command == "validate":
             return _cmd_validate(args, console)
+        if args.command == "cache":
+            return _cmd_cache(args, console)
         return _cmd_report(args, console)
     except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, PriceError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)

@@ -170,23 +170,25 @@ def _md_table(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+TERMINAL_COLUMNS = ("criterion", "ok", "n/a", "unscored", "error", "mean", "meets")
+
+
 def print_summary(summary: RunSummary, console: Console, per_transcript: bool = True) -> None:
+    """The terminal view: counts, mean and share meeting each criterion (↑/↓: which way is better);
+    distributions are in summary.md, where width is not a constraint."""
     for line in _header_lines(summary):
         console.print(line, highlight=False)
     for rs in summary.rubrics:
         table = Table(title=f"{rs.rubric.title} ({rs.rubric.id} v{rs.rubric.version})", title_justify="left")
-        for column in COLUMNS:
-            table.add_column(
-                column,
-                justify="left" if column in ("criterion", "distribution") else "right",
-                no_wrap=column != "distribution",
-            )
-        for cid, _ in _criteria(rs):
-            table.add_row(*_row(cid, rs.overall[cid]))
+        for column in TERMINAL_COLUMNS:
+            table.add_column(column, justify="left" if column == "criterion" else "right", no_wrap=True)
+        for cid, criterion in _criteria(rs):
+            row = _row(f"{_direction(criterion)} {cid}", rs.overall[cid])
+            table.add_row(row[0], *row[2:8])
         console.print(table)
         if per_transcript:
-            by_t = Table(title="per transcript: mean (meets)", title_justify="left")
-            by_t.add_column("criterion")
+            by_t = Table(title="per transcript: mean (share meeting the criterion)", title_justify="left")
+            by_t.add_column("criterion", no_wrap=True)
             for tid in rs.by_transcript:
                 by_t.add_column(tid, justify="right")
             for cid, _ in _criteria(rs):

@@ -102,3 +102,38 @@ def test_python_dash_m_and_help() -> None:
     done = subprocess.run([sys.executable, "-m", "evaluator", "run", "--help"], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "120"}, check=True)
     assert "--resume RUN" in done.stdout and "examples:" in done.stdout
+
+
+def test_run_against_an_openai_compatible_server_judges_every_rubric(
+    workdir: Path, fake_server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "transcripts" / "000.txt").write_text((REPO / "transcripts" / "000_76910fef4a2e608d.txt").read_text())
+    server = fake_server()
+    code = main(["run", "--base-url", server.url, "--model", "fake-judge", "--no-progress", "--run-id", "llm",
+                 "--concurrency", "16"])
+    assert code == 0
+    manifest = json.loads((workdir / "results" / "llm" / "manifest.json").read_text())
+    assert manifest["judge"]["judge"] == "openai" and manifest["judge"]["model"] == "fake-judge"
+    assert set(manifest["rubrics"]) == {"pacing", "rupture_repair", "act_fidelity", "mi_relational"}
+    assert manifest["counts"]["unscored"] == manifest["counts"]["error"] == 0
+    assert manifest["counts"]["ok"] + manifest["counts"]["not_applicable"] == manifest["items_planned"]
+    assert manifest["usage"]["prompt_tokens"] > 0 and manifest["complete"] is True
+    assert "offline rules judge" not in capsys.readouterr().err
+    assert (workdir / ".cache" / "responses.sqlite").exists()
+    sent = len(server.received)
+    assert main(["run", "--base-url", server.url, "--model", "fake-judge", "--no-progress", "--run-id", "again"]) == 0
+    assert len(server.received) == sent, "an unchanged re-run is answered from the cache"
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    assert f"{sent} cached replies" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert f"removed {sent} cached replies" in capsys.readouterr().out
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(workdir: Path, fake_server, capsys: pytest.CaptureFixture[str]) -> None:
+    server = fake_server()
+    assert main(["run", "--dry-run", "--base-url", server.url, "--model", "gpt-4o-mini", "-r", "pacing"]) == 0
+    out = capsys.readouterr().out
+    assert server.received == [] and not (workdir / "results").exists()
+    assert "Dry run: 1 transcripts, judge openai (gpt-4o-mini), mode per-criterion" in out
+    assert "Estimated cost: $" in out and "pacing" in out

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from evaluator.cache import DEFAULT_CACHE
 from evaluator.cost import DEFAULT_PRICES, Price, estimate_prompt_tokens, load_prices, price_for, token_counter
 from evaluator.judges.base import Judge, JudgeCall, JudgeConfigError
 from evaluator.judges.rules import RulesJudge
@@ -42,7 +43,7 @@ class JudgeSettings:
     top_logprobs: int = 5
     rpm: float | None = None
     tpm: float | None = None
-    cache_path: Path | None = Path(".cache") / "responses.sqlite"
+    cache_path: Path | None = DEFAULT_CACHE
     prices_file: Path | None = None
     http_client: Any = None
     """A custom httpx2.AsyncClient (proxies, a private CA, an in-process transport); default: aiohttp."""
