@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("per-criterion", "per-turn", "per-transcript"), default="per-criterion",
                      help="one call per (turn, criterion) (default, most reliable), per turn, or per transcript")
     run.add_argument("--samples", type=int, default=1, metavar="N", help="judge each item N times with distinct seeds")
+    run.add_argument("--aggregate", choices=("auto", "mean", "median", "majority"), default="auto",
+                     help="how samples fold into one verdict (auto: majority for yes/no and labels, else mean)")
     run.add_argument("--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)")
     run.add_argument("--max-cost", type=float, metavar="USD", help="stop cleanly before the run would cost more")
     run.add_argument("--dry-run", action="store_true",
@@ -222,6 +224,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         read_options=_read_options(args),
         mode=args.mode,
         samples=args.samples,
+        aggregate=args.aggregate,
         max_cost=args.max_cost,
         concurrency=args.concurrency,
         run_id=args.run_id,

@@ -312,6 +312,39 @@ class Judgment(_Strict):
         return self.score
 
 
+AggregateMethod = Literal["auto", "mean", "median", "majority"]
+
+
+class Aggregate(_Strict):
+    """One item over its repeated samples (`--samples N`): the verdict and how much the samples agree."""
+
+    key: str = Field(description="transcript/turn/criterion: the item key without the sample index.")
+    rubric_id: str
+    transcript_id: str
+    turn_index: int
+    criterion_id: str
+    samples: int
+    scored: int = Field(description="Samples with status ok.")
+    status: Status
+    method: Literal["mean", "median", "majority"]
+    score: float | None = None
+    label: str | None = None
+    spread: float | None = Field(
+        default=None, description="Standard deviation of the scores (mean, median), or the share of samples "
+        "that disagree with the majority (majority).",
+    )
+    weighted_score: float | None = None
+    unscored_reason: str | None = None
+
+    @property
+    def verdict(self) -> int | str | float | None:
+        if self.label is not None:
+            return self.label
+        if self.score is not None and float(self.score).is_integer():
+            return int(self.score)
+        return self.score
+
+
 class SkippedFile(_Strict):
     path: str
     error: str
@@ -331,6 +364,7 @@ class RunManifest(_Strict):
     judge: dict[str, Any] = Field(description="Judge name and configuration; never a key.")
     mode: JudgeMode = "per-criterion"
     samples: int = 1
+    aggregate: AggregateMethod = "auto"
     items_planned: int = 0
     counts: dict[str, int] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)

@@ -16,7 +16,8 @@ from statistics import mean
 from rich.console import Console
 from rich.table import Table
 
-from evaluator.models import STATUSES, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
+from evaluator.aggregate import aggregate_samples
+from evaluator.models import STATUSES, Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 SUMMARY_FILE = "summary.md"
@@ -31,7 +32,7 @@ class Cell:
     scores: list[float] = field(default_factory=list)
     verdicts: Counter[str] = field(default_factory=Counter)
 
-    def add(self, judgment: Judgment) -> None:
+    def add(self, judgment: Judgment | Aggregate) -> None:
         self.counts[judgment.status] += 1
         if judgment.status == "ok":
             self.verdicts[str(judgment.verdict)] += 1
@@ -79,10 +80,12 @@ def summarize(run_dir: Path) -> RunSummary:
     """Read a run folder and aggregate its judgments; rubrics come from the manifest's snapshot,
     so a summary describes the rubric as it was when judged, whatever the file says now."""
     manifest = read_manifest(run_dir)
-    judgments = load_judgments(run_dir)
+    rubrics = {rid: Rubric.model_validate(info["definition"]) for rid, info in manifest.rubrics.items()}
+    judgments: list[Judgment] | list[Aggregate] = load_judgments(run_dir)
+    if manifest.samples > 1:
+        judgments = aggregate_samples(judgments, rubrics, manifest.aggregate)
     summaries = []
-    for rubric_id, info in manifest.rubrics.items():
-        rubric = Rubric.model_validate(info["definition"])
+    for rubric_id, rubric in rubrics.items():
         overall = {c.id: Cell(c) for c in rubric.criteria}
         by_transcript: dict[str, dict[str, Cell]] = {
             t: {c.id: Cell(c) for c in rubric.criteria} for t in manifest.transcripts
@@ -133,6 +136,8 @@ def _header_lines(summary: RunSummary) -> list[str]:
         f"Run {m.run_id}: {len(m.transcripts)} transcripts, judge {judge}, {m.items_planned} items planned",
         f"Judgments: {counts}",
     ]
+    if m.samples > 1:
+        lines[1] = f"Items, each folded over {m.samples} samples ({m.aggregate}; see aggregates.jsonl): {counts}"
     if m.skipped_files:
         lines.append(f"Skipped files: {len(m.skipped_files)} (" + "; ".join(s.path for s in m.skipped_files) + ")")
     if not m.complete:

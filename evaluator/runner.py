@@ -19,11 +19,13 @@ from typing import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.cost import Budget, Price
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, JudgeRequest, judgment_for
 from evaluator.judges.select import JudgeSettings, estimate_call, judge_price, make_judge
 from evaluator.models import (
     STATUSES,
+    AggregateMethod,
     Criterion,
     Item,
     JudgeMode,
@@ -39,7 +41,7 @@ from evaluator.models import (
 from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubrics
-from evaluator.store import JudgmentWriter, load_judgments, new_run_id, read_manifest, write_manifest
+from evaluator.store import JudgmentWriter, load_judgments, new_run_id, read_manifest, write_atomic, write_manifest
 from evaluator.transcripts import ReadOptions, discover, read_all
 
 
@@ -65,6 +67,7 @@ class RunConfig:
     mode: JudgeMode = "per-criterion"
     concurrency: int = 8
     samples: int = 1
+    aggregate: AggregateMethod = "auto"
     max_cost: float | None = None
     run_id: str | None = None
     resume: Path | None = None
@@ -248,6 +251,7 @@ def _new_manifest(config: RunConfig, run_id: str, judge: Judge, rubrics: list[Ru
         judge=judge.describe(),
         mode=config.mode,
         samples=config.samples,
+        aggregate=config.aggregate,
         items_planned=planned,
     )
 
@@ -284,6 +288,7 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
             transcripts=[Path(f) for f in previous.transcript_files],
             rubrics=[Path(r["file"]) for r in previous.rubrics.values()],
             samples=previous.samples,
+            aggregate=previous.aggregate,
             mode=previous.mode,
         )
     rubrics, transcripts, skipped, files = read_inputs(config)
@@ -372,6 +377,9 @@ async def _run_with(
         }
     )
     write_manifest(run_dir, manifest)
+    if manifest.samples > 1:
+        aggregates = aggregate_samples(judgments, {r.id: r for r in rubrics}, manifest.aggregate)
+        write_atomic(run_dir / AGGREGATES, "".join(a.model_dump_json() + "\n" for a in aggregates))
     if fatal is not None:
         raise RunError(f"{fatal} (judgments so far are kept in {run_dir}; fix it and continue with --resume {run_dir})")
     return RunResult(run_dir, manifest, skipped)

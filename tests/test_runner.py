@@ -236,3 +236,14 @@ def test_sigkill_mid_batch_then_resume_judges_every_item_once(tmp_path: Path, re
     judged_after = sum(1 for j in after if j.judge == "openai" and j.attempts > 0)
     assert len(server.received) - requests_before == judged_after
     assert result.manifest.complete
+
+
+def test_samples_are_judged_with_distinct_seeds_and_folded(tmp_path: Path, repo: Path, fake_server) -> None:
+    server = fake_server()
+    result = run(_llm_config(tmp_path, server, [repo / "rubrics" / "act_fidelity.yaml"], samples=3))
+    judgments = load_judgments(result.run_dir)
+    assert len(judgments) == result.manifest.items_planned == 3 * 3 * 50
+    assert sorted({r.body["seed"] for r in server.received}) == [0, 1, 2]
+    aggregates = [json.loads(line) for line in (result.run_dir / "aggregates.jsonl").read_text().splitlines()]
+    assert len(aggregates) == 3 * 50 and all(a["samples"] == 3 for a in aggregates)
+    assert all(a["method"] == "majority" for a in aggregates)
