@@ -3,6 +3,7 @@
 The functions a notebook needs are here; the `evaluator` command calls the same ones.
 """
 
+from evaluator.frames import export, load_results
 from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
 from evaluator.report import summarize
 from evaluator.rubrics import load_rubric, load_rubrics
@@ -18,6 +19,8 @@ __all__ = [
     "RunResult",
     "Transcript",
     "Turn",
+    "export",
+    "load_results",
     "load_rubric",
     "load_rubrics",
     "read_transcripts",

@@ -357,6 +357,9 @@ class RunManifest(_Strict):
     command: list[str]
     package_version: str
     transcripts: list[str] = Field(description="Transcript ids evaluated.")
+    transcript_metadata: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per transcript id: its metadata (condition, model, site...)."
+    )
     transcript_files: list[str]
     skipped_files: list[SkippedFile] = Field(default_factory=list)
     rubrics: dict[str, dict[str, Any]] = Field(description="Per rubric id: version, hash, file.")

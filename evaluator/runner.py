@@ -241,6 +241,7 @@ def _new_manifest(config: RunConfig, run_id: str, judge: Judge, rubrics: list[Ru
         command=list(config.command),
         package_version=package_version(),
         transcripts=[t.id for t in transcripts],
+        transcript_metadata={t.id: t.metadata for t in transcripts},
         transcript_files=[str(f) for f in files],
         skipped_files=skipped,
         rubrics={
