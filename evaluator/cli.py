@@ -25,6 +25,7 @@ from evaluator.prompts import PromptError, PromptRenderer
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.estimate import dry_run, print_dry_run
+from evaluator.frames import export as export_judgments
 from evaluator.runner import RunConfig, RunError, run_async
 from evaluator.store import ResultsError, resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Check rubric (.yaml) and transcript files; nothing is judged or written.")
     validate.add_argument("files", nargs="+", type=Path, help="rubric or transcript files, or folders")
     _add_input_options(validate)
+
+    export = sub.add_parser("export", help="write a run's judgments as CSV or Parquet",
+                            description="One row per judgment, with transcript metadata as meta.* columns.")
+    export.add_argument("run", type=Path, help="run folder or run id")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
     cache = sub.add_parser("cache", help="inspect or clear the LLM response cache",
                            description="The response cache makes unchanged re-runs free; clear it to force fresh replies.")
@@ -319,6 +326,12 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_ATTENTION if failed else EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    path = export_judgments(resolve_run(args.run, args.output), args.format)
+    console.print(f"Wrote {path}", highlight=False)
+    return EXIT_OK
+
+
 def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
     if not args.cache.exists():
         console.print(f"{args.cache}: no cache yet", highlight=False)
@@ -355,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_validate(args, console)
         if args.command == "cache":
             return _cmd_cache(args, console)
+        if args.command == "export":
+            return _cmd_export(args, console)
         return _cmd_report(args, console)
     except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, PriceError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)

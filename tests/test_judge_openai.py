@@ -283,3 +283,23 @@ def test_no_cassette_holds_a_key_or_auth_header(repo: Path) -> None:
     for cassette in cassettes:
         text = cassette.read_text()
         assert KEY not in text and "Bearer" not in text and "authorization" not in text.lower(), cassette
+
+
+async def test_a_slow_reply_times_out_and_is_retried(fake_server, rubric) -> None:
+    server = fake_server(script=["slow"], slow_seconds=2.0)
+    (judgment,) = await _judge(server, _call(rubric), timeout_s=0.3)
+    assert judgment.status == "ok" and judgment.transport_retries == 1
+    assert len(server.received) == 2
+
+
+async def test_cached_prompt_tokens_reported_by_the_endpoint_are_recorded(fake_server, rubric) -> None:
+    """Calls of one criterion share the system prompt, so the endpoint's prefix cache serves it."""
+    server = fake_server()
+    judge = OpenAIJudge(_settings(server))
+    try:
+        (first,) = await judge.judge(_call(rubric, turn=1))
+        (second,) = await judge.judge(_call(rubric, turn=3))
+    finally:
+        await judge.aclose()
+    assert first.usage.cached_tokens == 0
+    assert 0 < second.usage.cached_tokens < second.usage.prompt_tokens

@@ -247,3 +247,19 @@ def test_samples_are_judged_with_distinct_seeds_and_folded(tmp_path: Path, repo:
     aggregates = [json.loads(line) for line in (result.run_dir / "aggregates.jsonl").read_text().splitlines()]
     assert len(aggregates) == 3 * 50 and all(a["samples"] == 3 for a in aggregates)
     assert all(a["method"] == "majority" for a in aggregates)
+
+
+def test_resume_retries_unscored_items_only_when_asked(tmp_path: Path, repo: Path, fake_server) -> None:
+    rubrics = [repo / "rubrics" / "act_fidelity.yaml"]
+    refusing = fake_server(script=["refusal"] * 9, faults={})
+    first = run(_llm_config(tmp_path, refusing, rubrics, concurrency=1, run_id="r"))
+    unscored = {j.key for j in load_judgments(first.run_dir) if j.status == "unscored"}
+    assert len(unscored) == 3 and first.manifest.counts["unscored"] == 3
+    server = fake_server()
+    run(_llm_config(tmp_path, server, [], resume=first.run_dir))
+    assert server.received == [], "a plain resume leaves unscored items alone"
+    again = run(_llm_config(tmp_path, server, [], resume=first.run_dir, retry_failed=True))
+    assert len(server.received) == 3
+    after = {j.key: j for j in load_judgments(again.run_dir)}
+    assert all(after[key].status == "ok" for key in unscored)
+    assert again.manifest.counts["unscored"] == 0 and again.manifest.complete

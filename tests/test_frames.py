@@ -1,0 +1,35 @@
+"""Judgments as a DataFrame and as CSV/Parquet files: the same rows the summaries count."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from evaluator.cli import main
+from evaluator.frames import load_results
+from evaluator.store import load_judgments
+from tests.test_runner import seed_run  # noqa: F401  (module-scoped run shared with the runner tests)
+
+
+def test_one_row_per_judgment_with_metadata_columns(seed_run) -> None:  # noqa: F811
+    run_dir, _ = seed_run
+    frame = load_results(run_dir)
+    judgments = load_judgments(run_dir)
+    assert len(frame) == len(judgments)
+    assert list(frame["key"]) == [j.key for j in judgments]
+    ok = frame[frame["status"] == "ok"]
+    assert ok["score"].notna().all() or ok["label"].notna().all()
+    assert "meta.source_format" in frame.columns and set(frame["meta.source_format"]) == {"text"}
+    assert frame.groupby("transcript_id")["key"].count().sum() == len(judgments)
+
+
+def test_export_writes_csv_and_parquet_that_read_back(seed_run, capsys) -> None:  # noqa: F811
+    run_dir, _ = seed_run
+    assert main(["export", str(run_dir)]) == 0
+    assert main(["export", str(run_dir), "--format", "parquet"]) == 0
+    assert "judgments.parquet" in capsys.readouterr().out
+    expected = load_results(run_dir)
+    from_csv = pd.read_csv(run_dir / "judgments.csv")
+    from_parquet = pd.read_parquet(run_dir / "judgments.parquet")
+    assert len(from_csv) == len(from_parquet) == len(expected)
+    assert list(from_parquet["key"]) == list(expected["key"])
+    assert from_csv["score"].sum() == expected["score"].sum()
