@@ -44,10 +44,7 @@ class DryRun:
             total.items += e.items
             total.decided_by_rules += e.decided_by_rules
             total.calls += e.calls
-            total.usage = Usage(
-                prompt_tokens=total.usage.prompt_tokens + e.usage.prompt_tokens,
-                completion_tokens=total.usage.completion_tokens + e.usage.completion_tokens,
-            )
+            total.usage = total.usage + e.usage
         return total
 
 
@@ -73,11 +70,7 @@ async def dry_run(config: RunConfig) -> DryRun:
                 for group in group_requests(pending, config.mode):
                     estimate.calls += 1
                     if llm:
-                        usage = estimate_call(make_call(renderer, group, config.mode), config.judge)
-                        estimate.usage = Usage(
-                            prompt_tokens=estimate.usage.prompt_tokens + usage.prompt_tokens,
-                            completion_tokens=estimate.usage.completion_tokens + usage.completion_tokens,
-                        )
+                        estimate.usage = estimate.usage + estimate_call(make_call(renderer, group, config.mode), config.judge)
     price = judge_price(config.judge)
     result = DryRun(
         judge="openai" if llm else "rules",

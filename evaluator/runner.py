@@ -1,8 +1,10 @@
 """Orchestrate a run: read, plan, render, judge, store, summarise.
 
-Work is spread over a fixed pool of async workers, one therapist turn (all of one rubric's criteria,
-in dependency order) at a time, so judge calls stay bounded by `concurrency` however large the batch.
-Every judgment is appended to disk as it arrives; a resumed run skips the keys already there.
+A pool of async workers takes one unit at a time (a therapist turn with all of one rubric's
+criteria, or a whole session in per-transcript mode) and judges it stage by stage, in dependency
+order; the calls of a stage run side by side, each holding one of `concurrency` slots, so calls in
+flight stay bounded however large the batch. Every judgment is appended to disk as it arrives; a
+resumed run skips the keys already there.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from evaluator.transcripts import ReadOptions, discover, read_all
 
 
 class RunError(RuntimeError):
-    """A run that cannot start; nothing has been written."""
+    """A run that cannot start, or cannot go on; the message says what to fix."""
 
 
 def package_version() -> str:
@@ -88,11 +90,7 @@ class RunResult:
 
 
 def total_usage(judgments: Sequence[Judgment]) -> Usage:
-    return Usage(
-        prompt_tokens=sum(j.usage.prompt_tokens for j in judgments),
-        cached_tokens=sum(j.usage.cached_tokens for j in judgments),
-        completion_tokens=sum(j.usage.completion_tokens for j in judgments),
-    )
+    return sum((j.usage for j in judgments), Usage())
 
 
 class _Ledger:

@@ -212,7 +212,7 @@ class OpenAIJudge:
             retries += retried
             from_cache = from_cache and cached
             if not cached:
-                usage = _plus(usage, reply.usage)
+                usage = usage + reply.usage
             problem = self._read(reply, layout, call, found, weighted)
             if len(found) < len(call.requests):
                 conversation = conversation + [
@@ -381,14 +381,6 @@ def _http_client() -> Any:
         return openai.DefaultAioHttpClient(limits=limits)
     except RuntimeError:
         return openai.DefaultAsyncHttpxClient(limits=limits)
-
-
-def _plus(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
-        cached_tokens=a.cached_tokens + b.cached_tokens,
-        completion_tokens=a.completion_tokens + b.completion_tokens,
-    )
 
 
 def _weighted_score(reply: _Reply, request: JudgeRequest, verdict: Verdict) -> float | None:
