@@ -93,25 +93,42 @@ def process_cpu(pid: int) -> float:
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     return process, process.stdout.readline().strip()
 
 
-async def evaluator_run(url: str, transcripts: Path, rubric: Path, out: Path, mode: str, concurrency: int,
-                        limit: int | None = None) -> dict[str, float]:
+async def evaluator_run(
+    url: str, transcripts: Path, rubric: Path, out: Path, mode: str, concurrency: int, limit: int | None = None
+) -> dict[str, float]:
     judge = JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=None)
     files = sorted(transcripts.iterdir())[:limit] if limit else [transcripts]
-    config = RunConfig(transcripts=files, rubrics=[rubric], output=out, judge=judge, mode=mode,  # type: ignore[arg-type]
-                       concurrency=concurrency, show_progress=False)
+    config = RunConfig(
+        transcripts=files,
+        rubrics=[rubric],
+        output=out,
+        judge=judge,
+        mode=mode,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        show_progress=False,
+    )
     cpu, wall = time.process_time(), time.perf_counter()
     result = await run_async(config)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     judgments = load_judgments(result.run_dir)
     ok = sum(j.status == "ok" for j in judgments)
-    return {"items": len(judgments), "ok": ok, "cpu": cpu, "wall": wall,
-            "prompt_tokens": result.manifest.usage.prompt_tokens, "window": result.manifest.judging_s or wall, "calls": sum(j.usage.prompt_tokens > 0 for j in judgments)}
+    return {
+        "items": len(judgments),
+        "ok": ok,
+        "cpu": cpu,
+        "wall": wall,
+        "prompt_tokens": result.manifest.usage.prompt_tokens,
+        "window": result.manifest.judging_s or wall,
+        "calls": sum(j.usage.prompt_tokens > 0 for j in judgments),
+    }
 
 
 def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
@@ -122,7 +139,9 @@ def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
     bodies = []
     for plan in plan_turns(sessions, load_rubrics([rubric])):
         for item in plan.items():
-            request = JudgeRequest(item, plan.rubric, plan.rubric.criterion(item.criterion_id), plan.transcript, plan.turn)
+            request = JudgeRequest(
+                item, plan.rubric, plan.rubric.criterion(item.criterion_id), plan.transcript, plan.turn
+            )
             bodies.append(judge.request_body(make_call(renderer, [request], "per-criterion")))
     return bodies
 
@@ -130,8 +149,9 @@ def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
 async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
     """CPU of the openai client alone for the same requests: the floor no judge can go below."""
     limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
-    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0,
-                                http_client=openai.DefaultAioHttpClient(limits=limits))
+    client = openai.AsyncOpenAI(
+        base_url=url, api_key="unused", max_retries=0, http_client=openai.DefaultAioHttpClient(limits=limits)
+    )
     queue = list(bodies)
 
     async def worker() -> None:
@@ -146,12 +166,27 @@ async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[f
     return cpu, wall
 
 
-CANNED = json.dumps({
-    "id": "c", "object": "chat.completion", "created": 0, "model": "fake-judge",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(
-        {"rationale": "The therapist does it partly.", "evidence": [], "applicable": True, "score": 3})}}],
-    "usage": {"prompt_tokens": 600, "completion_tokens": 30, "total_tokens": 630},
-}).encode()
+CANNED = json.dumps(
+    {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-judge",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": json.dumps(
+                        {"rationale": "The therapist does it partly.", "evidence": [], "applicable": True, "score": 3}
+                    ),
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 600, "completion_tokens": 30, "total_tokens": 630},
+    }
+).encode()
 
 
 def in_process_client() -> httpx2.AsyncClient:
@@ -162,15 +197,22 @@ def in_process_client() -> httpx2.AsyncClient:
 async def own_cpu(transcripts: Path, rubric: Path, out: Path, bodies: list[dict]) -> tuple[float, float]:
     """CPU per judgment of the evaluator and of the bare client, both on the in-process transport:
     the difference is what the judge itself costs (render, validate, store)."""
-    judge = JudgeSettings(kind="openai", model="fake-judge", base_url="http://in-process/v1", cache_path=None,
-                          http_client=in_process_client())
-    config = RunConfig(transcripts=[transcripts], rubrics=[rubric], output=out, judge=judge, concurrency=128,
-                       show_progress=False)
+    judge = JudgeSettings(
+        kind="openai",
+        model="fake-judge",
+        base_url="http://in-process/v1",
+        cache_path=None,
+        http_client=in_process_client(),
+    )
+    config = RunConfig(
+        transcripts=[transcripts], rubrics=[rubric], output=out, judge=judge, concurrency=128, show_progress=False
+    )
     cpu = time.process_time()
     await run_async(config)
     evaluator_cpu = time.process_time() - cpu
-    client = openai.AsyncOpenAI(base_url="http://in-process/v1", api_key="unused", max_retries=0,
-                                http_client=in_process_client())
+    client = openai.AsyncOpenAI(
+        base_url="http://in-process/v1", api_key="unused", max_retries=0, http_client=in_process_client()
+    )
     cpu = time.process_time()
     for body in bodies:
         payload = json.dumps(body, ensure_ascii=False).encode()
@@ -193,24 +235,34 @@ def main() -> None:
         server, url = start_server(args.latency)
         try:
             server_cpu = process_cpu(server.pid)
-            figures = asyncio.run(evaluator_run(url, transcripts, rubric, folder / "results", "per-criterion", args.concurrency))
+            figures = asyncio.run(
+                evaluator_run(url, transcripts, rubric, folder / "results", "per-criterion", args.concurrency)
+            )
             server_cpu = process_cpu(server.pid) - server_cpu
             n = figures["items"]
             ideal = n * args.latency / args.concurrency
             print(f"throughput: {n} judgments, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
-            print(f"  ideal {ideal:.2f} s; run window (first call to last judgment) {figures['window']:.2f} s "
-                  f"-> {ideal / figures['window']:.1%} of ideal, {n / figures['window']:.0f} judgments/s")
-            print(f"  evaluator wall (reading inputs to writing the manifest, imports excluded) {figures['wall']:.2f} s "
-                  f"-> {ideal / figures['wall']:.1%} of ideal")
-            print(f"  CPU per judgment, whole evaluator: {figures['cpu'] / n * 1000:.2f} ms "
-                  f"(the local server meanwhile: {server_cpu / n * 1000:.2f} ms per reply)")
+            print(
+                f"  ideal {ideal:.2f} s; run window (first call to last judgment) {figures['window']:.2f} s "
+                f"-> {ideal / figures['window']:.1%} of ideal, {n / figures['window']:.0f} judgments/s"
+            )
+            print(
+                f"  evaluator wall (reading inputs to writing the manifest, imports excluded) {figures['wall']:.2f} s "
+                f"-> {ideal / figures['wall']:.1%} of ideal"
+            )
+            print(
+                f"  CPU per judgment, whole evaluator: {figures['cpu'] / n * 1000:.2f} ms "
+                f"(the local server meanwhile: {server_cpu / n * 1000:.2f} ms per reply)"
+            )
             bodies = request_bodies(transcripts, rubric, url)
             client_cpu, client_wall = asyncio.run(bare_client(url, bodies, args.concurrency))
             print(f"  CPU per call, bare openai client over HTTP, same requests: {client_cpu / n * 1000:.2f} ms")
             print(f"  the bare client alone, same requests: {client_wall:.2f} s -> {ideal / client_wall:.1%} of ideal")
             evaluator_cpu, bare_cpu = asyncio.run(own_cpu(transcripts, rubric, folder / "in-process", bodies))
-            print(f"  in-process transport, no network: evaluator {evaluator_cpu * 1000:.2f} ms, bare client "
-                  f"{bare_cpu * 1000:.2f} ms -> the judge's own CPU per judgment {(evaluator_cpu - bare_cpu) * 1000:.2f} ms")
+            print(
+                f"  in-process transport, no network: evaluator {evaluator_cpu * 1000:.2f} ms, bare client "
+                f"{bare_cpu * 1000:.2f} ms -> the judge's own CPU per judgment {(evaluator_cpu - bare_cpu) * 1000:.2f} ms"
+            )
         finally:
             server.terminate()
             server.wait()
@@ -223,8 +275,10 @@ def main() -> None:
                 f = asyncio.run(evaluator_run(url, transcripts, rubric, folder / f"tokens-{mode}", mode, 16, limit=8))
                 per = f["prompt_tokens"] / f["items"]
                 base = base or per
-                print(f"  {mode:15s} {per:8.0f} tokens/judgment over {f['calls']:.0f} calls "
-                      f"({per / base:.0%} of per-criterion)")
+                print(
+                    f"  {mode:15s} {per:8.0f} tokens/judgment over {f['calls']:.0f} calls "
+                    f"({per / base:.0%} of per-criterion)"
+                )
         finally:
             fast.terminate()
             fast.wait()

@@ -24,7 +24,9 @@ def method_for(criterion: Criterion, requested: AggregateMethod) -> str:
     return "majority" if criterion.scale.type == "binary" else "mean"
 
 
-def aggregate_samples(judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod) -> list[Aggregate]:
+def aggregate_samples(
+    judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod
+) -> list[Aggregate]:
     groups: dict[str, list[Judgment]] = defaultdict(list)
     for judgment in judgments:
         groups[judgment.key.rsplit("/", 1)[0]].append(judgment)
@@ -39,9 +41,14 @@ def _fold(key: str, group: list[Judgment], criterion: Criterion, requested: Aggr
     ok = [j for j in group if j.status == "ok"]
     method = method_for(criterion, requested)
     common = {
-        "key": key, "rubric_id": first.rubric_id, "transcript_id": first.transcript_id,
-        "turn_index": first.turn_index, "criterion_id": first.criterion_id, "samples": len(group),
-        "scored": len(ok), "method": method,
+        "key": key,
+        "rubric_id": first.rubric_id,
+        "transcript_id": first.transcript_id,
+        "turn_index": first.turn_index,
+        "criterion_id": first.criterion_id,
+        "samples": len(group),
+        "scored": len(ok),
+        "method": method,
     }
     if not ok:
         statuses = Counter(j.status for j in group)
@@ -54,8 +61,14 @@ def _fold(key: str, group: list[Judgment], criterion: Criterion, requested: Aggr
         votes = Counter(j.verdict for j in ok)
         winner, count = max(votes.items(), key=lambda vote: (vote[1], str(vote[0])))
         winner_judgment = next(j for j in ok if j.verdict == winner)
-        return Aggregate(**common, status="ok", score=winner_judgment.score, label=winner_judgment.label,
-                         spread=1 - count / len(ok), **extra)
+        return Aggregate(
+            **common,
+            status="ok",
+            score=winner_judgment.score,
+            label=winner_judgment.label,
+            spread=1 - count / len(ok),
+            **extra,
+        )
     scores = [j.score for j in ok if j.score is not None]
     value = mean(scores) if method == "mean" else median(scores)
     return Aggregate(**common, status="ok", score=value, spread=pstdev(scores), **extra)

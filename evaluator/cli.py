@@ -70,11 +70,21 @@ def _read_options(args: argparse.Namespace) -> ReadOptions:
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reading transcripts")
-    group.add_argument("--speaker", action="append", default=[], metavar="LABEL=ROLE",
-                       help="map a speaker label (text, CSV) or chat role (JSON) to therapist|patient|other "
-                       "(repeatable), e.g. Doctor=therapist")
-    group.add_argument("--csv-column", action="append", default=[], metavar="FIELD=COLUMN",
-                       help="CSV column for transcript|order|speaker|text (repeatable), e.g. text=utterance")
+    group.add_argument(
+        "--speaker",
+        action="append",
+        default=[],
+        metavar="LABEL=ROLE",
+        help="map a speaker label (text, CSV) or chat role (JSON) to therapist|patient|other "
+        "(repeatable), e.g. Doctor=therapist",
+    )
+    group.add_argument(
+        "--csv-column",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="CSV column for transcript|order|speaker|text (repeatable), e.g. text=utterance",
+    )
 
 
 def _rubric_paths(values: Sequence[str]) -> list[Path]:
@@ -102,59 +112,132 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="judge transcripts with rubrics and write results/<run-id>/",
-                         description="Judge every therapist turn of the transcripts on every criterion of the rubrics. "
-                         "Judgments are appended to results/<run-id>/judgments.jsonl as they arrive.",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("transcripts", nargs="*", type=Path, default=[Path("transcripts")],
-                     help="transcript files or folders (.txt, .json, .jsonl, .csv; default: transcripts/)")
-    run.add_argument("-r", "--rubric", action="append", default=[], metavar="R",
-                     help="rubric file, folder or bundled id (repeatable; default: rubrics/)")
+    run = sub.add_parser(
+        "run",
+        help="judge transcripts with rubrics and write results/<run-id>/",
+        description="Judge every therapist turn of the transcripts on every criterion of the rubrics. "
+        "Judgments are appended to results/<run-id>/judgments.jsonl as they arrive.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "transcripts",
+        nargs="*",
+        type=Path,
+        default=[Path("transcripts")],
+        help="transcript files or folders (.txt, .json, .jsonl, .csv; default: transcripts/)",
+    )
+    run.add_argument(
+        "-r",
+        "--rubric",
+        action="append",
+        default=[],
+        metavar="R",
+        help="rubric file, folder or bundled id (repeatable; default: rubrics/)",
+    )
     run.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder (default: results/)")
-    run.add_argument("--judge", choices=("auto", "rules", "openai"), default="auto",
-                     help="auto: an LLM judge when one is configured, else the offline rules judge (default)")
-    run.add_argument("--mode", choices=("per-criterion", "per-turn", "per-transcript"), default="per-criterion",
-                     help="one call per (turn, criterion) (default, most reliable), per turn, or per transcript")
+    run.add_argument(
+        "--judge",
+        choices=("auto", "rules", "openai"),
+        default="auto",
+        help="auto: an LLM judge when one is configured, else the offline rules judge (default)",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("per-criterion", "per-turn", "per-transcript"),
+        default="per-criterion",
+        help="one call per (turn, criterion) (default, most reliable), per turn, or per transcript",
+    )
     run.add_argument("--samples", type=int, default=1, metavar="N", help="judge each item N times with distinct seeds")
-    run.add_argument("--aggregate", choices=("auto", "mean", "median", "majority"), default="auto",
-                     help="how samples fold into one verdict (auto: majority for yes/no and labels, else mean)")
-    run.add_argument("--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)")
+    run.add_argument(
+        "--aggregate",
+        choices=("auto", "mean", "median", "majority"),
+        default="auto",
+        help="how samples fold into one verdict (auto: majority for yes/no and labels, else mean)",
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)"
+    )
     run.add_argument("--max-cost", type=float, metavar="USD", help="stop cleanly before the run would cost more")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the plan (items, calls, estimated tokens and cost) without calling the judge")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (items, calls, estimated tokens and cost) without calling the judge",
+    )
     run.add_argument("--run-id", help="name of the run folder (default: time-stamped)")
-    run.add_argument("--resume", type=Path, metavar="RUN",
-                     help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once")
-    run.add_argument("--retry-failed", action="store_true", help="with --resume: judge unscored and errored items again")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once",
+    )
+    run.add_argument(
+        "--retry-failed", action="store_true", help="with --resume: judge unscored and errored items again"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     llm = run.add_argument_group("LLM judge (any OpenAI-compatible endpoint)")
     llm.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
-    llm.add_argument("--base-url", help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)")
-    llm.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                     help="environment variable holding the API key (default OPENAI_API_KEY); a key is never written anywhere")
+    llm.add_argument(
+        "--base-url", help="endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)"
+    )
+    llm.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY); a key is never written anywhere",
+    )
     llm.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     llm.add_argument("--seed", type=int, default=0, help="seed; sample n uses seed+n (default 0)")
     llm.add_argument("--max-tokens", type=int, metavar="N", help="cap on reply tokens")
-    llm.add_argument("--param", action="append", default=[], metavar="KEY=JSON",
-                     help="any other request parameter, e.g. --param top_p=0.9 (repeatable; overrides the rubric's)")
-    llm.add_argument("--output-format", choices=("auto", "json_schema", "json_object", "text"), default="auto",
-                     help="how replies are constrained; auto starts with strict json_schema and steps down if refused")
-    llm.add_argument("--attempts", type=int, default=3, metavar="N",
-                     help="replies asked for per call before an item is recorded unscored (default 3)")
-    llm.add_argument("--retries", type=int, default=6, metavar="N",
-                     help="tries per request on 429, 5xx, timeouts and dropped connections (default 6)")
+    llm.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any other request parameter, e.g. --param top_p=0.9 (repeatable; overrides the rubric's)",
+    )
+    llm.add_argument(
+        "--output-format",
+        choices=("auto", "json_schema", "json_object", "text"),
+        default="auto",
+        help="how replies are constrained; auto starts with strict json_schema and steps down if refused",
+    )
+    llm.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="replies asked for per call before an item is recorded unscored (default 3)",
+    )
+    llm.add_argument(
+        "--retries",
+        type=int,
+        default=6,
+        metavar="N",
+        help="tries per request on 429, 5xx, timeouts and dropped connections (default 6)",
+    )
     llm.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
     llm.add_argument("--rpm", type=float, metavar="N", help="at most N requests a minute")
     llm.add_argument("--tpm", type=float, metavar="N", help="at most N tokens a minute")
-    llm.add_argument("--logprobs", action="store_true", help="ask for top logprobs and record a probability-weighted score")
+    llm.add_argument(
+        "--logprobs", action="store_true", help="ask for top logprobs and record a probability-weighted score"
+    )
     llm.add_argument("--prices", type=Path, metavar="FILE", help="price table (YAML/JSON), USD per million tokens")
-    llm.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="PATH",
-                     help="response cache (default .cache/responses.sqlite): unchanged items are never paid twice")
+    llm.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        metavar="PATH",
+        help="response cache (default .cache/responses.sqlite): unchanged items are never paid twice",
+    )
     llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
 
-    render = sub.add_parser("render", help="print the exact messages a judge would get for one turn",
-                            description="Print the exact prompt for one therapist turn, before any money is spent.")
+    render = sub.add_parser(
+        "render",
+        help="print the exact messages a judge would get for one turn",
+        description="Print the exact prompt for one therapist turn, before any money is spent.",
+    )
     render.add_argument("transcript", type=Path, help="a transcript file")
     render.add_argument("-r", "--rubric", required=True, help="rubric file or bundled id")
     render.add_argument("--turn", type=int, required=True, metavar="N", help="turn index (0-based, as in results)")
@@ -163,26 +246,39 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--json", action="store_true", help="print the messages as JSON")
     _add_input_options(render)
 
-    validate = sub.add_parser("validate", help="lint rubrics and transcripts without judging",
-                              description="Check rubric (.yaml) and transcript files; nothing is judged or written.")
+    validate = sub.add_parser(
+        "validate",
+        help="lint rubrics and transcripts without judging",
+        description="Check rubric (.yaml) and transcript files; nothing is judged or written.",
+    )
     validate.add_argument("files", nargs="+", type=Path, help="rubric or transcript files, or folders")
     _add_input_options(validate)
 
-    export = sub.add_parser("export", help="write a run's judgments as CSV or Parquet",
-                            description="One row per judgment, with transcript metadata as meta.* columns.")
+    export = sub.add_parser(
+        "export",
+        help="write a run's judgments as CSV or Parquet",
+        description="One row per judgment, with transcript metadata as meta.* columns.",
+    )
     export.add_argument("run", type=Path, help="run folder or run id")
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
-    cache = sub.add_parser("cache", help="inspect or clear the LLM response cache",
-                           description="The response cache makes unchanged re-runs free; clear it to force fresh replies.")
+    cache = sub.add_parser(
+        "cache",
+        help="inspect or clear the LLM response cache",
+        description="The response cache makes unchanged re-runs free; clear it to force fresh replies.",
+    )
     cache.add_argument("action", choices=("info", "clear"))
-    cache.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="PATH",
-                       help=f"cache file (default {DEFAULT_CACHE})")
+    cache.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, metavar="PATH", help=f"cache file (default {DEFAULT_CACHE})"
+    )
 
-    report = sub.add_parser("report", help="summarise a run and write summary.md",
-                            description="Summary per criterion and per transcript: counts by status, mean, "
-                            "distribution and the share of turns meeting each criterion.")
+    report = sub.add_parser(
+        "report",
+        help="summarise a run and write summary.md",
+        description="Summary per criterion and per transcript: counts by status, mean, "
+        "distribution and the share of turns meeting each criterion.",
+    )
     report.add_argument("run", type=Path, help="run folder or run id")
     report.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
     return parser
@@ -371,7 +467,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _cmd_export(args, console)
         return _cmd_report(args, console)
-    except (CliError, RubricError, TranscriptError, PromptError, RunError, ResultsError, JudgeConfigError, PriceError, KeyError) as exc:
+    except (
+        CliError,
+        RubricError,
+        TranscriptError,
+        PromptError,
+        RunError,
+        ResultsError,
+        JudgeConfigError,
+        PriceError,
+        KeyError,
+    ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         errors.print(f"[red]error:[/red] {message}", highlight=False)
         return EXIT_FAILED

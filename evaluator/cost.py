@@ -27,7 +27,9 @@ class Price:
 
     def cost(self, usage: Usage) -> float:
         uncached = max(0, usage.prompt_tokens - usage.cached_tokens)
-        return (uncached * self.input + usage.cached_tokens * self.cached_input + usage.completion_tokens * self.output) / 1e6
+        return (
+            uncached * self.input + usage.cached_tokens * self.cached_input + usage.completion_tokens * self.output
+        ) / 1e6
 
 
 DEFAULT_PRICES: Mapping[str, Price] = {
@@ -63,7 +65,9 @@ def load_prices(path: Path) -> dict[str, Price]:
                 output=float(entry["output"]),
             )
         except (TypeError, KeyError, ValueError) as exc:
-            raise PriceError(f"{path}: model {model!r}: needs numeric input and output prices per million tokens ({exc})") from None
+            raise PriceError(
+                f"{path}: model {model!r}: needs numeric input and output prices per million tokens ({exc})"
+            ) from None
     return prices
 
 
@@ -94,7 +98,9 @@ def token_counter() -> tuple[Callable[[str], int], str]:
     encoder = _encoder()
     if encoder is not None:
         return encoder, "tiktoken o200k_base"
-    return (lambda text: max(1, len(text) // 4)), "about 4 characters a token (tiktoken's table is not available offline)"
+    return (
+        lambda text: max(1, len(text) // 4)
+    ), "about 4 characters a token (tiktoken's table is not available offline)"
 
 
 def estimate_prompt_tokens(messages: Sequence[Message], count: Callable[[str], int]) -> int:

@@ -64,13 +64,20 @@ async def dry_run(config: RunConfig) -> DryRun:
                         if static_applicability(criterion, plan.transcript, plan.turn) is not None:
                             estimate.decided_by_rules += 1
                             continue
-                        item = Item(rubric_id=plan.rubric.id, transcript_id=plan.transcript.id,
-                                    turn_index=plan.turn.index, criterion_id=criterion.id, sample=sample)
+                        item = Item(
+                            rubric_id=plan.rubric.id,
+                            transcript_id=plan.transcript.id,
+                            turn_index=plan.turn.index,
+                            criterion_id=criterion.id,
+                            sample=sample,
+                        )
                         pending.append(JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn))
                 for group in group_requests(pending, config.mode):
                     estimate.calls += 1
                     if llm:
-                        estimate.usage = estimate.usage + estimate_call(make_call(renderer, group, config.mode), config.judge)
+                        estimate.usage = estimate.usage + estimate_call(
+                            make_call(renderer, group, config.mode), config.judge
+                        )
     price = judge_price(config.judge)
     result = DryRun(
         judge="openai" if llm else "rules",
@@ -95,8 +102,18 @@ def print_dry_run(estimate: DryRun, console: Console) -> None:
     for column in ("rubric", "items", "decided by rules", "calls (at most)", "prompt tokens", "completion tokens"):
         table.add_column(column, justify="left" if column == "rubric" else "right", no_wrap=column == "rubric")
     for rubric_id, e in [*estimate.per_rubric.items(), ("total", estimate.total)]:
-        table.add_row(rubric_id, f"{e.items:,}", f"{e.decided_by_rules:,}", f"{e.calls:,}",
-                      f"{e.usage.prompt_tokens:,}", f"{e.usage.completion_tokens:,}")
+        table.add_row(
+            rubric_id,
+            f"{e.items:,}",
+            f"{e.decided_by_rules:,}",
+            f"{e.calls:,}",
+            f"{e.usage.prompt_tokens:,}",
+            f"{e.usage.completion_tokens:,}",
+        )
     console.print(table)
-    cost = "unknown (no price for this model; pass --prices FILE)" if estimate.cost_usd is None else f"${estimate.cost_usd:.4f}"
+    cost = (
+        "unknown (no price for this model; pass --prices FILE)"
+        if estimate.cost_usd is None
+        else f"${estimate.cost_usd:.4f}"
+    )
     console.print(f"Estimated cost: {cost}. Tokens counted by {estimate.counting}.", highlight=False)

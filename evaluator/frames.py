@@ -11,10 +11,35 @@ import pandas as pd
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 COLUMNS = (
-    "key", "rubric_id", "rubric_version", "criterion_id", "transcript_id", "turn_index", "sample", "status",
-    "score", "label", "weighted_score", "rationale", "evidence", "evidence_not_found", "judge", "model",
-    "prompt_tokens", "cached_tokens", "completion_tokens", "latency_s", "attempts", "transport_retries",
-    "from_cache", "unscored_reason", "error", "rubric_hash", "criterion_hash", "template_hash", "prompt_hash",
+    "key",
+    "rubric_id",
+    "rubric_version",
+    "criterion_id",
+    "transcript_id",
+    "turn_index",
+    "sample",
+    "status",
+    "score",
+    "label",
+    "weighted_score",
+    "rationale",
+    "evidence",
+    "evidence_not_found",
+    "judge",
+    "model",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "latency_s",
+    "attempts",
+    "transport_retries",
+    "from_cache",
+    "unscored_reason",
+    "error",
+    "rubric_hash",
+    "criterion_hash",
+    "template_hash",
+    "prompt_hash",
 )
 
 
@@ -25,15 +50,17 @@ def load_results(run: Path | str) -> pd.DataFrame:
     fields = sorted({key for meta in metadata.values() for key in meta})
     rows = []
     for j in load_judgments(run_dir):
-        rows.append({
-            **{f"meta.{key}": metadata.get(j.transcript_id, {}).get(key) for key in fields},
-            **j.model_dump(include=set(COLUMNS)),
-            "evidence": " | ".join(e.quote for e in j.evidence),
-            "evidence_not_found": sum(not e.found for e in j.evidence),
-            "prompt_tokens": j.usage.prompt_tokens,
-            "cached_tokens": j.usage.cached_tokens,
-            "completion_tokens": j.usage.completion_tokens,
-        })
+        rows.append(
+            {
+                **{f"meta.{key}": metadata.get(j.transcript_id, {}).get(key) for key in fields},
+                **j.model_dump(include=set(COLUMNS)),
+                "evidence": " | ".join(e.quote for e in j.evidence),
+                "evidence_not_found": sum(not e.found for e in j.evidence),
+                "prompt_tokens": j.usage.prompt_tokens,
+                "cached_tokens": j.usage.cached_tokens,
+                "completion_tokens": j.usage.completion_tokens,
+            }
+        )
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *(f"meta.{key}" for key in fields)])
     return frame.astype({"turn_index": "int64", "sample": "int64"}) if len(frame) else frame
 

@@ -337,7 +337,8 @@ class Aggregate(_Strict):
     score: float | None = None
     label: str | None = None
     spread: float | None = Field(
-        default=None, description="Standard deviation of the scores (mean, median), or the share of samples "
+        default=None,
+        description="Standard deviation of the scores (mean, median), or the share of samples "
         "that disagree with the majority (majority).",
     )
     weighted_score: float | None = None

@@ -56,9 +56,16 @@ class PromptRenderer:
         self.prompts_dir = prompts_dir or bundled_prompts_dir()
         self._dumps: dict[int, tuple[Any, Any]] = {}
         self._systems: dict[tuple[Path, str, str, tuple[str, ...]], str] = {}
+        self._environments: dict[Path, SandboxedEnvironment] = {}
+        self._hashes: dict[tuple[Path, str], str] = {}
+        self._shared_systems: dict[tuple[Path, str], bool] = {}
 
-    @lru_cache(maxsize=None)
     def _environment(self, rubric_dir: Path) -> SandboxedEnvironment:
+        if rubric_dir not in self._environments:
+            self._environments[rubric_dir] = self._new_environment(rubric_dir)
+        return self._environments[rubric_dir]
+
+    def _new_environment(self, rubric_dir: Path) -> SandboxedEnvironment:
         return SandboxedEnvironment(
             loader=FileSystemLoader([str(rubric_dir), str(self.prompts_dir)]),
             undefined=StrictUndefined,
@@ -75,9 +82,13 @@ class PromptRenderer:
             return rubric.template
         return MODE_TEMPLATES[mode]
 
-    @lru_cache(maxsize=None)
     def template_hash(self, rubric_dir: Path, name: str) -> str:
         """Hash of the template and every template it includes, so any edit to the prompt shows."""
+        if (rubric_dir, name) not in self._hashes:
+            self._hashes[rubric_dir, name] = self._hash_sources(rubric_dir, name)
+        return self._hashes[rubric_dir, name]
+
+    def _hash_sources(self, rubric_dir: Path, name: str) -> str:
         env = self._environment(rubric_dir)
         pending, seen, sources = [name], set(), []
         while pending:
@@ -88,7 +99,9 @@ class PromptRenderer:
             try:
                 source, _, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
             except TemplateError as exc:
-                raise PromptError(f"template {current!r} not found in {rubric_dir} or {self.prompts_dir}: {exc}") from None
+                raise PromptError(
+                    f"template {current!r} not found in {rubric_dir} or {self.prompts_dir}: {exc}"
+                ) from None
             sources.append(f"{current}\n{source}")
             pending += [t for t in meta.find_referenced_templates(env.parse(source)) if t]
         return hashlib.sha256("\n\0".join(sorted(sources)).encode()).hexdigest()[:16]
@@ -137,10 +150,14 @@ class PromptRenderer:
         prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
         return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
 
-    @lru_cache(maxsize=None)
     def _system_is_shared(self, rubric_dir: Path, name: str) -> bool:
         """Whether the system block reads nothing of the session (checked on the template's syntax tree,
         includes followed), so its text can be rendered once per criterion and reused for every turn."""
+        if (rubric_dir, name) not in self._shared_systems:
+            self._shared_systems[rubric_dir, name] = self._check_system_is_shared(rubric_dir, name)
+        return self._shared_systems[rubric_dir, name]
+
+    def _check_system_is_shared(self, rubric_dir: Path, name: str) -> bool:
         env = self._environment(rubric_dir)
         tree = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
         block = next((b for b in tree.find_all(nodes.Block) if b.name == "system"), None)

@@ -149,8 +149,12 @@ def render_markdown(summary: RunSummary) -> str:
     """summary.md: the same figures as the terminal, for a lab notebook or a pull request."""
     out = [f"# Summary of run {summary.manifest.run_id}", ""]
     out += [f"- {line}" for line in _header_lines(summary)]
-    out += ["", "Columns: `better` says which direction is the better therapy; `meets` is the share of scored "
-            "turns at or beyond the criterion's `pass_at` (for the pacing headline: slow-down requests honoured).", ""]
+    out += [
+        "",
+        "Columns: `better` says which direction is the better therapy; `meets` is the share of scored "
+        "turns at or beyond the criterion's `pass_at` (for the pacing headline: slow-down requests honoured).",
+        "",
+    ]
     for rs in summary.rubrics:
         out += [f"## {rs.rubric.title} (`{rs.rubric.id}` v{rs.rubric.version})", ""]
         out += _md_table(COLUMNS, [_row(f"{c.name} (`{cid}`)", rs.overall[cid]) for cid, c in _criteria(rs)])

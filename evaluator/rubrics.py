@@ -125,9 +125,7 @@ def _applies_when_problems(criterion: Criterion, by_id: dict[str, Criterion], wh
     if rule.criterion is not None:
         other = by_id.get(rule.criterion.criterion)
         if other is None:
-            problems.append(
-                f"{where}.applies_when.criterion: no criterion {rule.criterion.criterion!r} in this rubric"
-            )
+            problems.append(f"{where}.applies_when.criterion: no criterion {rule.criterion.criterion!r} in this rubric")
         elif other.id == criterion.id:
             problems.append(f"{where}.applies_when.criterion: a criterion cannot depend on itself")
         else:
@@ -160,7 +158,9 @@ def criterion_stages(rubric: Rubric) -> list[list[Criterion]]:
             if c.applies_when is None or c.applies_when.criterion is None or c.applies_when.criterion.criterion in done
         ]
         if not ready:
-            raise RubricError(rubric.source, [f"applies_when: criteria {sorted(remaining)} depend on each other in a cycle"])
+            raise RubricError(
+                rubric.source, [f"applies_when: criteria {sorted(remaining)} depend on each other in a cycle"]
+            )
         stages.append(ready)
         for c in ready:
             done.add(c.id)

@@ -147,7 +147,9 @@ class _UnitWorker:
         `concurrency` slots, so a turn's independent criteria do not queue behind each other."""
         first = unit[0]
         for stage in range(len(first.stages)):
-            pending = [r for plan in unit for sample in range(first.samples) for r in self._requests(plan, stage, sample)]
+            pending = [
+                r for plan in unit for sample in range(first.samples) for r in self._requests(plan, stage, sample)
+            ]
             groups = group_requests(pending, self.mode)
             await asyncio.gather(*(self._judge_group(group, budget, slots) for group in groups))
 
@@ -231,8 +233,17 @@ def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list
     return rubrics, transcripts, skipped, files
 
 
-def _new_manifest(config: RunConfig, run_id: str, judge: Judge, rubrics: list[Rubric], renderer: PromptRenderer,
-                  transcripts: list[Transcript], files: list[Path], skipped: list[SkippedFile], planned: int) -> RunManifest:
+def _new_manifest(
+    config: RunConfig,
+    run_id: str,
+    judge: Judge,
+    rubrics: list[Rubric],
+    renderer: PromptRenderer,
+    transcripts: list[Transcript],
+    files: list[Path],
+    skipped: list[SkippedFile],
+    planned: int,
+) -> RunManifest:
     return RunManifest(
         run_id=run_id,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -243,7 +254,12 @@ def _new_manifest(config: RunConfig, run_id: str, judge: Judge, rubrics: list[Ru
         transcript_files=[str(f) for f in files],
         skipped_files=skipped,
         rubrics={
-            r.id: {"version": r.version, "hash": r.hash, "file": r.source, "definition": r.model_dump(mode="json", by_alias=True)}
+            r.id: {
+                "version": r.version,
+                "hash": r.hash,
+                "file": r.source,
+                "definition": r.model_dump(mode="json", by_alias=True),
+            }
             for r in rubrics
         },
         template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},

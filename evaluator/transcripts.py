@@ -110,9 +110,7 @@ class ReadOptions:
             if not name:
                 raise ValueError(f"cannot map {label!r} to {role!r}: the speaker label is empty")
             if speaker not in SPEAKERS:
-                raise ValueError(
-                    f"cannot map {name!r} to {role!r}: the role must be one of {', '.join(SPEAKERS)}"
-                )
+                raise ValueError(f"cannot map {name!r} to {role!r}: the role must be one of {', '.join(SPEAKERS)}")
             checked[name] = cast(Speaker, speaker)
         keys = {_key(name) for name in checked}
         aliases = {k: v for k, v in self.speaker_aliases.items() if _key(k) not in keys} | checked
@@ -247,10 +245,7 @@ def read_all(
 def _is_transcript_file(path: Path, root: Path) -> bool:
     hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
     return (
-        path.is_file()
-        and not hidden
-        and path.suffix.lower() in SUPPORTED_SUFFIXES
-        and path.stem.casefold() != "readme"
+        path.is_file() and not hidden and path.suffix.lower() in SUPPORTED_SUFFIXES and path.stem.casefold() != "readme"
     )
 
 

@@ -7,16 +7,30 @@ import pytest
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Judgment, Rubric
 
-RUBRIC = Rubric.model_validate({
-    "id": "r", "title": "R",
-    "criteria": [
-        {"id": "yes_no", "name": "n", "question": "q", "scale": {"type": "binary"}},
-        {"id": "likert", "name": "n", "question": "q",
-         "scale": {"type": "likert", "min": 1, "max": 5, "anchors": {1: "low", 5: "high"}}},
-        {"id": "labels", "name": "n", "question": "q",
-         "scale": {"type": "categorical", "categories": [{"label": "a", "description": "a"}, {"label": "b", "description": "b"}]}},
-    ],
-})
+RUBRIC = Rubric.model_validate(
+    {
+        "id": "r",
+        "title": "R",
+        "criteria": [
+            {"id": "yes_no", "name": "n", "question": "q", "scale": {"type": "binary"}},
+            {
+                "id": "likert",
+                "name": "n",
+                "question": "q",
+                "scale": {"type": "likert", "min": 1, "max": 5, "anchors": {1: "low", 5: "high"}},
+            },
+            {
+                "id": "labels",
+                "name": "n",
+                "question": "q",
+                "scale": {
+                    "type": "categorical",
+                    "categories": [{"label": "a", "description": "a"}, {"label": "b", "description": "b"}],
+                },
+            },
+        ],
+    }
+)
 
 
 def _samples(criterion: str, verdicts: list) -> list[Judgment]:
@@ -29,9 +43,20 @@ def _samples(criterion: str, verdicts: list) -> list[Judgment]:
             fields["label"] = verdict
         else:
             fields["score"] = verdict
-        judgments.append(Judgment(key=f"t/3/{criterion}/{sample}", rubric_id="r", rubric_version=1, rubric_hash="h",
-                                  transcript_id="t", turn_index=3, criterion_id=criterion, sample=sample, judge="openai",
-                                  **fields))
+        judgments.append(
+            Judgment(
+                key=f"t/3/{criterion}/{sample}",
+                rubric_id="r",
+                rubric_version=1,
+                rubric_hash="h",
+                transcript_id="t",
+                turn_index=3,
+                criterion_id=criterion,
+                sample=sample,
+                judge="openai",
+                **fields,
+            )
+        )
     return judgments
 
 

@@ -33,7 +33,11 @@ def test_run_says_it_is_offline_and_writes_results(workdir: Path, capsys: pytest
     out, err = capsys.readouterr()
     assert err.count("using the offline rules judge") == 1
     assert "results/r1/judgments.jsonl" in out and "slow_down_responsiveness" in out
-    assert {p.name for p in (workdir / "results" / "r1").iterdir()} == {"manifest.json", "judgments.jsonl", "summary.md"}
+    assert {p.name for p in (workdir / "results" / "r1").iterdir()} == {
+        "manifest.json",
+        "judgments.jsonl",
+        "summary.md",
+    }
 
 
 def test_run_with_a_bad_file_exits_nonzero_and_lists_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,7 +53,9 @@ def test_run_with_a_bad_file_exits_nonzero_and_lists_it(workdir: Path, capsys: p
 
 
 def test_invalid_rubric_stops_before_anything_is_written(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (workdir / "rubrics" / "zz.yaml").write_text("id: zz\ntitle: t\ncriteria:\n  - id: a\n    name: a\n    question: q\n    scale: {type: likert, min: 1, max: 5}\n")
+    (workdir / "rubrics" / "zz.yaml").write_text(
+        "id: zz\ntitle: t\ncriteria:\n  - id: a\n    name: a\n    question: q\n    scale: {type: likert, min: 1, max: 5}\n"
+    )
     assert main(["run", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "rubrics/zz.yaml" in err and "criteria[0] (id: a).scale.anchors: Field required" in err
@@ -68,17 +74,27 @@ def test_validate_lints_rubrics_and_transcripts(workdir: Path, capsys: pytest.Ca
 
 def test_render_prints_the_exact_messages(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     transcript = workdir / "transcripts" / SLOWING_SEED.name
-    assert main(["render", str(transcript), "-r", "pacing", "--turn", "5", "--criterion", "acknowledges_request", "--json"]) == 0
+    assert (
+        main(
+            ["render", str(transcript), "-r", "pacing", "--turn", "5", "--criterion", "acknowledges_request", "--json"]
+        )
+        == 0
+    )
     payload = json.loads(capsys.readouterr().out)
     assert payload["criterion"] == "acknowledges_request"
     assert [m["role"] for m in payload["messages"]] == ["system", "user"]
     assert "[5] Therapist: Let's take a tiny step" in payload["messages"][1]["content"]
 
 
-def test_render_refuses_a_patient_turn_with_the_therapist_turns_listed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_refuses_a_patient_turn_with_the_therapist_turns_listed(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     transcript = workdir / "transcripts" / SLOWING_SEED.name
     assert main(["render", str(transcript), "-r", "pacing", "--turn", "0"]) == 2
-    assert "turn 0 of 004_d8361cbb940345fc is not a therapist turn; therapist turns are: 1, 3, 5" in capsys.readouterr().err
+    assert (
+        "turn 0 of 004_d8361cbb940345fc is not a therapist turn; therapist turns are: 1, 3, 5"
+        in capsys.readouterr().err
+    )
 
 
 def test_report_rewrites_the_summary(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,8 +115,13 @@ def test_bad_option_values_explain_the_fix(workdir: Path, capsys: pytest.Capture
 
 
 def test_python_dash_m_and_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "evaluator", "run", "--help"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "120"}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "evaluator", "run", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+        check=True,
+    )
     assert "--resume RUN" in done.stdout and "examples:" in done.stdout
 
 
@@ -109,8 +130,20 @@ def test_run_against_an_openai_compatible_server_judges_every_rubric(
 ) -> None:
     (workdir / "transcripts" / "000.txt").write_text((REPO / "transcripts" / "000_76910fef4a2e608d.txt").read_text())
     server = fake_server()
-    code = main(["run", "--base-url", server.url, "--model", "fake-judge", "--no-progress", "--run-id", "llm",
-                 "--concurrency", "16"])
+    code = main(
+        [
+            "run",
+            "--base-url",
+            server.url,
+            "--model",
+            "fake-judge",
+            "--no-progress",
+            "--run-id",
+            "llm",
+            "--concurrency",
+            "16",
+        ]
+    )
     assert code == 0
     manifest = json.loads((workdir / "results" / "llm" / "manifest.json").read_text())
     assert manifest["judge"]["judge"] == "openai" and manifest["judge"]["model"] == "fake-judge"
@@ -130,7 +163,9 @@ def test_run_against_an_openai_compatible_server_judges_every_rubric(
     assert f"removed {sent} cached replies" in capsys.readouterr().out
 
 
-def test_dry_run_prints_the_plan_and_sends_nothing(workdir: Path, fake_server, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_the_plan_and_sends_nothing(
+    workdir: Path, fake_server, capsys: pytest.CaptureFixture[str]
+) -> None:
     server = fake_server()
     assert main(["run", "--dry-run", "--base-url", server.url, "--model", "gpt-4o-mini", "-r", "pacing"]) == 0
     out = capsys.readouterr().out

@@ -11,7 +11,9 @@ from evaluator.models import Judgment, Usage
 
 def test_cached_tokens_are_charged_at_the_cached_price() -> None:
     price = Price(input=2.0, cached_input=1.0, output=10.0)
-    assert price.cost(Usage(prompt_tokens=1_000_000, cached_tokens=500_000, completion_tokens=100_000)) == pytest.approx(2.5)
+    assert price.cost(
+        Usage(prompt_tokens=1_000_000, cached_tokens=500_000, completion_tokens=100_000)
+    ) == pytest.approx(2.5)
 
 
 def test_dated_snapshots_take_their_family_price() -> None:
@@ -27,9 +29,19 @@ def test_price_files_are_checked(write) -> None:
 
 
 def _judgment(prompt: int, completion: int) -> Judgment:
-    return Judgment(key="t/1/c/0", rubric_id="r", rubric_version=1, rubric_hash="h", transcript_id="t", turn_index=1,
-                    criterion_id="c", status="ok", score=1, judge="openai",
-                    usage=Usage(prompt_tokens=prompt, completion_tokens=completion))
+    return Judgment(
+        key="t/1/c/0",
+        rubric_id="r",
+        rubric_version=1,
+        rubric_hash="h",
+        transcript_id="t",
+        turn_index=1,
+        criterion_id="c",
+        status="ok",
+        score=1,
+        judge="openai",
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
+    )
 
 
 def test_budget_reserves_before_and_settles_after() -> None:

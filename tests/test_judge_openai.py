@@ -50,7 +50,9 @@ TRANSCRIPT = Transcript(
     source="mini.txt",
     turns=[
         Turn(index=0, speaker="patient", label="Patient", text="I feel overwhelmed. Can we slow down?"),
-        Turn(index=1, speaker="therapist", label="Therapist", text="Of course. Let's slow right down and take a breath."),
+        Turn(
+            index=1, speaker="therapist", label="Therapist", text="Of course. Let's slow right down and take a breath."
+        ),
         Turn(index=2, speaker="patient", label="Patient", text="Thanks, that helps a little."),
         Turn(index=3, speaker="therapist", label="Therapist", text="Would you like to pause here for a moment?"),
     ],
@@ -63,8 +65,14 @@ def rubric(write):
 
 
 def _settings(server, **overrides) -> JudgeSettings:
-    settings = {"kind": "openai", "model": "fake-judge", "base_url": server.url, "cache_path": None,
-                "transport_attempts": 4, **overrides}
+    settings = {
+        "kind": "openai",
+        "model": "fake-judge",
+        "base_url": server.url,
+        "cache_path": None,
+        "transport_attempts": 4,
+        **overrides,
+    }
     return JudgeSettings(**settings)
 
 
@@ -72,7 +80,10 @@ def _call(rubric, criterion_ids=("responsiveness",), turn=1, mode="per-criterion
     requests = [
         JudgeRequest(
             Item(rubric_id=rubric.id, transcript_id=TRANSCRIPT.id, turn_index=turn, criterion_id=c),
-            rubric, rubric.criterion(c), TRANSCRIPT, TRANSCRIPT.turns[turn],
+            rubric,
+            rubric.criterion(c),
+            TRANSCRIPT,
+            TRANSCRIPT.turns[turn],
         )
         for c in criterion_ids
     ]
@@ -159,8 +170,10 @@ async def test_a_client_error_fails_fast(fake_server, rubric) -> None:
     assert len(server.received) == 1
 
 
-@pytest.mark.parametrize(("fault", "hint"), [("unauthorized", "check the API key in OPENAI_API_KEY"),
-                                             ("not_found", "check --model and --base-url")])
+@pytest.mark.parametrize(
+    ("fault", "hint"),
+    [("unauthorized", "check the API key in OPENAI_API_KEY"), ("not_found", "check --model and --base-url")],
+)
 async def test_auth_and_model_errors_stop_with_what_to_fix(fake_server, rubric, monkeypatch, fault, hint) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     server = fake_server(script=[fault])
@@ -224,8 +237,16 @@ async def test_logprobs_give_a_weighted_score(fake_server, rubric) -> None:
 async def test_samples_use_distinct_seeds(fake_server, rubric) -> None:
     server = fake_server()
     call = _call(rubric)
-    second = JudgeCall(tuple(JudgeRequest(r.item.model_copy(update={"sample": 1}), r.rubric, r.criterion, r.transcript, r.turn)
-                             for r in call.requests), call.mode, call.messages, call.template_hash, call.prompt_hash)
+    second = JudgeCall(
+        tuple(
+            JudgeRequest(r.item.model_copy(update={"sample": 1}), r.rubric, r.criterion, r.transcript, r.turn)
+            for r in call.requests
+        ),
+        call.mode,
+        call.messages,
+        call.template_hash,
+        call.prompt_hash,
+    )
     await _judge(server, call)
     await _judge(server, second)
     assert [r.body["seed"] for r in server.received] == [0, 1]
@@ -266,8 +287,9 @@ def endpoint(request: pytest.FixtureRequest, fake_server) -> str:
 @pytest.mark.vcr
 async def test_cassette_pins_the_per_criterion_request(endpoint, rubric, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    judge = OpenAIJudge(JudgeSettings(kind="openai", model="fake-judge", base_url=endpoint, cache_path=None,
-                                      transport_attempts=1))
+    judge = OpenAIJudge(
+        JudgeSettings(kind="openai", model="fake-judge", base_url=endpoint, cache_path=None, transport_attempts=1)
+    )
     try:
         judgments = await judge.judge(_call(rubric, ("responsiveness",)))
         judgments += await judge.judge(_call(rubric, ("acknowledges", "length"), turn=3, mode="per-turn"))

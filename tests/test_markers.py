@@ -147,9 +147,7 @@ def test_pacing_request_on_the_slowing_seed() -> None:
         "go super slow",
         "slow down and maybe",
     )
-    asking = {
-        t.index for t in transcript.turns if t.speaker == "patient" and any(p in t.text.lower() for p in phrases)
-    }
+    asking = {t.index for t in transcript.turns if t.speaker == "patient" and any(p in t.text.lower() for p in phrases)}
     assert len(asking) == 16
     assert _fired(transcript) == asking
     breath = next(t for t in transcript.turns if "take one slow breath" in t.text)

@@ -51,8 +51,15 @@ def test_marker_rule_applies_only_after_a_request(rubrics_dir: Path) -> None:
     rubric = load_rubric(rubrics_dir / "rupture_repair.yaml")
     exploration = rubric.criterion("invites_rupture_exploration")
     (transcript,) = read_transcripts(SLOWING_SEED)
-    applicable = [t.index for t in transcript.therapist_turns() if static_applicability(exploration, transcript, t) is None]
-    after_request = [t.index for t in transcript.therapist_turns() if "slow" in transcript.previous_patient_turn(t.index).text.lower() and "slow breath" not in transcript.previous_patient_turn(t.index).text]
+    applicable = [
+        t.index for t in transcript.therapist_turns() if static_applicability(exploration, transcript, t) is None
+    ]
+    after_request = [
+        t.index
+        for t in transcript.therapist_turns()
+        if "slow" in transcript.previous_patient_turn(t.index).text.lower()
+        and "slow breath" not in transcript.previous_patient_turn(t.index).text
+    ]
     assert applicable == after_request
 
 

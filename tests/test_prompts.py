@@ -28,8 +28,13 @@ HOSTILE = (
 
 
 def _transcript(patient_text: str) -> Transcript:
-    texts = [("patient", "Hello."), ("therapist", "Hi, what brings you?"), ("patient", patient_text),
-             ("therapist", "Let's slow right down."), ("patient", "Thanks.")]
+    texts = [
+        ("patient", "Hello."),
+        ("therapist", "Hi, what brings you?"),
+        ("patient", patient_text),
+        ("therapist", "Let's slow right down."),
+        ("patient", "Thanks."),
+    ]
     return Transcript(
         id="t1",
         source="t1.txt",
@@ -73,7 +78,10 @@ def test_prompt_hash_follows_content(write) -> None:
 
 def test_rubric_template_override_and_include_hashing(write, tmp_path: Path) -> None:
     write("mine/_part.j2", "Shared part v1")
-    write("mine/custom.j2", "{% block system %}{% include '_part.j2' %}{% endblock %}{% block user %}{{ turn.text }}{% endblock %}")
+    write(
+        "mine/custom.j2",
+        "{% block system %}{% include '_part.j2' %}{% endblock %}{% block user %}{{ turn.text }}{% endblock %}",
+    )
     rubric = load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))
     transcript = _transcript("x")
     first = PromptRenderer().render(rubric, rubric.criteria[0], transcript, transcript.turns[3])

@@ -22,7 +22,10 @@ def test_summary_matches_the_judgments(seed_run) -> None:  # noqa: F811
     assert cell.mean == mean(ok)
     assert cell.pass_share == sum(s >= 4 for s in ok) / len(ok)
     per_seed = pacing.by_transcript
-    assert per_seed[IGNORING_SEED.stem]["slow_down_responsiveness"].mean < per_seed[SLOWING_SEED.stem]["slow_down_responsiveness"].mean
+    assert (
+        per_seed[IGNORING_SEED.stem]["slow_down_responsiveness"].mean
+        < per_seed[SLOWING_SEED.stem]["slow_down_responsiveness"].mean
+    )
     assert sum(summary.counts.values()) == len(judgments)
 
 

@@ -60,7 +60,10 @@ def test_dependent_criteria_are_staged_after_their_prerequisite(write) -> None:
     [
         (("type: binary", "type: binry"), "criteria[0] (id: asked).scale"),
         (("anchors: {1: bad, 2: fair, 3: good}", "anchors: {2: fair, 3: good}"), "both ends of the scale"),
-        (("anchors: {1: bad, 2: fair, 3: good}", "anchors: {1: bad, 3: good, 7: great}"), "anchors [7] lie outside 1..3"),
+        (
+            ("anchors: {1: bad, 2: fair, 3: good}", "anchors: {1: bad, 3: good, 7: great}"),
+            "anchors [7] lie outside 1..3",
+        ),
         (("criterion: asked, is: [1]", "criterion: nope, is: [1]"), "no criterion 'nope' in this rubric"),
         (("criterion: asked, is: [1]", "criterion: asked, is: [5]"), "[5] not on the scale of 'asked'"),
         (("    name: Patient asked\n", "    name: Patient asked\n    check: no_such_check\n"), "no_such_check"),
@@ -83,7 +86,10 @@ def test_regex_error_names_the_pattern(write) -> None:
         "    question: Did the patient ask?\n",
         "    question: Did the patient ask?\n    applies_when:\n      previous_patient_turn_matches: ['(unclosed']\n",
     )
-    with pytest.raises(RubricError, match=r"criteria\[0\] \(id: asked\)\.applies_when\.previous_patient_turn_matches: pattern '\(unclosed'"):
+    with pytest.raises(
+        RubricError,
+        match=r"criteria\[0\] \(id: asked\)\.applies_when\.previous_patient_turn_matches: pattern '\(unclosed'",
+    ):
         load_rubric(write("bad.yaml", text))
 
 
@@ -121,6 +127,8 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 def test_yes_and_no_stay_words_not_booleans(write) -> None:
     """PyYAML's YAML 1.1 default would read the keys `yes:`/`no:` as True/False and reject the scale."""
-    rubric = load_rubric(write("yn.yaml", VALID.replace("scale: {type: binary}", "scale: {type: binary, yes: did, no: did not}")))
+    rubric = load_rubric(
+        write("yn.yaml", VALID.replace("scale: {type: binary}", "scale: {type: binary, yes: did, no: did not}"))
+    )
     scale = rubric.criteria[0].scale
     assert (scale.yes, scale.no) == ("did", "did not")

@@ -17,8 +17,9 @@ from tests.conftest import IGNORING_SEED, SLOWING_SEED
 
 
 def _run(tmp_path: Path, transcripts: list[Path], rubrics: list[Path], **kwargs) -> tuple[Path, list[Judgment]]:
-    result = run(RunConfig(transcripts=transcripts, rubrics=rubrics, output=tmp_path / "results",
-                           show_progress=False, **kwargs))
+    result = run(
+        RunConfig(transcripts=transcripts, rubrics=rubrics, output=tmp_path / "results", show_progress=False, **kwargs)
+    )
     return result.run_dir, load_judgments(result.run_dir)
 
 
@@ -49,8 +50,14 @@ def test_slow_down_criterion_applies_exactly_after_requests(seed_run) -> None:
             if j.transcript_id == path.stem and j.criterion_id == "slow_down_responsiveness" and j.status == "ok"
         }
         assert applicable == _requests(path), path.name
-    mention = [j for j in judgments if j.transcript_id == SLOWING_SEED.stem and j.criterion_id == "slow_down_responsiveness"
-               and j.status == "not_applicable" and "slow_down_requested was judged 0" in j.rationale]
+    mention = [
+        j
+        for j in judgments
+        if j.transcript_id == SLOWING_SEED.stem
+        and j.criterion_id == "slow_down_responsiveness"
+        and j.status == "not_applicable"
+        and "slow_down_requested was judged 0" in j.rationale
+    ]
     assert len(mention) == 2  # "I'll try to take one slow breath", "I took a slow breath and I sent it"
 
 
@@ -82,8 +89,14 @@ def test_a_batch_with_one_bad_file_judges_the_others(tmp_path: Path, repo: Path)
     folder.mkdir()
     (folder / "good.txt").write_text(SLOWING_SEED.read_text())
     (folder / "bad.txt").write_text("Therapist: hello\n\nDoctor: who said that?\n")
-    result = run(RunConfig(transcripts=[folder], rubrics=[repo / "rubrics" / "pacing.yaml"],
-                           output=tmp_path / "results", show_progress=False))
+    result = run(
+        RunConfig(
+            transcripts=[folder],
+            rubrics=[repo / "rubrics" / "pacing.yaml"],
+            output=tmp_path / "results",
+            show_progress=False,
+        )
+    )
     assert not result.ok
     assert [s.path for s in result.manifest.skipped_files] == [str(folder / "bad.txt")]
     assert "line 3" in result.manifest.skipped_files[0].error and "Doctor" in result.manifest.skipped_files[0].error
@@ -129,11 +142,24 @@ KEY = "sk-runner-test-0123456789abcdefghij"
 def _llm_config(tmp_path: Path, server, rubrics: list[Path], **overrides) -> RunConfig:
     from evaluator.judges.select import JudgeSettings
 
-    settings = {"kind": "openai", "model": "fake-judge", "base_url": server.url, "cache_path": None,
-                "transport_attempts": 10, **overrides.pop("judge", {})}
+    settings = {
+        "kind": "openai",
+        "model": "fake-judge",
+        "base_url": server.url,
+        "cache_path": None,
+        "transport_attempts": 10,
+        **overrides.pop("judge", {}),
+    }
     judge = JudgeSettings(**settings)
-    options = {"transcripts": [IGNORING_SEED, SLOWING_SEED], "rubrics": rubrics, "output": tmp_path / "results",
-               "judge": judge, "show_progress": False, "concurrency": 16, **overrides}
+    options = {
+        "transcripts": [IGNORING_SEED, SLOWING_SEED],
+        "rubrics": rubrics,
+        "output": tmp_path / "results",
+        "judge": judge,
+        "show_progress": False,
+        "concurrency": 16,
+        **overrides,
+    }
     return RunConfig(**options)
 
 
@@ -163,12 +189,22 @@ def test_faults_change_no_score_and_never_become_grades(tmp_path: Path, repo: Pa
 def test_no_key_reaches_results_cache_or_manifest(tmp_path: Path, repo: Path, fake_server, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     server = fake_server(script=["unauthorized"])
-    config = _llm_config(tmp_path, server, [repo / "rubrics" / "act_fidelity.yaml"],
-                         judge={"cache_path": tmp_path / "cache.sqlite"}, run_id="k")
+    config = _llm_config(
+        tmp_path,
+        server,
+        [repo / "rubrics" / "act_fidelity.yaml"],
+        judge={"cache_path": tmp_path / "cache.sqlite"},
+        run_id="k",
+    )
     with pytest.raises(RunError, match="check the API key in OPENAI_API_KEY"):
         run(config)
-    config = _llm_config(tmp_path, fake_server(), [repo / "rubrics" / "act_fidelity.yaml"],
-                         judge={"cache_path": tmp_path / "cache.sqlite"}, resume=tmp_path / "results" / "k")
+    config = _llm_config(
+        tmp_path,
+        fake_server(),
+        [repo / "rubrics" / "act_fidelity.yaml"],
+        judge={"cache_path": tmp_path / "cache.sqlite"},
+        resume=tmp_path / "results" / "k",
+    )
     result = run(config)
     assert result.manifest.complete and result.manifest.judge["api_key_env"] == "OPENAI_API_KEY"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -177,7 +213,9 @@ def test_no_key_reaches_results_cache_or_manifest(tmp_path: Path, repo: Path, fa
         assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_an_unchanged_rerun_sends_nothing_and_an_edit_resends_only_its_criterion(tmp_path: Path, repo: Path, fake_server) -> None:
+def test_an_unchanged_rerun_sends_nothing_and_an_edit_resends_only_its_criterion(
+    tmp_path: Path, repo: Path, fake_server
+) -> None:
     server = fake_server()
     rubric = tmp_path / "pacing.yaml"
     rubric.write_text((repo / "rubrics" / "pacing.yaml").read_text())
@@ -187,18 +225,30 @@ def test_an_unchanged_rerun_sends_nothing_and_an_edit_resends_only_its_criterion
     second = run(_llm_config(tmp_path, server, [rubric], judge=cache))
     assert len(server.received) == sent
     assert _verdicts(load_judgments(second.run_dir)) == _verdicts(load_judgments(first.run_dir))
-    rubric.write_text(rubric.read_text().replace("Ignores the request and pushes on", "Disregards the request and pushes on"))
+    rubric.write_text(
+        rubric.read_text().replace("Ignores the request and pushes on", "Disregards the request and pushes on")
+    )
     third = run(_llm_config(tmp_path, server, [rubric], judge=cache))
-    resent_criteria = {r.body["messages"][0]["content"].split("Criterion: ")[1].split("\n")[0] for r in server.received[sent:]}
+    resent_criteria = {
+        r.body["messages"][0]["content"].split("Criterion: ")[1].split("\n")[0] for r in server.received[sent:]
+    }
     assert resent_criteria == {"Responds to the request to slow down"}
-    judged = [j for j in load_judgments(third.run_dir) if j.criterion_id == "slow_down_responsiveness" and j.status == "ok"]
+    judged = [
+        j for j in load_judgments(third.run_dir) if j.criterion_id == "slow_down_responsiveness" and j.status == "ok"
+    ]
     assert len(server.received) - sent == len(judged)
 
 
 def test_max_cost_stops_cleanly_before_the_budget(tmp_path: Path, repo: Path, fake_server, write) -> None:
     prices = write("prices.yaml", "fake-judge: {input: 1000, cached_input: 1000, output: 1000}\n")
-    config = _llm_config(tmp_path, fake_server(), [repo / "rubrics" / "act_fidelity.yaml"],
-                         judge={"prices_file": prices}, max_cost=5.0, concurrency=4)
+    config = _llm_config(
+        tmp_path,
+        fake_server(),
+        [repo / "rubrics" / "act_fidelity.yaml"],
+        judge={"prices_file": prices},
+        max_cost=5.0,
+        concurrency=4,
+    )
     result = run(config)
     manifest = result.manifest
     assert manifest.stopped and "--max-cost 5.0" in manifest.stopped
@@ -215,11 +265,35 @@ def test_sigkill_mid_batch_then_resume_judges_every_item_once(tmp_path: Path, re
 
     server = fake_server(latency=0.02)
     run_dir = tmp_path / "results" / "killed"
-    command = [sys.executable, "-m", "evaluator", "run", str(IGNORING_SEED), str(SLOWING_SEED),
-               "-r", str(repo / "rubrics" / "pacing.yaml"), "-o", str(tmp_path / "results"), "--run-id", "killed",
-               "--base-url", server.url, "--model", "fake-judge", "--no-cache", "--no-progress", "--concurrency", "4"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")})
+    command = [
+        sys.executable,
+        "-m",
+        "evaluator",
+        "run",
+        str(IGNORING_SEED),
+        str(SLOWING_SEED),
+        "-r",
+        str(repo / "rubrics" / "pacing.yaml"),
+        "-o",
+        str(tmp_path / "results"),
+        "--run-id",
+        "killed",
+        "--base-url",
+        server.url,
+        "--model",
+        "fake-judge",
+        "--no-cache",
+        "--no-progress",
+        "--concurrency",
+        "4",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+    )
     path = run_dir / JUDGMENTS
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 60):

@@ -80,8 +80,15 @@ def test_manifest_round_trip_and_run_lookup(tmp_path: Path) -> None:
     run_dir = tmp_path / run_id
     run_dir.mkdir()
     manifest = RunManifest(
-        run_id=run_id, created_at="now", command=["evaluator", "run"], package_version="0", transcripts=["t"],
-        transcript_files=["t.txt"], rubrics={}, template_hashes={}, judge={"judge": "rules"},
+        run_id=run_id,
+        created_at="now",
+        command=["evaluator", "run"],
+        package_version="0",
+        transcripts=["t"],
+        transcript_files=["t.txt"],
+        rubrics={},
+        template_hashes={},
+        judge={"judge": "rules"},
     )
     write_manifest(run_dir, manifest)
     assert read_manifest(run_dir) == manifest

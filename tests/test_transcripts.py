@@ -418,7 +418,7 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 
 def test_broken_jsonl_line(tmp_path: Path) -> None:
     good = json.dumps({"messages": [{"role": "assistant", "content": "Hi."}]})
-    path = write(tmp_path, "c.jsonl", f"{good}\n\n{{\"messages\": [\n")
+    path = write(tmp_path, "c.jsonl", f'{good}\n\n{{"messages": [\n')
     error = error_of(path)
     assert error.line == 3
     assert str(error) == (
@@ -527,10 +527,18 @@ def test_csv_non_numeric_order_falls_back_to_text_order(tmp_path: Path) -> None:
         ("n.json", "42", None, "expected a session object or a list of them, found a JSON number"),
         ("l.json", "[]", None, "the file holds an empty list; add at least one session object"),
         ("s.jsonl", '"just text"', 1, "expected a session object, found a JSON string"),
-        ("c.json", '{"messages": [{"role": "user", "content": null}]}', None,
-         'at messages[0]: "content" must be a string or a list of text parts, found a JSON null'),
-        ("e.json", '{"messages": [{"role": "assistant", "content": " "}]}', None,
-         'at messages[0]: empty turn: the "assistant" message has no text'),
+        (
+            "c.json",
+            '{"messages": [{"role": "user", "content": null}]}',
+            None,
+            'at messages[0]: "content" must be a string or a list of text parts, found a JSON null',
+        ),
+        (
+            "e.json",
+            '{"messages": [{"role": "assistant", "content": " "}]}',
+            None,
+            'at messages[0]: empty turn: the "assistant" message has no text',
+        ),
     ],
 )
 def test_malformed_sessions(tmp_path: Path, name: str, content: str, line: int | None, problem: str) -> None:

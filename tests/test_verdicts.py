@@ -7,11 +7,31 @@ import pytest
 from evaluator.models import Criterion
 from evaluator.verdicts import ReplyProblem, extract_json, parse_verdict, verdict_schema
 
-LIKERT = Criterion.model_validate({"id": "c", "name": "n", "question": "q",
-                                   "scale": {"type": "likert", "min": 1, "max": 5, "anchors": {1: "a", 5: "b"}}})
-LABELS = Criterion.model_validate({"id": "c", "name": "n", "question": "q", "scale": {"type": "categorical", "categories": [
-    {"label": "shorter", "description": "s", "value": 0}, {"label": "longer", "description": "l", "value": 2}]}})
-COUNT = Criterion.model_validate({"id": "c", "name": "n", "question": "q", "scale": {"type": "count", "unit": "questions"}})
+LIKERT = Criterion.model_validate(
+    {
+        "id": "c",
+        "name": "n",
+        "question": "q",
+        "scale": {"type": "likert", "min": 1, "max": 5, "anchors": {1: "a", 5: "b"}},
+    }
+)
+LABELS = Criterion.model_validate(
+    {
+        "id": "c",
+        "name": "n",
+        "question": "q",
+        "scale": {
+            "type": "categorical",
+            "categories": [
+                {"label": "shorter", "description": "s", "value": 0},
+                {"label": "longer", "description": "l", "value": 2},
+            ],
+        },
+    }
+)
+COUNT = Criterion.model_validate(
+    {"id": "c", "name": "n", "question": "q", "scale": {"type": "count", "unit": "questions"}}
+)
 
 
 def _reply(score, applicable=True, **extra) -> dict:
@@ -30,7 +50,12 @@ def test_the_last_json_object_in_chatty_text_is_taken() -> None:
 def test_scores_must_be_on_the_scale_and_of_the_right_type() -> None:
     assert parse_verdict(_reply(4), LIKERT).score == 4
     assert parse_verdict(_reply(4.0), LIKERT).score == 4
-    for bad, message in [("4", "whole number"), (6, r"one of \[1, 2, 3, 4, 5\], got 6"), (True, "whole number"), (3.5, "whole number")]:
+    for bad, message in [
+        ("4", "whole number"),
+        (6, r"one of \[1, 2, 3, 4, 5\], got 6"),
+        (True, "whole number"),
+        (3.5, "whole number"),
+    ]:
         with pytest.raises(ReplyProblem, match=message):
             parse_verdict(_reply(bad), LIKERT)
     with pytest.raises(ReplyProblem, match="cannot be negative"):
@@ -61,4 +86,7 @@ def test_schema_is_strict_and_puts_the_rationale_first() -> None:
     assert list(schema["properties"]) == ["rationale", "evidence", "applicable", "score"]
     assert schema["additionalProperties"] is False and schema["required"] == list(schema["properties"])
     assert schema["properties"]["score"]["anyOf"] == [{"type": "integer", "enum": [1, 2, 3, 4, 5]}, {"type": "null"}]
-    assert verdict_schema(LABELS)["properties"]["score"]["anyOf"][0] == {"type": "string", "enum": ["shorter", "longer"]}
+    assert verdict_schema(LABELS)["properties"]["score"]["anyOf"][0] == {
+        "type": "string",
+        "enum": ["shorter", "longer"],
+    }

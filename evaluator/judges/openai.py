@@ -21,12 +21,27 @@ import httpx2
 import openai
 
 from evaluator.cache import ResponseCache, cache_key
-from evaluator.judges.base import JudgeCall, JudgeConfigError, JudgeFatalError, JudgeRequest, check_evidence, judgment_for
+from evaluator.judges.base import (
+    JudgeCall,
+    JudgeConfigError,
+    JudgeFatalError,
+    JudgeRequest,
+    check_evidence,
+    judgment_for,
+)
 from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode
 from evaluator.limits import RateLimiter
 from evaluator.models import CategoricalScale, Judgment, Usage
 from evaluator.retry import RETRYABLE, transport_retrying
-from evaluator.verdicts import ReplyProblem, Verdict, extract_json, group_schema, parse_verdict, response_format, verdict_schema
+from evaluator.verdicts import (
+    ReplyProblem,
+    Verdict,
+    extract_json,
+    group_schema,
+    parse_verdict,
+    response_format,
+    verdict_schema,
+)
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
@@ -70,7 +85,10 @@ class _Reply:
                 completion_tokens=int(usage.get("completion_tokens") or 0),
             ),
             logprobs=tuple(
-                (str(t.get("token", "")), tuple((str(a.get("token", "")), float(a.get("logprob", -99))) for a in t.get("top_logprobs") or []))
+                (
+                    str(t.get("token", "")),
+                    tuple((str(a.get("token", "")), float(a.get("logprob", -99))) for a in t.get("top_logprobs") or []),
+                )
                 for t in tokens
             ),
         )
@@ -109,7 +127,8 @@ class _Layout:
         for r in requests:
             by_turn.setdefault(f"turn_{r.turn.index}", []).append(r)
         turn_schemas = [
-            group_schema([r.criterion.id for r in rs], [verdict_schema(r.criterion) for r in rs]) for rs in by_turn.values()
+            group_schema([r.criterion.id for r in rs], [verdict_schema(r.criterion) for r in rs])
+            for rs in by_turn.values()
         ]
         paths = tuple((f"turn_{r.turn.index}", r.criterion.id) for r in requests)
         return cls(group_schema(list(by_turn), turn_schemas), paths)
@@ -206,7 +225,9 @@ class OpenAIJudge:
                 continue
             except FATAL as exc:
                 hint = FIX_HINTS[type(exc)].format(env=self.settings.api_key_env)
-                raise JudgeFatalError(f"the judge endpoint said {exc.status_code}: {self._redact(exc.message)}; {hint}") from None
+                raise JudgeFatalError(
+                    f"the judge endpoint said {exc.status_code}: {self._redact(exc.message)}; {hint}"
+                ) from None
             except (openai.APIStatusError, *RETRYABLE) as exc:
                 return self._failed(call, started, attempts, usage, f"{type(exc).__name__}: {self._redact(str(exc))}")
             retries += retried
@@ -217,12 +238,17 @@ class OpenAIJudge:
             if len(found) < len(call.requests):
                 conversation = conversation + [
                     {"role": "assistant", "content": reply.content},
-                    {"role": "user", "content": f"Your reply could not be used: {problem}. "
-                     "Reply again with only the JSON object described above."},
+                    {
+                        "role": "user",
+                        "content": f"Your reply could not be used: {problem}. "
+                        "Reply again with only the JSON object described above.",
+                    },
                 ]
         return self._judgments(call, started, attempts, retries, usage, found, weighted, problem, from_cache)
 
-    def _read(self, reply: _Reply, layout: _Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]) -> str:
+    def _read(
+        self, reply: _Reply, layout: _Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]
+    ) -> str:
         """Take the valid verdicts out of a reply; return what was wrong with the rest ("" if nothing)."""
         if reply.refusal:
             return f"the judge refused: {reply.refusal}"
@@ -248,7 +274,9 @@ class OpenAIJudge:
         """The body of the first request for a call, exactly as it would be sent (for benchmarks and audits)."""
         return self._body(call, [m.model_dump() for m in call.messages], _Layout.of(call), call.requests[0].item.sample)
 
-    def _body(self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int) -> dict[str, Any]:
+    def _body(
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
+    ) -> dict[str, Any]:
         s = self.settings
         messages = conversation
         if self.output != "json_schema":
@@ -295,7 +323,9 @@ class OpenAIJudge:
             async for attempt in transport_retrying(self.settings.transport_attempts):
                 with attempt:
                     tries += 1
-                    raw = await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
+                    raw = await self.client.post(
+                        "/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS
+                    )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if self._fall_back(exc):
                 raise _UnsupportedFormat from None
@@ -319,16 +349,29 @@ class OpenAIJudge:
     def _failed(self, call: JudgeCall, started: float, attempts: int, usage: Usage, error: str) -> list[Judgment]:
         return [
             judgment_for(
-                request, self.name, call, status="error", error=error, model=self.model,
-                parameters=self._parameters(), usage=usage if i == 0 else Usage(),
-                latency_s=time.perf_counter() - started, attempts=attempts,
+                request,
+                self.name,
+                call,
+                status="error",
+                error=error,
+                model=self.model,
+                parameters=self._parameters(),
+                usage=usage if i == 0 else Usage(),
+                latency_s=time.perf_counter() - started,
+                attempts=attempts,
             )
             for i, request in enumerate(call.requests)
         ]
 
     def _parameters(self) -> dict[str, Any]:
         s = self.settings
-        return {"temperature": s.temperature, "seed": s.seed, "max_tokens": s.max_tokens, "output": self.output, **s.parameters}
+        return {
+            "temperature": s.temperature,
+            "seed": s.seed,
+            "max_tokens": s.max_tokens,
+            "output": self.output,
+            **s.parameters,
+        }
 
     def _judgments(
         self,
@@ -358,17 +401,38 @@ class OpenAIJudge:
             verdict = found.get(index)
             if verdict is None:
                 reason = f"no valid reply after {attempts} attempt(s): {problem or 'unknown problem'}"
-                judgments.append(judgment_for(request, self.name, call, status="unscored", unscored_reason=reason, **common))
+                judgments.append(
+                    judgment_for(request, self.name, call, status="unscored", unscored_reason=reason, **common)
+                )
                 continue
             evidence = check_evidence(verdict.evidence, request.transcript)
             if not verdict.applicable:
-                judgments.append(judgment_for(request, self.name, call, status="not_applicable",
-                                              rationale=verdict.rationale, evidence=evidence, **common))
+                judgments.append(
+                    judgment_for(
+                        request,
+                        self.name,
+                        call,
+                        status="not_applicable",
+                        rationale=verdict.rationale,
+                        evidence=evidence,
+                        **common,
+                    )
+                )
                 continue
-            judgments.append(judgment_for(
-                request, self.name, call, status="ok", score=verdict.score, label=verdict.label,
-                rationale=verdict.rationale, evidence=evidence, weighted_score=weighted.get(index), **common,
-            ))
+            judgments.append(
+                judgment_for(
+                    request,
+                    self.name,
+                    call,
+                    status="ok",
+                    score=verdict.score,
+                    label=verdict.label,
+                    rationale=verdict.rationale,
+                    evidence=evidence,
+                    weighted_score=weighted.get(index),
+                    **common,
+                )
+            )
         return judgments
 
 

@@ -344,7 +344,9 @@ class RulesJudge:
             evidence=check_evidence(verdict.evidence, request.transcript),
         )
 
-    def _judgment(self, request: JudgeRequest, call: JudgeCall, started: float, status: Status, **fields: object) -> Judgment:
+    def _judgment(
+        self, request: JudgeRequest, call: JudgeCall, started: float, status: Status, **fields: object
+    ) -> Judgment:
         return judgment_for(
             request, self.name, call, status=status, attempts=1, latency_s=time.perf_counter() - started, **fields
         )

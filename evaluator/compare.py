@@ -1,0 +1,587 @@
+"""Compare two runs item by item: which judgments moved, by how much, and whether an edit explains it.
+
+A prompt engineer who edits one criterion needs to see that criterion's items move and every other
+criterion stay put. Each criterion's definition is compared through its hash in the two manifests'
+rubric snapshots, so a criterion that moved although its definition did not is flagged: that is
+judge nondeterminism, a template or judge change, or an edit upstream, never the edit's effect.
+Means and differences are over paired items (ok in both runs), and their interval resamples whole
+sessions, since the turns of one session are not independent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sklearn.metrics import cohen_kappa_score
+
+from evaluator.aggregate import aggregate_samples
+from evaluator.models import Aggregate, Criterion, Judgment, Rubric, RunManifest, Status
+from evaluator.rubrics import criterion_hash
+from evaluator.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
+from evaluator.store import load_judgments, read_manifest, write_atomic
+
+COMPARE_FILE = "compare.md"
+ORDINAL_SCALES = ("likert", "count")
+FRAMING_FIELDS = {"id", "title", "description", "context", "template"}
+# Judge settings that change how calls are sent, not what the judge answers.
+OPERATIONAL_JUDGE_FIELDS = {"base_url", "api_key_env", "rpm", "tpm", "cache", "transport_attempts"}
+RATIONALE_CHARS = 160
+
+ItemKey = tuple[str, int]  # (transcript id, turn index) within one criterion
+CriterionKey = tuple[str, str]  # (rubric id, criterion id)
+FindingKind = Literal["transcripts", "rubric", "edited", "template", "judge", "moved_without_edit"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One item of one run, its samples already folded: what the two runs are matched on."""
+
+    status: Status
+    score: float | None
+    verdict: int | float | str | None
+    rationale: str
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_dir: Path
+    run_id: str
+    judge: str
+    transcripts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CriterionEdit:
+    """How a criterion's definition differs between the runs; a hash of None: absent from that run."""
+
+    hash_a: str | None
+    hash_b: str | None
+    fields: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.hash_a is None:
+            return "added in run B"
+        if self.hash_b is None:
+            return "removed in run B"
+        return (", ".join(self.fields) or "definition") + " edited"
+
+
+@dataclass(frozen=True)
+class CriterionComparison:
+    rubric_id: str
+    criterion_id: str
+    paired: int
+    only_a: int
+    only_b: int
+    status_changes: dict[str, int]
+    mean_a: float | None
+    mean_b: float | None
+    difference: Estimate | None
+    exact: float | None
+    kappa: float | None
+    kappa_weights: Literal["quadratic"] | None
+    kappa_note: str
+    changed: int
+    edit: CriterionEdit | None
+
+    @property
+    def edited(self) -> bool:
+        return self.edit is not None
+
+    @property
+    def moved(self) -> bool:
+        """Verdicts or statuses differ on items both runs judged (items in one run only do not count)."""
+        return self.changed > 0 or bool(self.status_changes)
+
+
+@dataclass(frozen=True)
+class ChangedItem:
+    rubric_id: str
+    criterion_id: str
+    transcript_id: str
+    turn_index: int
+    verdict_a: int | float | str | None
+    verdict_b: int | float | str | None
+    magnitude: float
+    rationale_a: str
+    rationale_b: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    message: str
+    rubric_id: str | None = None
+    criterion_id: str | None = None
+
+
+@dataclass
+class Comparison:
+    run_a: RunInfo
+    run_b: RunInfo
+    criteria: list[CriterionComparison]
+    changed: list[ChangedItem]
+    warnings: list[Finding]
+    transcripts_only_a: list[str]
+    transcripts_only_b: list[str]
+
+    def criterion(self, rubric_id: str, criterion_id: str) -> CriterionComparison:
+        return next(c for c in self.criteria if (c.rubric_id, c.criterion_id) == (rubric_id, criterion_id))
+
+    def rubric_ids(self) -> list[str]:
+        return list(dict.fromkeys(c.rubric_id for c in self.criteria))
+
+
+# --- reading a run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Run:
+    info: RunInfo
+    manifest: RunManifest
+    rubrics: dict[str, Rubric]
+    items: dict[CriterionKey, dict[ItemKey, Verdict]]
+
+
+def _load(run_dir: Path) -> _Run:
+    """Rubrics come from the manifest's snapshot: the definition as judged, whatever the file says now."""
+    manifest = read_manifest(run_dir)
+    rubrics = {rid: Rubric.model_validate(info["definition"]) for rid, info in manifest.rubrics.items()}
+    judgments = load_judgments(run_dir)
+    records: Iterable[tuple[Judgment | Aggregate, str]]
+    if manifest.samples > 1:
+        records = _folded(judgments, rubrics, manifest)
+    else:
+        records = ((j, j.rationale) for j in judgments)
+    items: dict[CriterionKey, dict[ItemKey, Verdict]] = defaultdict(dict)
+    for record, rationale in records:
+        items[record.rubric_id, record.criterion_id][record.transcript_id, record.turn_index] = Verdict(
+            record.status, record.score, record.verdict, rationale
+        )
+    info = RunInfo(run_dir, manifest.run_id, _judge_label(manifest), tuple(manifest.transcripts))
+    return _Run(info, manifest, rubrics, dict(items))
+
+
+def _folded(judgments: list[Judgment], rubrics: dict[str, Rubric], manifest: RunManifest) -> list[tuple[Aggregate, str]]:
+    """One verdict per item over its samples; its rationale lists the samples' distinct rationales."""
+    rationales: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for j in judgments:
+        seen = rationales[j.rubric_id, j.key.rsplit("/", 1)[0]]
+        if j.status == "ok" and j.rationale not in seen:
+            seen.append(j.rationale)
+    return [
+        (a, " / ".join(rationales[a.rubric_id, a.key]))
+        for a in aggregate_samples(judgments, rubrics, manifest.aggregate)
+    ]
+
+
+def _judge_label(manifest: RunManifest) -> str:
+    judge = manifest.judge
+    return str(judge.get("judge", "?")) + (f" ({judge['model']})" if judge.get("model") else "")
+
+
+# --- definitions: what was edited ---------------------------------------------------------------------
+
+
+def _differing_fields(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two definitions differ, down into mappings (scale.anchors.3) but not into
+    lists: a changed list of examples reads better as `examples` than as a list of indices."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(a) + [k for k in b if k not in a]
+        return [p for k in keys for p in _differing_fields(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))]
+    return [] if a == b else [prefix]
+
+
+def _edit(rubric_a: Rubric | None, rubric_b: Rubric | None, criterion_id: str) -> CriterionEdit | None:
+    crit_a = _criterion_or_none(rubric_a, criterion_id)
+    crit_b = _criterion_or_none(rubric_b, criterion_id)
+    hash_a = criterion_hash(rubric_a, crit_a) if rubric_a and crit_a else None
+    hash_b = criterion_hash(rubric_b, crit_b) if rubric_b and crit_b else None
+    if hash_a == hash_b:
+        return None
+    if rubric_a is None or rubric_b is None or crit_a is None or crit_b is None:
+        return CriterionEdit(hash_a, hash_b)
+    framing = _differing_fields(
+        rubric_a.model_dump(mode="json", include=FRAMING_FIELDS), rubric_b.model_dump(mode="json", include=FRAMING_FIELDS)
+    )
+    own = _differing_fields(crit_a.model_dump(mode="json"), crit_b.model_dump(mode="json"))
+    return CriterionEdit(hash_a, hash_b, tuple(own + [f"rubric {f}" for f in framing]))
+
+
+def _criterion_or_none(rubric: Rubric | None, criterion_id: str) -> Criterion | None:
+    return next((c for c in rubric.criteria if c.id == criterion_id), None) if rubric else None
+
+
+def _criterion_keys(run_a: _Run, run_b: _Run) -> list[CriterionKey]:
+    """Every criterion of either run, in run A's rubric order, then what only run B has."""
+    keys = [(rid, c.id) for run in (run_a, run_b) for rid, r in run.rubrics.items() for c in r.criteria]
+    return list(dict.fromkeys(keys))
+
+
+# --- statistics per criterion ---------------------------------------------------------------------------
+
+
+def _scale_type(run_a: _Run, run_b: _Run, key: CriterionKey) -> set[str]:
+    rid, cid = key
+    found = (_criterion_or_none(run.rubrics.get(rid), cid) for run in (run_a, run_b))
+    return {c.scale.type for c in found if c is not None}
+
+
+def kappa_between(
+    a: list[int | float | str], b: list[int | float | str], scale_type: str
+) -> tuple[float | None, Literal["quadratic"] | None, str]:
+    """Cohen's kappa, quadratic-weighted on ordinal scales so 4 vs 5 counts less than 1 vs 5.
+
+    Undefined (None, with the reason) where chance agreement is certain: both runs gave one and the
+    same verdict to every item. sklearn weights by position in `labels`, so ordinal labels are the
+    whole range of integers between the extremes, not only the values seen.
+    """
+    if not a:
+        return None, None, "no paired items"
+    if len(set(a) | set(b)) == 1:
+        return None, None, f"undefined: both runs gave every paired item the verdict {a[0]!r}"
+    if scale_type not in ORDINAL_SCALES:
+        return float(cohen_kappa_score(a, b)), None, ""
+    if not all(float(v).is_integer() for v in (*a, *b)):
+        return None, None, "undefined: folded sample means are not whole verdicts"
+    ints_a, ints_b = [int(v) for v in a], [int(v) for v in b]
+    labels = list(range(min(ints_a + ints_b), max(ints_a + ints_b) + 1))
+    return float(cohen_kappa_score(ints_a, ints_b, labels=labels, weights="quadratic")), "quadratic", ""
+
+
+def _magnitude(a: Verdict, b: Verdict) -> float:
+    """How far a verdict moved: the score difference, or 1 for a changed label."""
+    if isinstance(a.verdict, str) or isinstance(b.verdict, str) or a.score is None or b.score is None:
+        return 1.0
+    return abs(b.score - a.score)
+
+
+def _compare_criterion(
+    key: CriterionKey,
+    items_a: Mapping[ItemKey, Verdict],
+    items_b: Mapping[ItemKey, Verdict],
+    scale_types: set[str],
+    edit: CriterionEdit | None,
+    seed: int,
+    resamples: int,
+) -> tuple[CriterionComparison, list[ChangedItem]]:
+    shared = [k for k in items_a if k in items_b]
+    paired = [k for k in shared if items_a[k].status == "ok" and items_b[k].status == "ok"]
+    status_changes = Counter(f"{items_a[k].status}→{items_b[k].status}" for k in shared if items_a[k].status != items_b[k].status)
+    scored = [k for k in paired if items_a[k].score is not None and items_b[k].score is not None]
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for k in scored:
+        pairs[k[0]].append((items_a[k].score, items_b[k].score))  # type: ignore[arg-type]
+    verdicts_a = [items_a[k].verdict for k in paired]
+    verdicts_b = [items_b[k].verdict for k in paired]
+    if len(scale_types) == 1:
+        kappa, weights, note = kappa_between(verdicts_a, verdicts_b, next(iter(scale_types)))  # type: ignore[arg-type]
+    else:
+        kappa, weights, note = None, None, "undefined: the scale type differs between the runs"
+    changed = [_changed_item(key, k, items_a[k], items_b[k]) for k in paired if items_a[k].verdict != items_b[k].verdict]
+    comparison = CriterionComparison(
+        rubric_id=key[0],
+        criterion_id=key[1],
+        paired=len(paired),
+        only_a=sum(k not in items_b for k in items_a),
+        only_b=sum(k not in items_a for k in items_b),
+        status_changes=dict(sorted(status_changes.items())),
+        mean_a=mean(items_a[k].score for k in scored) if scored else None,  # type: ignore[misc]
+        mean_b=mean(items_b[k].score for k in scored) if scored else None,  # type: ignore[misc]
+        difference=cluster_bootstrap_difference(pairs, resamples=resamples, seed=seed),
+        exact=sum(a == b for a, b in zip(verdicts_a, verdicts_b)) / len(paired) if paired else None,
+        kappa=kappa,
+        kappa_weights=weights,
+        kappa_note=note,
+        changed=len(changed),
+        edit=edit,
+    )
+    return comparison, changed
+
+
+def _changed_item(key: CriterionKey, item: ItemKey, a: Verdict, b: Verdict) -> ChangedItem:
+    return ChangedItem(key[0], key[1], item[0], item[1], a.verdict, b.verdict, _magnitude(a, b), a.rationale, b.rationale)
+
+
+# --- warnings ---------------------------------------------------------------------------------------------
+
+
+def _judge_setup(manifest: RunManifest) -> dict[str, Any]:
+    """Everything about the judge that can change a verdict: its configuration, mode, samples, version."""
+    setup = {k: v for k, v in manifest.judge.items() if k not in OPERATIONAL_JUDGE_FIELDS}
+    return setup | {"mode": manifest.mode, "samples": manifest.samples, "aggregate": manifest.aggregate,
+                    "package_version": manifest.package_version}
+
+
+def _setup_findings(run_a: _Run, run_b: _Run) -> list[Finding]:
+    findings = []
+    setup_a, setup_b = _judge_setup(run_a.manifest), _judge_setup(run_b.manifest)
+    differing = [k for k in dict.fromkeys([*setup_a, *setup_b]) if setup_a.get(k) != setup_b.get(k)]
+    if differing:
+        changes = "; ".join(f"{k} {setup_a.get(k)!r} → {setup_b.get(k)!r}" for k in differing)
+        findings.append(Finding("judge", f"the judge differs between the runs: {changes}"))
+    for rid in dict.fromkeys([*run_a.rubrics, *run_b.rubrics]):
+        if rid not in run_a.rubrics or rid not in run_b.rubrics:
+            where = "A" if rid in run_a.rubrics else "B"
+            findings.append(Finding("rubric", f"rubric {rid} is only in run {where}; its items are not compared", rid))
+            continue
+        template_a, template_b = run_a.manifest.template_hashes.get(rid), run_b.manifest.template_hashes.get(rid)
+        if template_a != template_b:
+            findings.append(Finding(
+                "template", f"the prompt template of rubric {rid} changed ({template_a} → {template_b}): "
+                "every criterion of it was asked differently", rid,
+            ))
+    return findings
+
+
+def _transcript_findings(only_a: list[str], only_b: list[str]) -> list[Finding]:
+    return [
+        Finding("transcripts", f"{len(ids)} transcript(s) only in run {run}, their items not compared: {', '.join(ids)}")
+        for run, ids in (("A", only_a), ("B", only_b))
+        if ids
+    ]
+
+
+def _upstream_edits(rubric: Rubric | None, criterion_id: str, edited: set[CriterionKey]) -> list[str]:
+    """Edited criteria this one's applicability depends on (applies_when.criterion, followed up the chain)."""
+    found: list[str] = []
+    current = _criterion_or_none(rubric, criterion_id)
+    while current is not None and current.applies_when is not None and current.applies_when.criterion is not None:
+        upstream = current.applies_when.criterion.criterion
+        if upstream in found or rubric is None:
+            break
+        if (rubric.id, upstream) in edited:
+            found.append(upstream)
+        current = _criterion_or_none(rubric, upstream)
+    return found
+
+
+def _criterion_findings(criteria: list[CriterionComparison], setup: list[Finding], run_b: _Run) -> list[Finding]:
+    whole_rubric = {f.rubric_id for f in setup if f.kind == "rubric"}
+    edited = {(c.rubric_id, c.criterion_id) for c in criteria if c.edited}
+    findings = [
+        Finding("edited", f"criterion {c.criterion_id} of rubric {c.rubric_id} changed: {c.edit.describe()}",
+                c.rubric_id, c.criterion_id)
+        for c in criteria
+        if c.edit is not None and c.rubric_id not in whole_rubric
+    ]
+    for c in criteria:
+        if c.edited or not c.moved:
+            continue
+        cause = _moved_cause(c, setup, _upstream_edits(run_b.rubrics.get(c.rubric_id), c.criterion_id, edited))
+        statuses = ", ".join(f"{n} {change}" for change, n in c.status_changes.items())
+        findings.append(Finding(
+            "moved_without_edit",
+            f"criterion {c.criterion_id} of rubric {c.rubric_id} moved without an edit: {c.changed} verdict(s) changed"
+            + (f", status changes {statuses}" if statuses else "")
+            + f", though its definition is the same in both runs; cause: {cause}",
+            c.rubric_id, c.criterion_id,
+        ))
+    return findings
+
+
+def _moved_cause(c: CriterionComparison, setup: list[Finding], upstream: list[str]) -> str:
+    if upstream:
+        return f"it applies only after criterion {', '.join(upstream)}, which was edited"
+    if any(f.kind == "template" and f.rubric_id == c.rubric_id for f in setup):
+        return "the prompt template changed"
+    if any(f.kind == "judge" for f in setup):
+        return "the judge changed"
+    return "judge nondeterminism (nothing recorded in the manifests differs), not a rubric edit"
+
+
+# --- the comparison -------------------------------------------------------------------------------------
+
+
+def compare_runs(run_a: Path, run_b: Path, seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> Comparison:
+    """Match the items of two runs by rubric, transcript, turn and criterion, and say what moved and why."""
+    a, b = _load(run_a), _load(run_b)
+    criteria: list[CriterionComparison] = []
+    changed: list[ChangedItem] = []
+    for key in _criterion_keys(a, b):
+        edit = _edit(a.rubrics.get(key[0]), b.rubrics.get(key[0]), key[1])
+        comparison, moved = _compare_criterion(
+            key, a.items.get(key, {}), b.items.get(key, {}), _scale_type(a, b, key), edit, seed, resamples
+        )
+        criteria.append(comparison)
+        changed += moved
+    changed.sort(key=lambda c: (-c.magnitude, c.rubric_id, c.criterion_id, c.transcript_id, c.turn_index))
+    only_a = [t for t in a.info.transcripts if t not in b.info.transcripts]
+    only_b = [t for t in b.info.transcripts if t not in a.info.transcripts]
+    setup = _setup_findings(a, b)
+    warnings = _transcript_findings(only_a, only_b) + setup + _criterion_findings(criteria, setup, b)
+    return Comparison(a.info, b.info, criteria, changed, warnings, only_a, only_b)
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _difference(estimate: Estimate | None) -> str:
+    if estimate is None:
+        return "–"
+    return f"{estimate.value:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}]"
+
+
+def _kappa(c: CriterionComparison) -> str:
+    return "–" if c.kappa is None else f"{c.kappa:.2f}" + ("ʷ" if c.kappa_weights else "")
+
+
+def _definition(c: CriterionComparison) -> str:
+    if c.edit is not None:
+        return "edited" if c.edit.hash_a and c.edit.hash_b else c.edit.describe()
+    return "same, MOVED" if c.moved else "same"
+
+
+def _verdict(value: int | float | str | None) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _row(c: CriterionComparison, label: str) -> list[str]:
+    return [
+        label, str(c.paired), str(c.only_a), str(c.only_b), str(sum(c.status_changes.values())),
+        _fmt(c.mean_a), _fmt(c.mean_b), _difference(c.difference), _fmt(c.exact), _kappa(c), str(c.changed),
+        _definition(c),
+    ]
+
+
+COLUMNS = ("criterion", "paired", "only A", "only B", "status Δ", "mean A", "mean B", "B − A [95% CI]",
+           "exact", "κ", "changed", "definition")
+LEGEND = (
+    "Means and B − A are over paired items (ok in both runs); the 95% interval resamples whole sessions. "
+    "exact: share of paired items with the same verdict. κ: Cohen's kappa between the runs, "
+    "ʷ quadratic-weighted (likert, count scales), else unweighted. status Δ: items judged in both runs "
+    "whose status differs (e.g. ok→unscored)."
+)
+
+
+def _header_lines(comparison: Comparison) -> list[str]:
+    a, b = comparison.run_a, comparison.run_b
+    paired = sum(c.paired for c in comparison.criteria)
+    statuses = sum(sum(c.status_changes.values()) for c in comparison.criteria)
+    return [
+        f"Run A: {a.run_id} ({a.judge}), {a.run_dir}",
+        f"Run B: {b.run_id} ({b.judge}), {b.run_dir}",
+        f"{paired} paired items, {len(comparison.changed)} changed verdicts, {statuses} status changes, "
+        f"{sum(c.only_a for c in comparison.criteria)} items only in A, {sum(c.only_b for c in comparison.criteria)} only in B",
+    ]
+
+
+def _notes(criteria: Iterable[CriterionComparison]) -> list[str]:
+    """Why a kappa is missing, where there was something to agree on (paired 0 already says the rest)."""
+    return [f"κ of {c.criterion_id}: {c.kappa_note}" for c in criteria if c.kappa is None and c.paired]
+
+
+def _clip(text: str, limit: int = RATIONALE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def print_comparison(comparison: Comparison, console: Console, top: int = 20) -> None:
+    """Tables per rubric, the warnings, then the items that moved most with both rationales."""
+    for line in _header_lines(comparison):
+        console.print(line, highlight=False)
+    for rubric_id in comparison.rubric_ids():
+        criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
+        table = Table(title=f"{rubric_id}: run B − run A", title_justify="left")
+        for column in COLUMNS:
+            table.add_column(column, justify="left" if column in ("criterion", "definition") else "right", no_wrap=True)
+        for c in criteria:
+            row = _row(c, c.criterion_id)
+            style = "yellow" if c.edited else "red" if c.moved else None
+            table.add_row(*row, style=style)
+        console.print(table)
+        for note in _notes(criteria):
+            console.print(f"  {note}", style="dim", highlight=False)
+    console.print(LEGEND, style="dim", highlight=False)
+    if comparison.warnings:
+        console.print("Warnings", style="bold")
+        for finding in comparison.warnings:
+            console.print(f"[yellow]![/yellow] {escape(finding.message)}", highlight=False)
+    if comparison.changed:
+        _print_changed(comparison.changed, console, top)
+
+
+def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> None:
+    shown = changed[:top]
+    title = f"Changed items, most changed first ({len(shown)} of {len(changed)}; all in {COMPARE_FILE})"
+    table = Table(title=title, title_justify="left", show_lines=True)
+    table.add_column("item", no_wrap=True)
+    table.add_column("A → B", justify="center", no_wrap=True)
+    table.add_column("rationale A", ratio=1)
+    table.add_column("rationale B", ratio=1)
+    for item in shown:
+        table.add_row(
+            f"{item.rubric_id}/{item.criterion_id}\n{item.transcript_id} turn {item.turn_index}",
+            f"{_verdict(item.verdict_a)} → {_verdict(item.verdict_b)}",
+            escape(_clip(item.rationale_a)),
+            escape(_clip(item.rationale_b)),
+        )
+    console.print(table)
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _md_table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+
+
+def render_comparison_markdown(comparison: Comparison) -> str:
+    """compare.md: the same as the terminal, with every changed item and status change in full."""
+    a, b = comparison.run_a, comparison.run_b
+    out = [f"# Comparison of run {a.run_id} (A) with run {b.run_id} (B)", ""]
+    out += [f"- {line}" for line in _header_lines(comparison)]
+    out += ["", LEGEND, "", "## Warnings", ""]
+    out += [f"- {f.message}" for f in comparison.warnings] or [
+        "- None: same transcripts, criterion definitions, templates and judge, and nothing moved."
+    ]
+    for rubric_id in comparison.rubric_ids():
+        criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
+        out += ["", f"## Rubric `{rubric_id}`", ""]
+        rows = [_row(c, f"`{c.criterion_id}`") + [_status_text(c)] for c in criteria]
+        out += _md_table((*COLUMNS, "status changes"), rows)
+        notes = _notes(criteria)
+        if notes:
+            out += [""] + [f"- {note}" for note in notes]
+    out += ["", f"## Changed items ({len(comparison.changed)}), most changed first", ""]
+    if comparison.changed:
+        rows = [
+            [f"`{i.rubric_id}/{i.criterion_id}`", i.transcript_id, str(i.turn_index), _verdict(i.verdict_a),
+             _verdict(i.verdict_b), f"{i.magnitude:.2f}", i.rationale_a, i.rationale_b]
+            for i in comparison.changed
+        ]
+        out += _md_table(("criterion", "transcript", "turn", "A", "B", "|Δ|", "rationale A", "rationale B"), rows)
+    else:
+        out.append("No paired item changed its verdict.")
+    return "\n".join(out) + "\n"
+
+
+def _status_text(c: CriterionComparison) -> str:
+    return "; ".join(f"{change} {n}" for change, n in c.status_changes.items())
+
+
+def write_comparison(run_a: Path, run_b: Path, out_dir: Path | None = None) -> tuple[Comparison, Path]:
+    """Write compare.md, by default next to run B's results: B is the run whose change is being checked."""
+    comparison = compare_runs(run_a, run_b)
+    folder = out_dir or run_b
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / COMPARE_FILE
+    write_atomic(path, render_comparison_markdown(comparison))
+    return comparison, path
