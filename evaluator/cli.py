@@ -17,6 +17,7 @@ from typing import Sequence
 from rich.console import Console
 from rich.rule import Rule
 
+from evaluator.agreement import LabelsError, print_agreement, write_agreement
 from evaluator.cache import DEFAULT_CACHE, ResponseCache
 from evaluator.cost import PriceError
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
@@ -254,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", type=Path, help="rubric or transcript files, or folders")
     _add_input_options(validate)
 
+    agree = sub.add_parser(
+        "agree",
+        help="agreement of a run's judgments with human ratings",
+        description="Kappa, weighted kappa, Krippendorff's alpha, Spearman rho and bias per criterion, beside the "
+        "agreement among the human raters; writes agreement.md. Labels: CSV with transcript, turn, criterion, score "
+        "and optionally rater.",
+    )
+    agree.add_argument("run", type=Path, help="run folder or run id")
+    agree.add_argument("labels", type=Path, help="human ratings CSV, e.g. labels/seed_ratings.csv")
+    agree.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
+
     export = sub.add_parser(
         "export",
         help="write a run's judgments as CSV or Parquet",
@@ -422,6 +434,13 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_ATTENTION if failed else EXIT_OK
 
 
+def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
+    report, path = write_agreement(resolve_run(args.run, args.output), args.labels)
+    print_agreement(report, console)
+    console.print(f"\nAgreement: {path}", highlight=False)
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     path = export_judgments(resolve_run(args.run, args.output), args.format)
     console.print(f"Wrote {path}", highlight=False)
@@ -466,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_cache(args, console)
         if args.command == "export":
             return _cmd_export(args, console)
+        if args.command == "agree":
+            return _cmd_agree(args, console)
         return _cmd_report(args, console)
     except (
         CliError,
@@ -476,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ResultsError,
         JudgeConfigError,
         PriceError,
+        LabelsError,
         KeyError,
     ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)

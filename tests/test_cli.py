@@ -12,6 +12,7 @@ import pytest
 
 from evaluator.cli import main
 from tests.conftest import REPO, SLOWING_SEED
+from tests.test_runner import seed_run  # noqa: F401  (module-scoped run of both seeds and every rubric)
 
 
 @pytest.fixture
@@ -172,3 +173,12 @@ def test_dry_run_prints_the_plan_and_sends_nothing(
     assert server.received == [] and not (workdir / "results").exists()
     assert "Dry run: 1 transcripts, judge openai (gpt-4o-mini), mode per-criterion" in out
     assert "Estimated cost: $" in out and "pacing" in out
+
+
+def test_agree_prints_the_table_for_the_bundled_labels(seed_run, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    run_dir, _ = seed_run
+    assert main(["agree", str(run_dir), str(REPO / "labels" / "seed_ratings.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "slow_down_responsiveness" in out and "kappa" in out and "alpha" in out
+    assert (run_dir / "agreement.md").is_file()
+    assert main(["agree", str(run_dir), str(REPO / "README.md")]) == 2

@@ -1,0 +1,382 @@
+"""Agreement with human labels, on runs of the real pipeline with the offline rules judge.
+
+Expected figures are computed here by a different path than the module's (kappa and nominal alpha
+from their textbook formulas over the confusion counts), so a wrong pairing, a wrong weighting or a
+swapped level shows as a mismatch.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from statistics import mean
+
+import krippendorff
+import numpy as np
+import pytest
+from rich.console import Console
+
+from evaluator.agreement import (
+    AgreementReport,
+    CriterionAgreement,
+    LabelsError,
+    agreement,
+    print_agreement,
+    read_labels,
+    render_agreement_markdown,
+    write_agreement,
+)
+from evaluator.judges.select import JudgeSettings
+from evaluator.models import Judgment
+from evaluator.runner import RunConfig, run
+from evaluator.store import load_judgments
+from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
+
+PACING = REPO / "rubrics" / "pacing.yaml"
+SEED_LABELS = REPO / "labels" / "seed_ratings.csv"
+HEADER = ["transcript", "turn", "criterion", "score", "rater"]
+
+
+def _run(output: Path, transcripts: list[Path], rubric: Path, samples: int = 1) -> Path:
+    config = RunConfig(
+        transcripts=transcripts,
+        rubrics=[rubric],
+        output=output,
+        show_progress=False,
+        judge=JudgeSettings(kind="rules", cache_path=None),
+        samples=samples,
+    )
+    return run(config).run_dir
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(tmp_path_factory.mktemp("agree"), [IGNORING_SEED, SLOWING_SEED], PACING)
+
+
+def _ok(run_dir: Path, criterion_id: str) -> list[Judgment]:
+    """The judge's ok verdicts of one criterion, in a fixed order."""
+    found = [j for j in load_judgments(run_dir) if j.criterion_id == criterion_id and j.status == "ok"]
+    return sorted(found, key=lambda j: (j.transcript_id, j.turn_index))
+
+
+def _write(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _criterion(report: AgreementReport, criterion_id: str) -> CriterionAgreement:
+    return next(ca for ca in report.criteria if ca.criterion.id == criterion_id)
+
+
+def _printed(report: AgreementReport) -> str:
+    console = Console(record=True, width=160)
+    print_agreement(report, console)
+    return console.export_text()
+
+
+def _kappa_by_hand(a: list[int], b: list[int], values: list[int], weighted: bool) -> float:
+    """Cohen's kappa from the confusion counts: 1 - sum(w * observed) / sum(w * expected by chance)."""
+    position = {v: i for i, v in enumerate(values)}
+    observed = np.zeros((len(values), len(values)))
+    for x, y in zip(a, b):
+        observed[position[x], position[y]] += 1
+    observed /= observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    weights = np.array(
+        [[(i - j) ** 2 if weighted else float(i != j) for j in range(len(values))] for i in range(len(values))]
+    )
+    return float(1 - (weights * observed).sum() / (weights * expected).sum())
+
+
+def _nominal_alpha_by_hand(a: list[int], b: list[int]) -> float:
+    """Krippendorff's nominal alpha for two coders and no missing data, from the coincidence counts."""
+    values = Counter(a + b)
+    n = len(a) + len(b)
+    disagreeing = 2 * sum(x != y for x, y in zip(a, b))
+    expected = sum(values[c] * values[k] for c in values for k in values if c != k)
+    return 1 - (n - 1) * disagreeing / expected
+
+
+# --- (1) labels equal to the judge's own verdicts ---------------------------------------------------
+
+
+def test_labels_equal_to_the_judge_agree_perfectly(seed_run: Path, tmp_path: Path) -> None:
+    criteria = ("slow_down_responsiveness", "acknowledges_request", "questions_asked", "relative_length")
+    rows = []
+    for cid in criteria:
+        for index, j in enumerate(_ok(seed_run, cid)):
+            # categories given by label and by value alike; the results' own column names, no rater column
+            score = j.label if j.label is not None and index % 2 else j.score
+            rows.append([j.transcript_id, j.turn_index, cid, score])
+    labels = _write(tmp_path / "own.csv", rows, ["transcript_id", "turn_index", "criterion_id", "score"])
+    report = agreement(seed_run, labels)
+    assert report.raters == ["human"] and not report.several_raters
+    assert [ca.criterion.id for ca in report.criteria] == list(criteria)
+    for ca in report.criteria:
+        c = ca.comparison
+        assert c.n == len(_ok(seed_run, ca.criterion.id)) > 10
+        assert (c.exact, c.kappa, c.alpha, c.rho) == (1.0, 1.0, pytest.approx(1.0), pytest.approx(1.0)), ca.criterion.id
+        assert c.bias == 0.0
+        assert c.within_one == (1.0 if ca.level == "ordinal" else None)
+        assert sum(ca.confusion.counts[i][i] for i in range(len(ca.confusion.values))) == c.n
+        assert ca.unmatched.judged_unlabelled == 0 and not ca.unmatched.reasons
+        assert ca.per_rater == [] and ca.humans is None
+    assert _criterion(report, "relative_length").level == "nominal"
+    assert _criterion(report, "slow_down_responsiveness").kappa_kind == "quadratic-weighted"
+
+
+# --- (2) labels at chance, checked against figures computed here ----------------------------------
+
+
+def test_labels_independent_of_the_judge_agree_at_chance(seed_run: Path, tmp_path: Path) -> None:
+    acknowledges = _ok(seed_run, "acknowledges_request")
+    alternating = [i % 2 for i in range(len(acknowledges))]
+    responsiveness = _ok(seed_run, "slow_down_responsiveness")
+    shuffled = [int(j.score) for j in responsiveness]
+    random.Random(7).shuffle(shuffled)
+    rows = [[j.transcript_id, j.turn_index, "acknowledges_request", h, "r1"] for j, h in zip(acknowledges, alternating)]
+    rows += [
+        [j.transcript_id, j.turn_index, "slow_down_responsiveness", h, "r1"] for j, h in zip(responsiveness, shuffled)
+    ]
+    report = agreement(seed_run, _write(tmp_path / "chance.csv", rows))
+
+    judged = [int(j.score) for j in acknowledges]
+    binary = _criterion(report, "acknowledges_request").comparison
+    assert binary.kappa == pytest.approx(_kappa_by_hand(alternating, judged, [0, 1], weighted=False))
+    assert binary.alpha == pytest.approx(_nominal_alpha_by_hand(judged, alternating))
+    assert binary.exact == pytest.approx(mean(float(h == j) for h, j in zip(alternating, judged)))
+    assert binary.bias == pytest.approx(mean(judged) - mean(alternating))
+    assert abs(binary.kappa) < 0.2
+    confusion = _criterion(report, "acknowledges_request").confusion  # rows human, columns judge
+    assert confusion.counts == [
+        [sum(h == r and j == c for h, j in zip(alternating, judged)) for c in (0, 1)] for r in (0, 1)
+    ]
+
+    judged = [int(j.score) for j in responsiveness]
+    ordinal = _criterion(report, "slow_down_responsiveness")
+    assert ordinal.comparison.kappa == pytest.approx(_kappa_by_hand(shuffled, judged, [1, 2, 3, 4, 5], weighted=True))
+    assert abs(ordinal.comparison.kappa) < 0.3
+    assert ordinal.comparison.bias == pytest.approx(0.0)  # a permutation keeps the mean: no leniency
+    assert ordinal.comparison.within_one == pytest.approx(
+        mean(float(abs(h - j) <= 1) for h, j in zip(shuffled, judged))
+    )
+    assert ordinal.confusion.values == [1, 2, 3, 4, 5]
+    # alpha at the ordinal level, not interval: a level swapped for another changes it
+    expected_alpha = krippendorff.alpha(
+        reliability_data=[judged, shuffled], level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]
+    )
+    assert ordinal.comparison.alpha == pytest.approx(expected_alpha)
+
+
+def test_categories_are_compared_as_nominal(seed_run: Path, tmp_path: Path) -> None:
+    lengths = _ok(seed_run, "relative_length")
+    categories = ["shorter", "similar", "longer"]
+    human = [categories[i % 3] for i in range(len(lengths))]
+    rows = [[j.transcript_id, j.turn_index, "relative_length", h, "r1"] for j, h in zip(lengths, human)]
+    c = agreement(seed_run, _write(tmp_path / "lengths.csv", rows)).criteria[0].comparison
+    judged = [categories.index(str(j.label)) for j in lengths]
+    coded = [categories.index(h) for h in human]
+    assert c.kappa == pytest.approx(_kappa_by_hand(coded, judged, [0, 1, 2], weighted=False))
+    assert c.alpha == pytest.approx(_nominal_alpha_by_hand(judged, coded))
+    assert c.within_one is None and c.bias == pytest.approx(mean(judged) - mean(coded))  # values 0, 1, 2 in the rubric
+
+
+# --- (3) two raters: judge against each, the consensus, and the raters against each other ---------
+
+
+def test_two_raters_give_human_ceiling_beside_the_judge(seed_run: Path, tmp_path: Path) -> None:
+    items = _ok(seed_run, "acknowledges_request")[:10]
+    r1 = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    r2 = [1, 1, 1, 0, 0, 0, 0, 0, 0, 1]  # disagree on items 3 and 9
+    rows = [[j.transcript_id, j.turn_index, "acknowledges_request", a, "r1"] for j, a in zip(items, r1)]
+    rows += [[j.transcript_id, j.turn_index, "acknowledges_request", b, "r2"] for j, b in zip(items, r2)]
+    graded = _ok(seed_run, "slow_down_responsiveness")[:6]
+    rows += [[j.transcript_id, j.turn_index, "slow_down_responsiveness", int(j.score), "r1"] for j in graded]
+    rows += [[j.transcript_id, j.turn_index, "slow_down_responsiveness", int(j.score) + 1, "r2"] for j in graded]
+    report = agreement(seed_run, _write(tmp_path / "two.csv", rows))
+    assert report.raters == ["r1", "r2"]
+
+    binary = _criterion(report, "acknowledges_request")
+    assert binary.humans is not None and binary.humans.n == 10
+    # po = 0.8, pe = 0.4*0.4 + 0.6*0.6 = 0.52: kappa = 0.28 / 0.48; alpha from coincidences: 1 - 19*4/192
+    assert binary.humans.kappa == pytest.approx(0.28 / 0.48)
+    assert binary.humans.pairs == {("r1", "r2"): pytest.approx(0.28 / 0.48)}
+    assert binary.humans.alpha == pytest.approx(1 - 19 * 4 / 192)
+    assert [c.against for c in binary.per_rater] == ["r1", "r2"] and all(c.n == 10 for c in binary.per_rater)
+    judged = [int(j.score) for j in items]
+    assert binary.per_rater[0].exact == pytest.approx(mean(float(a == j) for a, j in zip(r1, judged)))
+    majority = [(a, j) for a, b, j in zip(r1, r2, judged) if a == b]  # ties are left out
+    assert binary.comparison.against == "consensus" and binary.comparison.n == 8
+    assert binary.comparison.exact == pytest.approx(mean(float(a == j) for a, j in majority))
+    assert any("tie" in note for note in binary.comparison.notes)
+
+    graded_ca = _criterion(report, "slow_down_responsiveness")
+    # r2 = r1 + 1 everywhere: the mean r1 + 0.5 rounds half up to r2; bias uses the unrounded mean
+    assert graded_ca.comparison.exact == 0.0 and graded_ca.comparison.bias == pytest.approx(-0.5)
+    assert [(c.against, c.exact, c.bias) for c in graded_ca.per_rater] == [("r1", 1.0, 0.0), ("r2", 0.0, -1.0)]
+    first = [int(j.score) for j in graded]
+    expected = _kappa_by_hand(first, [s + 1 for s in first], [1, 2, 3, 4, 5], weighted=True)
+    assert graded_ca.humans is not None and graded_ca.humans.kappa == pytest.approx(expected)
+
+    text = _printed(report)
+    assert "h-h kappa" in text and f"{binary.humans.kappa:.2f}" in text and f"{binary.humans.alpha:.2f}" in text
+
+
+# --- (4) labels that match nothing, and degenerate comparisons ---------------------------------------
+
+
+def test_unmatched_labels_are_counted_with_their_reasons(seed_run: Path, tmp_path: Path) -> None:
+    ignoring = IGNORING_SEED.stem
+    rows = [
+        ["999_not_judged", 9, "slow_down_responsiveness", 3, "r1"],
+        [ignoring, 8, "slow_down_responsiveness", 1, "r1"],  # a patient turn
+        [ignoring, 1, "slow_down_responsiveness", 2, "r1"],  # no request before it: not applicable
+        [ignoring, 9, "slow_down_responsiveness", 3, "r1"],
+    ]
+    report = agreement(seed_run, _write(tmp_path / "unmatched.csv", rows))
+    ca = _criterion(report, "slow_down_responsiveness")
+    assert ca.unmatched.labels == 4 and ca.unmatched.matched == 1
+    assert ca.unmatched.reasons == Counter(
+        {"transcript not in run": 1, "no such item": 1, "judge said not applicable": 1}
+    )
+    assert ca.unmatched.judged_unlabelled == len(_ok(seed_run, "slow_down_responsiveness")) - 1
+    assert ca.comparison.n == 1 and ca.comparison.kappa is None and ca.comparison.alpha is None
+    assert any("n < 2" in note for note in ca.comparison.notes)
+    text = _printed(report)
+    for reason in ("transcript not in run", "no such item", "judge said not applicable", "n < 2"):
+        assert reason in text
+    assert not re.search(r"\bnan\b", text + render_agreement_markdown(report), re.IGNORECASE)
+
+
+def test_unscored_items_are_reported_not_compared(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path, [SLOWING_SEED], REPO / "rubrics" / "mi_relational.yaml")  # no offline rule: unscored
+    rows = [[SLOWING_SEED.stem, 1, "empathy", 4, "r1"], [SLOWING_SEED.stem, 3, "empathy", 3, "r1"]]
+    report = agreement(run_dir, _write(tmp_path / "empathy.csv", rows))
+    ca = _criterion(report, "empathy")
+    assert ca.unmatched.reasons == Counter({"unscored": 2}) and ca.unmatched.matched == 0
+    assert ca.comparison.n == 0 and ca.comparison.exact is None and ca.comparison.notes
+    assert "unscored" in _printed(report)
+
+
+def test_a_constant_column_gives_none_with_a_note(seed_run: Path, tmp_path: Path) -> None:
+    ones = [j for j in _ok(seed_run, "questions_asked") if j.score == 1][:4]
+    rows = [[j.transcript_id, j.turn_index, "questions_asked", 1, "r1"] for j in ones]
+    report = agreement(seed_run, _write(tmp_path / "constant.csv", rows))
+    c = _criterion(report, "questions_asked").comparison
+    assert (c.n, c.exact, c.kappa, c.alpha, c.rho) == (4, 1.0, None, None, None)
+    assert {note.split(" undefined")[0] for note in c.notes} == {"kappa", "alpha", "rho"}
+    assert not re.search(r"\bnan\b", _printed(report), re.IGNORECASE)
+
+
+def test_repeated_samples_are_folded_before_matching(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path, [SLOWING_SEED], PACING, samples=2)
+    judged = [j for j in _ok(run_dir, "slow_down_responsiveness") if j.sample == 0]
+    rows = [[j.transcript_id, j.turn_index, "slow_down_responsiveness", int(j.score), "r1"] for j in judged]
+    c = agreement(run_dir, _write(tmp_path / "folded.csv", rows)).criteria[0].comparison
+    assert c.n == len(judged) and c.kappa == 1.0
+
+
+# --- (5) bad labels files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["transcript,turn,criterion,rater", "s,9,questions_asked,r1"], ["line 1", "missing column 'score'"]),
+        (
+            [",".join(HEADER), "{seed},9,slow_down_responsiveness,2,r1", "{seed},13,slow_down_responsiveness,high,r1"],
+            ["line 3", "'high'", "not a number", "from 1 to 5"],
+        ),
+        (
+            [",".join(HEADER), "{seed},9,slowness,2,r1"],
+            ["line 2", "unknown criterion 'slowness'", "slow_down_responsiveness"],
+        ),
+        ([",".join(HEADER), "{seed},9,slow_down_responsiveness,6,r1"], ["line 2", "outside the scale"]),
+        ([",".join(HEADER), "{seed},9,relative_length,huge,r1"], ["line 2", "shorter, similar, longer"]),
+        ([",".join(HEADER), "{seed},nine,questions_asked,1,r1"], ["line 2", "'nine'", "0-based index"]),
+        ([",".join(HEADER), "{seed},9,questions_asked,,r1"], ["line 2", "no value in column 'score'"]),
+        ([",".join(HEADER), "{seed},9,questions_asked,1,r1", "{seed},9,questions_asked,2,r1"], ["line 3", "on line 2"]),
+        ([",".join(HEADER)], ["no ratings"]),
+        ([], ["line 1", "header"]),
+    ],
+    ids=[
+        "missing-column",
+        "non-numeric",
+        "unknown-criterion",
+        "out-of-range",
+        "unknown-category",
+        "bad-turn",
+        "empty-score",
+        "duplicate",
+        "no-rows",
+        "empty-file",
+    ],
+)
+def test_bad_labels_files_name_the_file_and_line(
+    seed_run: Path, tmp_path: Path, lines: list[str], expected: list[str]
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(line.format(seed=IGNORING_SEED.stem) for line in lines) + "\n", encoding="utf-8")
+    with pytest.raises(LabelsError) as raised:
+        agreement(seed_run, path)
+    message = str(raised.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+
+
+# --- (6) the bundled example -----------------------------------------------------------------------
+
+
+def test_seed_ratings_are_honest_about_the_two_therapists() -> None:
+    labels = read_labels(SEED_LABELS)
+    by_seed = {
+        seed.stem: [
+            float(x.score)
+            for x in labels
+            if x.transcript_id == seed.stem and x.criterion_id == "slow_down_responsiveness"
+        ]
+        for seed in (IGNORING_SEED, SLOWING_SEED)
+    }
+    assert mean(by_seed[IGNORING_SEED.stem]) < 2  # pushes on: ignores the requests
+    assert mean(by_seed[SLOWING_SEED.stem]) >= 3  # slows down, if not always
+    assert {x.rater for x in labels} == {"r1", "r2"}
+
+
+def test_seed_ratings_end_to_end(seed_run: Path) -> None:
+    report, path = write_agreement(seed_run, SEED_LABELS)
+    assert path == seed_run / "agreement.md" and path.read_text(encoding="utf-8") == render_agreement_markdown(report)
+    assert report.raters == ["r1", "r2"] and report.labels == len(read_labels(SEED_LABELS))
+    assert [ca.criterion.id for ca in report.criteria] == [
+        "slow_down_responsiveness",
+        "acknowledges_request",
+        "questions_asked",
+    ]
+    responsiveness = _criterion(report, "slow_down_responsiveness")
+    assert responsiveness.unmatched.reasons == Counter({"no such item": 1, "judge said not applicable": 1})
+    assert _criterion(report, "questions_asked").unmatched.judged_unlabelled == 50 - 35
+    for ca in report.criteria:
+        assert ca.comparison.n >= 30 and ca.humans is not None and ca.humans.kappa is not None
+    text = _printed(report)
+    for part in (
+        "slow_down_responsiveness",
+        "acknowledges_request",
+        "questions_asked",
+        "consensus",
+        "r1",
+        "r2",
+        "h-h alpha",
+        "no such item",
+        "judge said not applicable",
+        "rows human",
+    ):
+        assert part in text
+    assert f"{responsiveness.humans.alpha:.2f}" in text and f"{responsiveness.comparison.bias:+.2f}" in text
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
