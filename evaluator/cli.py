@@ -12,13 +12,14 @@ import json
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.rule import Rule
 
 from evaluator.agreement import LabelsError, print_agreement, write_agreement
 from evaluator.cache import DEFAULT_CACHE, ResponseCache
+from evaluator.compare import print_comparison, write_comparison
 from evaluator.cost import PriceError
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
@@ -266,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("labels", type=Path, help="human ratings CSV, e.g. labels/seed_ratings.csv")
     agree.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
+    compare = sub.add_parser(
+        "compare",
+        help="what moved between two runs, and which rubric edit moved it",
+        description="Items matched by key; per criterion the paired count, both means, the difference with a "
+        "session-bootstrap interval, exact agreement and kappa between runs; the changed items with both "
+        "rationales; warnings naming every edited criterion, template or judge change. Writes compare.md into RUN_B.",
+    )
+    compare.add_argument("run_a", type=Path, help="the earlier run (folder or id)")
+    compare.add_argument("run_b", type=Path, help="the later run (folder or id)")
+    compare.add_argument("--top", type=int, default=20, help="changed items shown in the terminal (all in compare.md)")
+    compare.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
+
     export = sub.add_parser(
         "export",
         help="write a run's judgments as CSV or Parquet",
@@ -441,6 +454,14 @@ def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    run_a, run_b = (resolve_run(r, args.output) for r in (args.run_a, args.run_b))
+    comparison, path = write_comparison(run_a, run_b)
+    print_comparison(comparison, console, top=args.top)
+    console.print(f"\nComparison: {path}", highlight=False)
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     path = export_judgments(resolve_run(args.run, args.output), args.format)
     console.print(f"Wrote {path}", highlight=False)
@@ -470,6 +491,17 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "render": _cmd_render,
+    "validate": _cmd_validate,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+    "agree": _cmd_agree,
+    "export": _cmd_export,
+    "cache": _cmd_cache,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)
@@ -477,17 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(_cmd_run(args, console))
-        if args.command == "render":
-            return _cmd_render(args, console)
-        if args.command == "validate":
-            return _cmd_validate(args, console)
-        if args.command == "cache":
-            return _cmd_cache(args, console)
-        if args.command == "export":
-            return _cmd_export(args, console)
-        if args.command == "agree":
-            return _cmd_agree(args, console)
-        return _cmd_report(args, console)
+        return COMMANDS[args.command](args, console)
     except (
         CliError,
         RubricError,

@@ -11,7 +11,7 @@ sessions, since the turns of one session are not independent.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -46,7 +46,7 @@ class Verdict:
 
     status: Status
     score: float | None
-    verdict: int | float | str | None
+    verdict: float | str | None
     rationale: str
 
 
@@ -108,8 +108,8 @@ class ChangedItem:
     criterion_id: str
     transcript_id: str
     turn_index: int
-    verdict_a: int | float | str | None
-    verdict_b: int | float | str | None
+    verdict_a: float | str | None
+    verdict_b: float | str | None
     magnitude: float
     rationale_a: str
     rationale_b: str
@@ -170,7 +170,9 @@ def _load(run_dir: Path) -> _Run:
     return _Run(info, manifest, rubrics, dict(items))
 
 
-def _folded(judgments: list[Judgment], rubrics: dict[str, Rubric], manifest: RunManifest) -> list[tuple[Aggregate, str]]:
+def _folded(
+    judgments: list[Judgment], rubrics: dict[str, Rubric], manifest: RunManifest
+) -> list[tuple[Aggregate, str]]:
     """One verdict per item over its samples; its rationale lists the samples' distinct rationales."""
     rationales: dict[tuple[str, str], list[str]] = defaultdict(list)
     for j in judgments:
@@ -209,9 +211,7 @@ def _edit(rubric_a: Rubric | None, rubric_b: Rubric | None, criterion_id: str) -
         return None
     if rubric_a is None or rubric_b is None or crit_a is None or crit_b is None:
         return CriterionEdit(hash_a, hash_b)
-    framing = _differing_fields(
-        rubric_a.model_dump(mode="json", include=FRAMING_FIELDS), rubric_b.model_dump(mode="json", include=FRAMING_FIELDS)
-    )
+    framing = _differing_fields(*(r.model_dump(mode="json", include=FRAMING_FIELDS) for r in (rubric_a, rubric_b)))
     own = _differing_fields(crit_a.model_dump(mode="json"), crit_b.model_dump(mode="json"))
     return CriterionEdit(hash_a, hash_b, tuple(own + [f"rubric {f}" for f in framing]))
 
@@ -236,7 +236,7 @@ def _scale_type(run_a: _Run, run_b: _Run, key: CriterionKey) -> set[str]:
 
 
 def kappa_between(
-    a: list[int | float | str], b: list[int | float | str], scale_type: str
+    a: Sequence[float | str], b: Sequence[float | str], scale_type: str
 ) -> tuple[float | None, Literal["quadratic"] | None, str]:
     """Cohen's kappa, quadratic-weighted on ordinal scales so 4 vs 5 counts less than 1 vs 5.
 
@@ -252,7 +252,7 @@ def kappa_between(
         return float(cohen_kappa_score(a, b)), None, ""
     if not all(float(v).is_integer() for v in (*a, *b)):
         return None, None, "undefined: folded sample means are not whole verdicts"
-    ints_a, ints_b = [int(v) for v in a], [int(v) for v in b]
+    ints_a, ints_b = [int(float(v)) for v in a], [int(float(v)) for v in b]
     labels = list(range(min(ints_a + ints_b), max(ints_a + ints_b) + 1))
     return float(cohen_kappa_score(ints_a, ints_b, labels=labels, weights="quadratic")), "quadratic", ""
 
@@ -275,18 +275,20 @@ def _compare_criterion(
 ) -> tuple[CriterionComparison, list[ChangedItem]]:
     shared = [k for k in items_a if k in items_b]
     paired = [k for k in shared if items_a[k].status == "ok" and items_b[k].status == "ok"]
-    status_changes = Counter(f"{items_a[k].status}→{items_b[k].status}" for k in shared if items_a[k].status != items_b[k].status)
-    scored = [k for k in paired if items_a[k].score is not None and items_b[k].score is not None]
-    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for k in scored:
-        pairs[k[0]].append((items_a[k].score, items_b[k].score))  # type: ignore[arg-type]
-    verdicts_a = [items_a[k].verdict for k in paired]
-    verdicts_b = [items_b[k].verdict for k in paired]
+    status_changes = Counter(
+        f"{items_a[k].status}→{items_b[k].status}" for k in shared if items_a[k].status != items_b[k].status
+    )
+    pairs = _score_pairs(paired, items_a, items_b)
+    scores = [pair for session in pairs.values() for pair in session]
+    verdicts_a = [v for k in paired if (v := items_a[k].verdict) is not None]  # ok items always have one
+    verdicts_b = [v for k in paired if (v := items_b[k].verdict) is not None]
     if len(scale_types) == 1:
-        kappa, weights, note = kappa_between(verdicts_a, verdicts_b, next(iter(scale_types)))  # type: ignore[arg-type]
+        kappa, weights, note = kappa_between(verdicts_a, verdicts_b, next(iter(scale_types)))
     else:
         kappa, weights, note = None, None, "undefined: the scale type differs between the runs"
-    changed = [_changed_item(key, k, items_a[k], items_b[k]) for k in paired if items_a[k].verdict != items_b[k].verdict]
+    changed = [
+        _changed_item(key, k, items_a[k], items_b[k]) for k in paired if items_a[k].verdict != items_b[k].verdict
+    ]
     comparison = CriterionComparison(
         rubric_id=key[0],
         criterion_id=key[1],
@@ -294,10 +296,10 @@ def _compare_criterion(
         only_a=sum(k not in items_b for k in items_a),
         only_b=sum(k not in items_a for k in items_b),
         status_changes=dict(sorted(status_changes.items())),
-        mean_a=mean(items_a[k].score for k in scored) if scored else None,  # type: ignore[misc]
-        mean_b=mean(items_b[k].score for k in scored) if scored else None,  # type: ignore[misc]
+        mean_a=mean(a for a, _ in scores) if scores else None,
+        mean_b=mean(b for _, b in scores) if scores else None,
         difference=cluster_bootstrap_difference(pairs, resamples=resamples, seed=seed),
-        exact=sum(a == b for a, b in zip(verdicts_a, verdicts_b)) / len(paired) if paired else None,
+        exact=sum(a == b for a, b in zip(verdicts_a, verdicts_b, strict=True)) / len(paired) if paired else None,
         kappa=kappa,
         kappa_weights=weights,
         kappa_note=note,
@@ -307,8 +309,25 @@ def _compare_criterion(
     return comparison, changed
 
 
+def _score_pairs(
+    paired: list[ItemKey], items_a: Mapping[ItemKey, Verdict], items_b: Mapping[ItemKey, Verdict]
+) -> dict[str, list[tuple[float, float]]]:
+    """(A, B) scores per session, for the cluster bootstrap; labels without a value have no score."""
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for k in paired:
+        a, b = items_a[k].score, items_b[k].score
+        if a is not None and b is not None:
+            pairs[k[0]].append((a, b))
+    return dict(pairs)
+
+
 def _changed_item(key: CriterionKey, item: ItemKey, a: Verdict, b: Verdict) -> ChangedItem:
-    return ChangedItem(key[0], key[1], item[0], item[1], a.verdict, b.verdict, _magnitude(a, b), a.rationale, b.rationale)
+    rubric_id, criterion_id = key
+    transcript_id, turn_index = item
+    return ChangedItem(
+        rubric_id, criterion_id, transcript_id, turn_index,
+        a.verdict, b.verdict, _magnitude(a, b), a.rationale, b.rationale,
+    )
 
 
 # --- warnings ---------------------------------------------------------------------------------------------
@@ -344,20 +363,19 @@ def _setup_findings(run_a: _Run, run_b: _Run) -> list[Finding]:
 
 def _transcript_findings(only_a: list[str], only_b: list[str]) -> list[Finding]:
     return [
-        Finding("transcripts", f"{len(ids)} transcript(s) only in run {run}, their items not compared: {', '.join(ids)}")
+        Finding("transcripts", f"{len(ids)} transcript(s) only in run {run}, not compared: {', '.join(ids)}")
         for run, ids in (("A", only_a), ("B", only_b))
         if ids
     ]
 
 
 def _upstream_edits(rubric: Rubric | None, criterion_id: str, edited: set[CriterionKey]) -> list[str]:
-    """Edited criteria this one's applicability depends on (applies_when.criterion, followed up the chain)."""
+    """Edited criteria up this one's applies_when chain: editing one changes where the next applies.
+    Rubrics with a cycle are refused on load, so the walk ends."""
     found: list[str] = []
     current = _criterion_or_none(rubric, criterion_id)
-    while current is not None and current.applies_when is not None and current.applies_when.criterion is not None:
+    while rubric is not None and current is not None and current.applies_when and current.applies_when.criterion:
         upstream = current.applies_when.criterion.criterion
-        if upstream in found or rubric is None:
-            break
         if (rubric.id, upstream) in edited:
             found.append(upstream)
         current = _criterion_or_none(rubric, upstream)
@@ -446,38 +464,48 @@ def _definition(c: CriterionComparison) -> str:
     return "same, MOVED" if c.moved else "same"
 
 
-def _verdict(value: int | float | str | None) -> str:
+def _verdict(value: float | str | None) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _row(c: CriterionComparison, label: str) -> list[str]:
+def _md_row(c: CriterionComparison) -> list[str]:
     return [
-        label, str(c.paired), str(c.only_a), str(c.only_b), str(sum(c.status_changes.values())),
-        _fmt(c.mean_a), _fmt(c.mean_b), _difference(c.difference), _fmt(c.exact), _kappa(c), str(c.changed),
-        _definition(c),
+        f"`{c.criterion_id}`", str(c.paired), str(c.only_a), str(c.only_b), _status_text(c), _fmt(c.mean_a),
+        _fmt(c.mean_b), _difference(c.difference), _fmt(c.exact), _kappa(c), str(c.changed), _definition(c),
     ]
 
 
-COLUMNS = ("criterion", "paired", "only A", "only B", "status Δ", "mean A", "mean B", "B − A [95% CI]",
-           "exact", "κ", "changed", "definition")
+def _terminal_row(c: CriterionComparison, unpaired: bool) -> list[str]:
+    """Means side by side and items in one run only in one optional column, to fit 120 columns."""
+    statuses = sum(c.status_changes.values())
+    row = [
+        c.criterion_id, str(c.paired), f"{_fmt(c.mean_a)} → {_fmt(c.mean_b)}", _difference(c.difference),
+        _fmt(c.exact), _kappa(c), str(c.changed) + (f" +{statuses} status" if statuses else ""), _definition(c),
+    ]
+    return row + [f"{c.only_a} / {c.only_b}"] if unpaired else row
+
+
+MD_COLUMNS = ("criterion", "paired", "only A", "only B", "status changes", "mean A", "mean B", "B − A [95% CI]",
+              "exact", "κ", "changed", "definition")
+TERMINAL_COLUMNS = ("criterion", "paired", "mean A → B", "B − A [95% CI]", "exact", "κ", "changed", "definition")
 LEGEND = (
     "Means and B − A are over paired items (ok in both runs); the 95% interval resamples whole sessions. "
     "exact: share of paired items with the same verdict. κ: Cohen's kappa between the runs, "
-    "ʷ quadratic-weighted (likert, count scales), else unweighted. status Δ: items judged in both runs "
+    "ʷ quadratic-weighted (likert, count scales), else unweighted. Status changes: items judged in both runs "
     "whose status differs (e.g. ok→unscored)."
 )
 
 
 def _header_lines(comparison: Comparison) -> list[str]:
     a, b = comparison.run_a, comparison.run_b
-    paired = sum(c.paired for c in comparison.criteria)
-    statuses = sum(sum(c.status_changes.values()) for c in comparison.criteria)
-    return [
-        f"Run A: {a.run_id} ({a.judge}), {a.run_dir}",
-        f"Run B: {b.run_id} ({b.judge}), {b.run_dir}",
-        f"{paired} paired items, {len(comparison.changed)} changed verdicts, {statuses} status changes, "
-        f"{sum(c.only_a for c in comparison.criteria)} items only in A, {sum(c.only_b for c in comparison.criteria)} only in B",
-    ]
+    criteria = comparison.criteria
+    statuses = sum(sum(c.status_changes.values()) for c in criteria)
+    counts = (
+        f"{sum(c.paired for c in criteria)} paired items, {len(comparison.changed)} changed verdicts, "
+        f"{statuses} status changes, {sum(c.only_a for c in criteria)} items only in A, "
+        f"{sum(c.only_b for c in criteria)} only in B"
+    )
+    return [f"Run A: {a.run_id} ({a.judge}), {a.run_dir}", f"Run B: {b.run_id} ({b.judge}), {b.run_dir}", counts]
 
 
 def _notes(criteria: Iterable[CriterionComparison]) -> list[str]:
@@ -493,19 +521,19 @@ def _clip(text: str, limit: int = RATIONALE_CHARS) -> str:
 def print_comparison(comparison: Comparison, console: Console, top: int = 20) -> None:
     """Tables per rubric, the warnings, then the items that moved most with both rationales."""
     for line in _header_lines(comparison):
-        console.print(line, highlight=False)
+        console.print(escape(line), highlight=False)
     for rubric_id in comparison.rubric_ids():
         criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
+        unpaired = any(c.only_a or c.only_b for c in criteria)
         table = Table(title=f"{rubric_id}: run B − run A", title_justify="left")
-        for column in COLUMNS:
-            table.add_column(column, justify="left" if column in ("criterion", "definition") else "right", no_wrap=True)
+        for column in TERMINAL_COLUMNS + (("only A / B",) if unpaired else ()):
+            table.add_column(column, justify="left" if column in ("criterion", "definition") else "right",
+                             no_wrap=column != "criterion", overflow="fold")
         for c in criteria:
-            row = _row(c, c.criterion_id)
-            style = "yellow" if c.edited else "red" if c.moved else None
-            table.add_row(*row, style=style)
+            table.add_row(*_terminal_row(c, unpaired), style="yellow" if c.edited else "red" if c.moved else None)
         console.print(table)
         for note in _notes(criteria):
-            console.print(f"  {note}", style="dim", highlight=False)
+            console.print(f"  {escape(note)}", style="dim", highlight=False)
     console.print(LEGEND, style="dim", highlight=False)
     if comparison.warnings:
         console.print("Warnings", style="bold")
@@ -525,8 +553,8 @@ def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> No
     table.add_column("rationale B", ratio=1)
     for item in shown:
         table.add_row(
-            f"{item.rubric_id}/{item.criterion_id}\n{item.transcript_id} turn {item.turn_index}",
-            f"{_verdict(item.verdict_a)} → {_verdict(item.verdict_b)}",
+            escape(f"{item.rubric_id}/{item.criterion_id}\n{item.transcript_id} turn {item.turn_index}"),
+            escape(f"{_verdict(item.verdict_a)} → {_verdict(item.verdict_b)}"),
             escape(_clip(item.rationale_a)),
             escape(_clip(item.rationale_b)),
         )
@@ -555,8 +583,7 @@ def render_comparison_markdown(comparison: Comparison) -> str:
     for rubric_id in comparison.rubric_ids():
         criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
         out += ["", f"## Rubric `{rubric_id}`", ""]
-        rows = [_row(c, f"`{c.criterion_id}`") + [_status_text(c)] for c in criteria]
-        out += _md_table((*COLUMNS, "status changes"), rows)
+        out += _md_table(MD_COLUMNS, [_md_row(c) for c in criteria])
         notes = _notes(criteria)
         if notes:
             out += [""] + [f"- {note}" for note in notes]
@@ -567,14 +594,14 @@ def render_comparison_markdown(comparison: Comparison) -> str:
              _verdict(i.verdict_b), f"{i.magnitude:.2f}", i.rationale_a, i.rationale_b]
             for i in comparison.changed
         ]
-        out += _md_table(("criterion", "transcript", "turn", "A", "B", "|Δ|", "rationale A", "rationale B"), rows)
+        out += _md_table(("criterion", "transcript", "turn", "A", "B", "moved by", "rationale A", "rationale B"), rows)
     else:
         out.append("No paired item changed its verdict.")
     return "\n".join(out) + "\n"
 
 
 def _status_text(c: CriterionComparison) -> str:
-    return "; ".join(f"{change} {n}" for change, n in c.status_changes.items())
+    return "; ".join(f"{change} {n}" for change, n in c.status_changes.items()) or "none"
 
 
 def write_comparison(run_a: Path, run_b: Path, out_dir: Path | None = None) -> tuple[Comparison, Path]:

@@ -182,3 +182,15 @@ def test_agree_prints_the_table_for_the_bundled_labels(seed_run, capsys: pytest.
     assert "slow_down_responsiveness" in out and "kappa" in out and "alpha" in out
     assert (run_dir / "agreement.md").is_file()
     assert main(["agree", str(run_dir), str(REPO / "README.md")]) == 2
+
+
+def test_compare_names_the_edited_criterion(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--no-progress", "--run-id", "a", "-r", "pacing"]) == 0
+    rubric = workdir / "rubrics" / "pacing.yaml"
+    rubric.write_text(rubric.read_text().replace("check: acknowledges_pacing_request", "check: offers_choice_or_pause"))
+    assert main(["run", "--no-progress", "--run-id", "b", "-r", "pacing"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "a", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "criterion acknowledges_request of rubric pacing changed: check edited" in out
+    assert (workdir / "results" / "b" / "compare.md").is_file()
