@@ -28,6 +28,7 @@ from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.estimate import dry_run, print_dry_run
 from evaluator.frames import export as export_judgments
+from evaluator.html_report import write_html_report
 from evaluator.runner import RunConfig, RunError, run_async
 from evaluator.store import ResultsError, resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distribution and the share of turns meeting each criterion.",
     )
     report.add_argument("run", type=Path, help="run folder or run id")
+    report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
     report.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
     return parser
 
@@ -365,11 +367,14 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         print_dry_run(await dry_run(config), console)
         return EXIT_OK
     result = await run_async(config)
+    report_path = write_html_report(result.run_dir)
     if result.manifest.stopped:
         console.print(f"[yellow]{result.manifest.stopped}[/yellow]; continue with --resume {result.run_dir}")
     summary, summary_path = write_summary(result.run_dir)
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
-    console.print(f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}", highlight=False)
+    console.print(
+        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}", highlight=False
+    )
     if result.skipped:
         console.print(f"[red]{len(result.skipped)} file(s) skipped; see above and manifest.json[/red]")
     return EXIT_OK if result.ok else EXIT_ATTENTION
@@ -485,9 +490,12 @@ def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
-    summary, path = write_summary(resolve_run(args.run, args.output))
+    run_dir = resolve_run(args.run, args.output)
+    summary, path = write_summary(run_dir)
     print_summary(summary, console)
     console.print(f"\nSummary: {path}", highlight=False)
+    if args.html:
+        console.print(f"Report:  {write_html_report(run_dir)}", highlight=False)
     return EXIT_OK
 
 

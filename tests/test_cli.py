@@ -38,7 +38,9 @@ def test_run_says_it_is_offline_and_writes_results(workdir: Path, capsys: pytest
         "manifest.json",
         "judgments.jsonl",
         "summary.md",
+        "report.html",
     }
+    assert "results/r1/report.html" in out
 
 
 def test_run_with_a_bad_file_exits_nonzero_and_lists_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

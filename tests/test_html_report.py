@@ -1,0 +1,298 @@
+"""report.html from a real offline run: checked as text, then driven in a real headless Chromium.
+
+The browser tests need Debian's chromium (never a downloaded browser). Without it they skip locally
+and fail in CI, where it is installed. `EVALUATOR_WRITE_DOCS_SCREENSHOT=1` also rewrites
+docs/report.png from the bundled seeds, which normal runs leave alone.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from evaluator.html_report import HTML_FILE, render_html, write_html_report
+from evaluator.judges.select import JudgeSettings
+from evaluator.models import Evidence, Judgment
+from evaluator.report import summarize
+from evaluator.runner import RunConfig, run
+from evaluator.stats import cluster_bootstrap_mean
+from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
+from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync"]
+DOCS_SCREENSHOT = REPO / "docs" / "report.png"
+HOSTILE_ID = "hostile"
+HOSTILE = """Patient: Too fast <script>alert(1)</script> and {{ x }} and "quotes" & 'apostrophes'. Can we slow down?
+
+Therapist: You said <b>too fast</b>. Let's slow down and take a pause. What do you notice right now?
+
+Patient: Thank you. That helps a bit.
+
+Therapist: I'm glad. We can stay here as long as you need, there is no rush.
+"""
+HEADLINE = "pacing:slow_down_responsiveness"
+
+
+def _judge_run(transcripts: list[Path], output: Path) -> Path:
+    config = RunConfig(transcripts=transcripts, rubrics=[REPO / "rubrics"], output=output,
+                       judge=JudgeSettings(kind="rules"), show_progress=False)
+    return run(config).run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both seeds and a transcript full of markup, judged by the real pipeline with the rules judge."""
+    folder = tmp_path_factory.mktemp("html-report")
+    hostile = folder / f"{HOSTILE_ID}.txt"
+    hostile.write_text(HOSTILE, encoding="utf-8")
+    return _judge_run([IGNORING_SEED, SLOWING_SEED, hostile], folder / "results")
+
+
+@pytest.fixture(scope="module")
+def page_html(run_dir: Path) -> str:
+    return write_html_report(run_dir).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def variant(run_dir: Path, tmp_path: Path) -> Callable[..., str]:
+    """Render a copy of the run with its manifest or judgments edited, leaving the shared run intact."""
+
+    def _render(manifest: Callable[[dict], None] | None = None,
+                judgments: Callable[[list[Judgment]], None] | None = None) -> str:
+        copy = tmp_path / "run"
+        shutil.copytree(run_dir, copy)
+        if manifest is not None:
+            data = json.loads((copy / MANIFEST).read_text())
+            manifest(data)
+            (copy / MANIFEST).write_text(json.dumps(data))
+        if judgments is not None:
+            loaded = load_judgments(copy)
+            judgments(loaded)
+            (copy / JUDGMENTS).write_text("".join(j.model_dump_json() + "\n" for j in loaded))
+        return render_html(copy)
+
+    return _render
+
+
+def _cards(text: str) -> dict[str, str]:
+    """Each criterion card's HTML by its rubric:criterion key."""
+    parts = text.split('<article class="card" data-card="')[1:]
+    return {part.split('"', 1)[0]: part.split("</article>", 1)[0] for part in parts}
+
+
+# --- the page as text ----------------------------------------------------------------------------
+
+
+def test_the_page_is_self_contained(page_html: str) -> None:
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page_html, re.IGNORECASE)
+    assert not re.search(r"<link\b|@import|url\(\s*['\"]?(?:https?:)?//", page_html, re.IGNORECASE)
+    assert page_html.count("<style>") == 1 and page_html.count("<script>") == 1
+
+
+def test_every_criterion_with_scores_has_its_chart(run_dir: Path, page_html: str) -> None:
+    cards = _cards(page_html)
+    summary = summarize(run_dir)
+    scored = {f"{rs.rubric.id}:{cid}" for rs in summary.rubrics 
+              for cid, cell in rs.overall.items() if cell.counts["ok"]}
+    assert set(cards) == {f"{rs.rubric.id}:{c.id}" for rs in summary.rubrics for c in rs.rubric.criteria}
+    assert scored and {key for key, card in cards.items() if "<svg" in card} == scored
+    unscored = cards["mi_relational:empathy"]
+    assert "<svg" not in unscored and "No scored items" in unscored and "no LLM judge configured" in unscored
+
+
+def test_counts_means_and_intervals_match_the_summary(run_dir: Path, page_html: str) -> None:
+    summary = summarize(run_dir)
+    for status, n in summary.counts.items():
+        assert f'data-count-status="{status}"><b>{n}</b>' in page_html
+    cards = _cards(page_html)
+    for rs in summary.rubrics:
+        for cid, cell in rs.overall.items():
+            card = cards[f"{rs.rubric.id}:{cid}"]
+            for status in ("ok", "not_applicable", "unscored", "error"):
+                assert f'data-count="{status}"><b>{cell.counts.get(status, 0)}</b>' in card, (cid, status)
+    pacing = next(rs for rs in summary.rubrics if rs.rubric.id == "pacing")
+    by_session = {t: cells["slow_down_responsiveness"].scores for t, cells in pacing.by_transcript.items()}
+    estimate = cluster_bootstrap_mean(by_session)
+    headline = cards[HEADLINE]
+    assert f"<b>{estimate.value:.2f}</b>" in headline and f"[{estimate.low:.2f}, {estimate.high:.2f}]" in headline
+    assert f"{pacing.overall['slow_down_responsiveness'].pass_share:.0%}" in headline
+    assert page_html.count('<div class="judgment ') == len(load_judgments(run_dir))
+
+
+def test_per_transcript_table_has_a_row_per_transcript(run_dir: Path, page_html: str) -> None:
+    table = page_html.split('<table class="by-transcript" data-rubric="pacing">', 1)[1].split("</table>", 1)[0]
+    for transcript_id in (IGNORING_SEED.stem, SLOWING_SEED.stem, HOSTILE_ID):
+        assert f">{transcript_id}</a></th>" in table
+    pacing = next(rs for rs in summarize(run_dir).rubrics if rs.rubric.id == "pacing")
+    cell = pacing.by_transcript[IGNORING_SEED.stem]["slow_down_responsiveness"]
+    assert f"{cell.mean:.2f}" in table and f"n={cell.counts['ok']} · {cell.pass_share:.0%}" in table
+
+
+def test_transcript_text_is_escaped(page_html: str) -> None:
+    assert "<script>alert(1)</script>" not in page_html and "<b>too fast</b>" not in page_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page_html
+    assert "{{ x }}" in page_html and "&quot;quotes&quot; &amp; &#x27;apostrophes&#x27;" in page_html
+
+
+def test_evidence_is_highlighted_after_escaping_and_unfound_quotes_are_flagged(variant: Callable[..., str]) -> None:
+    found, invented = "You said <b>too fast</b>.", 'I never said "<img src=x onerror=alert(1)>"'
+
+    def add_evidence(judgments: list[Judgment]) -> None:
+        target = next(j for j in judgments if j.transcript_id == HOSTILE_ID and j.turn_index == 1 and j.status == "ok")
+        target.evidence = [Evidence(quote=found, found=True), Evidence(quote=invented, found=False)]
+
+    text = variant(judgments=add_evidence)
+    mark = r'<mark class="evidence" data-judgments="[^"]+">' + re.escape(html.escape(found)) + "</mark>"
+    assert re.search(mark, text)
+    assert "<img src=x" not in text and "<b>too fast</b>" not in text
+    flagged = re.search(r'<li class="quote not-found" title="quote not found in transcript">([^<]*)<', text)
+    assert flagged and html.unescape(flagged.group(1)).startswith(f"⚠ “{invented}”")
+
+
+def test_a_missing_transcript_file_shows_the_judgments_without_the_conversation(
+    run_dir: Path, variant: Callable[..., str]
+) -> None:
+    def move_hostile(manifest: dict) -> None:
+        manifest["transcript_files"] = [f if not f.endswith(f"{HOSTILE_ID}.txt") else "/nonexistent/hostile.txt"
+                                        for f in manifest["transcript_files"]]
+
+    text = variant(manifest=move_hostile)
+    section = text.split(f'data-transcript="{HOSTILE_ID}"', 1)[1].split("</section>", 1)[0]
+    assert "could not be read" in section and "/nonexistent/hostile.txt: file not found" in section
+    assert "shown without the conversation" in section and "(turn text unavailable)" in section
+    hostile = [j for j in load_judgments(run_dir) if j.transcript_id == HOSTILE_ID]
+    assert section.count('<div class="judgment ') == len(hostile) > 0
+    assert "alert(1)" not in section
+
+
+def test_an_incomplete_run_and_skipped_files_are_announced(variant: Callable[..., str]) -> None:
+    def interrupt(manifest: dict) -> None:
+        manifest.update(complete=False, stopped="budget of $0.01 reached",
+                        skipped_files=[{"path": "in/<bad>.txt", "error": "in/<bad>.txt, line 3: unknown speaker"}])
+
+    text = variant(manifest=interrupt)
+    assert 'id="incomplete-notice"' in text and "budget of $0.01 reached" in text and "--resume" in text
+    assert 'id="skipped-notice"' in text and "in/&lt;bad&gt;.txt" in text
+
+
+def test_repeated_samples_are_summarised_as_items_and_shown_one_by_one(tmp_path: Path) -> None:
+    config = RunConfig(transcripts=[SLOWING_SEED], rubrics=[REPO / "rubrics" / "pacing.yaml"], output=tmp_path,
+                       judge=JudgeSettings(kind="rules"), samples=2, show_progress=False)
+    run_dir = run(config).run_dir
+    text = render_html(run_dir)
+    summary = summarize(run_dir)
+    assert "items (samples folded) by status" in text
+    assert f'data-count-status="ok"><b>{summary.counts["ok"]}</b>' in text
+    assert text.count('<div class="judgment ') == len(load_judgments(run_dir)) == 2 * sum(summary.counts.values())
+    assert "· sample 1</span>" in text
+
+
+def test_the_report_is_written_into_the_run_folder(run_dir: Path, page_html: str) -> None:
+    assert (run_dir / HTML_FILE).read_text(encoding="utf-8") == page_html
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: install it with apt-get install chromium")
+        pytest.skip("install Debian's chromium to run the browser tests: apt-get install chromium")
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield launched
+        launched.close()
+
+
+def _visible(page, selector: str) -> list[dict[str, str]]:
+    """data-* of the elements a reader can see."""
+    return page.eval_on_selector_all(selector, "els => els.filter(e => e.checkVisibility()).map(e => ({...e.dataset}))")
+
+
+def test_the_report_works_in_a_browser(browser, run_dir: Path, page_html: str, tmp_path: Path) -> None:
+    judgments = load_judgments(run_dir)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto((run_dir / HTML_FILE).resolve().as_uri())
+
+    scored = {key for key, card in _cards(page_html).items() if "<svg" in card}
+    assert page.locator(".card figure.chart svg").count() == len(scored) > 0
+    hostile = page.locator(f'.session[data-transcript="{HOSTILE_ID}"] .turn[data-turn="0"] .text').inner_text()
+    assert "<script>alert(1)</script>" in hostile and "{{ x }}" in hostile
+
+    page.select_option("#filter-criterion", HEADLINE)
+    shown = _visible(page, ".judgment")
+    expected = [j for j in judgments if (j.rubric_id, j.criterion_id) == tuple(HEADLINE.split(":"))]
+    assert {(d["rubric"], d["criterion"]) for d in shown} == {tuple(HEADLINE.split(":"))}
+    assert len(shown) == len(expected)
+    page.select_option("#filter-score", "4")
+    assert {d["score"] for d in _visible(page, ".judgment")} == {"4"}
+    assert len(_visible(page, ".judgment")) == sum(j.status == "ok" and j.score == 4 for j in expected)
+    page.click("#filter-reset")
+    page.select_option("#filter-status", "unscored")
+    assert len(_visible(page, ".judgment")) == sum(j.status == "unscored" for j in judgments)
+    page.click("#filter-reset")
+    assert len(_visible(page, ".judgment")) == len(judgments)
+
+    quoted = next(j for j in judgments if j.transcript_id == IGNORING_SEED.stem and j.evidence
+                  and j.criterion_id == "persuasion_without_permission")
+    turn = page.locator(f'.session[data-transcript="{quoted.transcript_id}"] .turn[data-turn="{quoted.turn_index}"]')
+    marks = turn.locator(".bubble mark.evidence")
+    assert any(quoted.evidence[0].quote in text for text in marks.all_inner_texts())
+    background = marks.first.evaluate("m => getComputedStyle(m).backgroundColor")
+    assert background not in ("rgba(0, 0, 0, 0)", "transparent")
+
+    page.select_option("#filter-session", label=HOSTILE_ID)  # the whole page, one short session: quick to capture
+    page.screenshot(path=tmp_path / "report.png", full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert problems == []
+
+
+@pytest.fixture(scope="module")
+def seeds_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled seeds as `make run` judges them, from the repository with relative paths (built before
+    the browser starts its event loop)."""
+    output = tmp_path_factory.mktemp("seeds") / "results"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        return write_html_report(_judge_run([Path("transcripts") / IGNORING_SEED.name,
+                                             Path("transcripts") / SLOWING_SEED.name], output))
+
+
+@pytest.mark.skipif(not os.environ.get("EVALUATOR_WRITE_DOCS_SCREENSHOT"),
+                    reason="set EVALUATOR_WRITE_DOCS_SCREENSHOT=1 to rewrite docs/report.png")
+def test_write_docs_screenshot(seeds_report: Path, browser) -> None:
+    """docs/report.png: the bundled seeds, all four rubrics, 1280 px wide; the headline rubric open,
+    the others folded, and the start of the turn viewer."""
+    report = seeds_report
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(report.resolve().as_uri())
+    page.eval_on_selector_all("details.rubric:not(#rubric-pacing)", "els => els.forEach(e => e.open = false)")
+    viewer = page.eval_on_selector("#conversations", "e => e.getBoundingClientRect().top + window.scrollY")
+    page.set_viewport_size({"width": 1280, "height": round(viewer) + 760})  # a tall viewport, not a full page: quick
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=DOCS_SCREENSHOT)
+    assert DOCS_SCREENSHOT.stat().st_size > 10_000
