@@ -251,3 +251,32 @@ def test_a_criterion_moved_by_an_edit_upstream_is_blamed_on_that_edit(tmp_path: 
     assert "slow_down_responsiveness" in dependents and "questions_asked" not in dependents
     assert all("after criterion slow_down_requested, which was edited" in m for m in dependents.values())
     assert comparison.criterion("pacing", "slow_down_responsiveness").status_changes.get("ok→not_applicable", 0) > 0
+
+
+def test_an_anchor_edit_under_an_llm_judge_moves_only_that_criterion(tmp_path: Path, fake_server) -> None:
+    """The prompt engineer's loop: edit one criterion's anchors, re-run against the same endpoint,
+    and see that criterion named, its moved items listed, and nothing else moved."""
+    rubric = tmp_path / "pacing.yaml"
+    rubric.write_text((REPO / "rubrics" / "pacing.yaml").read_text())
+    server = fake_server()
+
+    def judged(run_id: str) -> Path:
+        judge = JudgeSettings(kind="openai", model="fake-judge", base_url=server.url, cache_path=None)
+        config = RunConfig(transcripts=[IGNORING_SEED, SLOWING_SEED], rubrics=[rubric], output=tmp_path / "results",
+                           judge=judge, run_id=run_id, show_progress=False, concurrency=16)
+        return run(config).run_dir
+
+    run_a = judged("a")
+    rubric.write_text(rubric.read_text().replace(
+        "3: Acknowledges the request in words but keeps the same pace or agenda.",
+        "3: Names the request but carries on with the same exercise or question.",
+    ))
+    run_b = judged("b")
+    comparison = compare_runs(run_a, run_b)
+    edited_warnings = [w for w in comparison.warnings if w.kind == "edited"]
+    assert [(w.criterion_id, "scale.anchors" in w.message) for w in edited_warnings] == [("slow_down_responsiveness", True)]
+    moved = {c.criterion_id for c in comparison.changed}
+    assert moved == {"slow_down_responsiveness"}
+    assert comparison.criterion("pacing", "slow_down_responsiveness").changed == len(comparison.changed) > 0
+    for other in ("slow_down_requested", "acknowledges_request", "questions_asked", "relative_length"):
+        assert comparison.criterion("pacing", other).changed == 0
