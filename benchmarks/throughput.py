@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO))
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
-from evaluator.judges.base import JudgeRequest  # noqa: E402
 from evaluator.judges.openai import JSON_HEADERS, OpenAIJudge  # noqa: E402
 from evaluator.judges.select import JudgeSettings  # noqa: E402
 from evaluator.plan import plan_turns  # noqa: E402
@@ -138,11 +137,9 @@ def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
     sessions, _ = read_all(discover([transcripts]))
     bodies = []
     for plan in plan_turns(sessions, load_rubrics([rubric])):
-        for item in plan.items():
-            request = JudgeRequest(
-                item, plan.rubric, plan.rubric.criterion(item.criterion_id), plan.transcript, plan.turn
-            )
-            bodies.append(judge.request_body(make_call(renderer, [request], "per-criterion")))
+        for stage in plan.stages:
+            for criterion in stage:
+                bodies.append(judge.request_body(make_call(renderer, [plan.request(criterion)], "per-criterion")))
     return bodies
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from evaluator.cost import token_counter
 from evaluator.judges.base import JudgeRequest
 from evaluator.judges.select import DEFAULT_MODEL, estimate_call, judge_price
-from evaluator.models import Item, Usage
+from evaluator.models import Usage
 from evaluator.plan import group_requests, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import RunConfig, make_call, read_inputs
@@ -64,14 +64,7 @@ async def dry_run(config: RunConfig) -> DryRun:
                         if static_applicability(criterion, plan.transcript, plan.turn) is not None:
                             estimate.decided_by_rules += 1
                             continue
-                        item = Item(
-                            rubric_id=plan.rubric.id,
-                            transcript_id=plan.transcript.id,
-                            turn_index=plan.turn.index,
-                            criterion_id=criterion.id,
-                            sample=sample,
-                        )
-                        pending.append(JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn))
+                        pending.append(plan.request(criterion, sample))
                 for group in group_requests(pending, config.mode):
                     estimate.calls += 1
                     if llm:

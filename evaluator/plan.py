@@ -33,15 +33,21 @@ class TurnPlan:
     def n_items(self) -> int:
         return sum(len(stage) for stage in self.stages) * self.samples
 
+    def item(self, criterion: Criterion, sample: int = 0) -> Item:
+        return Item(
+            rubric_id=self.rubric.id,
+            transcript_id=self.transcript.id,
+            turn_index=self.turn.index,
+            criterion_id=criterion.id,
+            sample=sample,
+        )
+
+    def request(self, criterion: Criterion, sample: int = 0) -> JudgeRequest:
+        return JudgeRequest(self.item(criterion, sample), self.rubric, criterion, self.transcript, self.turn)
+
     def items(self) -> list[Item]:
         return [
-            Item(
-                rubric_id=self.rubric.id,
-                transcript_id=self.transcript.id,
-                turn_index=self.turn.index,
-                criterion_id=criterion.id,
-                sample=sample,
-            )
+            self.item(criterion, sample)
             for stage in self.stages
             for criterion in stage
             for sample in range(self.samples)

@@ -29,7 +29,6 @@ from evaluator.models import (
     STATUSES,
     AggregateMethod,
     Criterion,
-    Item,
     JudgeMode,
     Judgment,
     Rubric,
@@ -169,16 +168,9 @@ class _UnitWorker:
         """The stage's requests that need the judge; the rest are recorded here without a call."""
         pending = []
         for criterion in plan.stages[stage]:
-            item = Item(
-                rubric_id=plan.rubric.id,
-                transcript_id=plan.transcript.id,
-                turn_index=plan.turn.index,
-                criterion_id=criterion.id,
-                sample=sample,
-            )
-            if item.key in self.done:
+            request = plan.request(criterion, sample)
+            if request.item.key in self.done:
                 continue
-            request = JudgeRequest(item, plan.rubric, criterion, plan.transcript, plan.turn)
             status, reason = self._decided_without_judge(plan, criterion)
             if status is None:
                 pending.append(request)
