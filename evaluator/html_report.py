@@ -25,7 +25,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 from evaluator.models import STATUSES, CategoricalScale, Criterion, Judgment, RunManifest, Transcript
-from evaluator.report import Cell, RubricSummary, RunSummary, summarize
+from evaluator.report import DIRECTION_ARROWS, Cell, RubricSummary, RunSummary, summarize
 from evaluator.rubrics import scale_summary
 from evaluator.stats import Estimate, cluster_bootstrap_mean
 from evaluator.store import load_judgments, write_atomic
@@ -36,6 +36,13 @@ HTML_FILE = "report.html"
 STATUS_LABELS = {"ok": "ok", "not_applicable": "n/a", "unscored": "unscored", "error": "error"}
 TONE_COLOURS = {"good": "#2f9e77", "mid": "#e0a33a", "bad": "#d5576a", "neutral": "#7c8aa0"}
 ACCENT = "#3b5bdb"
+
+
+DIRECTION_TEXT = {
+    "higher": "higher is better",
+    "lower": "lower is better",
+    "neither": "descriptive: neither end is better",
+}
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -58,6 +65,8 @@ def render_html(run_dir: Path) -> str:
         session_ids={s.transcript_id: s.dom_id for s in sessions},
         status_labels=STATUS_LABELS,
         statuses=STATUSES,
+        arrows=DIRECTION_ARROWS,
+        direction_text=DIRECTION_TEXT,
     )
 
 
@@ -135,7 +144,7 @@ def _goodness(criterion: Criterion, value: float, top: float | None) -> float | 
     if span is None or span[1] == span[0]:
         return None
     share = (value - span[0]) / (span[1] - span[0])
-    return share if criterion.better == "higher" else 1 - share
+    return {"higher": share, "lower": 1 - share}.get(criterion.better)
 
 
 def _tone_of(goodness: float | None) -> str:
@@ -757,10 +766,10 @@ _PAGE = """<!DOCTYPE html>
   {% for cv in r.criteria %}{% set c = cv.criterion %}
     <article class="card" data-card="{{ cv.key }}">
       <header>
-        <span class="dir" title="{{ c.better }} is better">{{ "↑" if c.better == "higher" else "↓" }}</span>
+        <span class="dir" title="{{ direction_text[c.better] }}">{{ arrows[c.better] }}</span>
         <div><h3>{{ c.name }}</h3><code>{{ c.id }}</code></div>
       </header>
-      <div class="scale">{{ cv.scale }} · {{ c.better }} is better{% if cv.pass_text %} · meets at {{ cv.pass_text }}{% endif %}</div>
+      <div class="scale">{{ cv.scale }} · {{ direction_text[c.better] }}{% if cv.pass_text %} · meets at {{ cv.pass_text }}{% endif %}</div>
       {% if cv.chart %}
       <figure class="chart" role="img" aria-label="distribution of {{ c.id }} scores">{{ cv.chart }}</figure>
       {% else %}
@@ -787,7 +796,7 @@ _PAGE = """<!DOCTYPE html>
   <div class="table-scroll">
   <table class="by-transcript" data-rubric="{{ rb.id }}">
     <thead><tr><th>transcript</th>
-    {% for c in rb.criteria %}<th title="{{ c.id }}: {{ c.better }} is better"><span class="dir">{{ "↑" if c.better == "higher" else "↓" }}</span> {{ c.name }}</th>{% endfor %}
+    {% for c in rb.criteria %}<th title="{{ c.id }}: {{ direction_text[c.better] }}"><span class="dir">{{ arrows[c.better] }}</span> {{ c.name }}</th>{% endfor %}
     </tr></thead>
     <tbody>
     {% for tid, cells in r.rows %}

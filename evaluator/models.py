@@ -178,14 +178,22 @@ class Criterion(_Strict):
     weight: float = Field(default=1.0, ge=0)
     tags: list[str] = Field(default_factory=list)
     check: str | None = Field(default=None, description="Name of a deterministic scorer in the rules judge.")
-    better: Literal["higher", "lower"] = Field(
-        default="higher", description="Which direction of the score is the better therapy."
+    better: Literal["higher", "lower", "neither"] = Field(
+        default="higher",
+        description="Which direction of the score is the better therapy; `neither` for descriptive criteria "
+        "such as a patient marker, which summaries report without calling either end good.",
     )
     pass_at: float | None = Field(
         default=None,
         description="Score at or beyond which (in the 'better' direction) a turn meets the criterion; "
         "sessions report the share of applicable turns that do.",
     )
+
+    @model_validator(mode="after")
+    def _pass_at_needs_a_direction(self) -> Criterion:
+        if self.pass_at is not None and self.better == "neither":
+            raise ValueError("pass_at needs a direction: set better to higher or lower")
+        return self
 
     def meets(self, score: float) -> bool | None:
         if self.pass_at is None:

@@ -107,9 +107,10 @@ def _fmt(value: float | None, percent: bool = False) -> str:
 
 
 def _direction(criterion: Criterion) -> str:
-    return "↑" if criterion.better == "higher" else "↓"
+    return DIRECTION_ARROWS[criterion.better]
 
 
+DIRECTION_ARROWS = {"higher": "↑", "lower": "↓", "neither": "·"}
 COLUMNS = ("criterion", "better", "ok", "n/a", "unscored", "error", "mean", "meets", "distribution")
 
 
@@ -151,7 +152,7 @@ def render_markdown(summary: RunSummary) -> str:
     out += [f"- {line}" for line in _header_lines(summary)]
     out += [
         "",
-        "Columns: `better` says which direction is the better therapy; `meets` is the share of scored "
+        "Columns: `better` says which direction is the better therapy (· for descriptive criteria); `meets` is the share of scored "
         "turns at or beyond the criterion's `pass_at` (for the pacing headline: slow-down requests honoured).",
         "",
     ]
@@ -183,7 +184,8 @@ TERMINAL_COLUMNS = ("criterion", "ok", "n/a", "unscored", "error", "mean", "meet
 
 
 def print_summary(summary: RunSummary, console: Console, per_transcript: bool = True) -> None:
-    """The terminal view: counts, mean and share meeting each criterion (↑/↓: which way is better);
+    """The terminal view: counts, mean and share meeting each criterion (↑/↓: which way is better,
+    ·: descriptive);
     distributions are in summary.md, where width is not a constraint."""
     for line in _header_lines(summary):
         console.print(line, highlight=False)
