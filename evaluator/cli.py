@@ -367,10 +367,10 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         print_dry_run(await dry_run(config), console)
         return EXIT_OK
     result = await run_async(config)
-    report_path = write_html_report(result.run_dir)
     if result.manifest.stopped:
         console.print(f"[yellow]{result.manifest.stopped}[/yellow]; continue with --resume {result.run_dir}")
     summary, summary_path = write_summary(result.run_dir)
+    report_path = write_html_report(result.run_dir, summary)
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
     console.print(
         f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}", highlight=False
@@ -495,7 +495,7 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     print_summary(summary, console)
     console.print(f"\nSummary: {path}", highlight=False)
     if args.html:
-        console.print(f"Report:  {write_html_report(run_dir)}", highlight=False)
+        console.print(f"Report:  {write_html_report(run_dir, summary)}", highlight=False)
     return EXIT_OK
 
 

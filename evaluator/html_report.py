@@ -28,7 +28,7 @@ from evaluator.models import STATUSES, CategoricalScale, Criterion, Judgment, Ru
 from evaluator.report import DIRECTION_ARROWS, Cell, RubricSummary, RunSummary, summarize
 from evaluator.rubrics import scale_summary
 from evaluator.stats import Estimate, cluster_bootstrap_mean
-from evaluator.store import load_judgments, write_atomic
+from evaluator.store import write_atomic
 from evaluator.transcripts import TranscriptError, read_transcripts
 
 HTML_FILE = "report.html"
@@ -48,32 +48,37 @@ DIRECTION_TEXT = {
 # --- public API ----------------------------------------------------------------------------------
 
 
-def render_html(run_dir: Path) -> str:
-    """The whole report as one HTML document; reads the run folder and the transcripts it judged."""
-    summary = summarize(run_dir)
-    judgments = load_judgments(run_dir)
+def render_html(run_dir: Path, summary: RunSummary | None = None) -> str:
+    """The whole report as one HTML document; reads the run folder (unless its summary is given)
+    and the transcripts it judged."""
+    summary = summary or summarize(run_dir)
+    judgments = summary.judgments
     transcripts, problems = _load_transcripts(run_dir, summary.manifest)
     rubrics = [_rubric_view(rs, judgments) for rs in summary.rubrics]
     sessions = _session_views(summary, judgments, transcripts, problems)
-    return _environment().from_string(_PAGE).render(
-        css=Markup(_CSS),
-        js=Markup(_JS),
-        header=_header_view(summary, run_dir, judgments),
-        rubrics=rubrics,
-        sessions=sessions,
-        filters=_filter_view(summary, judgments, sessions),
-        session_ids={s.transcript_id: s.dom_id for s in sessions},
-        status_labels=STATUS_LABELS,
-        statuses=STATUSES,
-        arrows=DIRECTION_ARROWS,
-        direction_text=DIRECTION_TEXT,
+    return (
+        _environment()
+        .from_string(_PAGE)
+        .render(
+            css=Markup(_CSS),
+            js=Markup(_JS),
+            header=_header_view(summary, run_dir, judgments),
+            rubrics=rubrics,
+            sessions=sessions,
+            filters=_filter_view(summary, judgments, sessions),
+            session_ids={s.transcript_id: s.dom_id for s in sessions},
+            status_labels=STATUS_LABELS,
+            statuses=STATUSES,
+            arrows=DIRECTION_ARROWS,
+            direction_text=DIRECTION_TEXT,
+        )
     )
 
 
-def write_html_report(run_dir: Path) -> Path:
+def write_html_report(run_dir: Path, summary: RunSummary | None = None) -> Path:
     """Write <run>/report.html atomically, so a reader never opens half a report."""
     path = run_dir / HTML_FILE
-    write_atomic(path, render_html(run_dir))
+    write_atomic(path, render_html(run_dir, summary))
     return path
 
 
@@ -185,8 +190,12 @@ def _bars(criterion: Criterion, cell: Cell) -> list[_Bar]:
     if isinstance(scale, CategoricalScale):
         numeric = _numeric_axis(criterion)
         return [
-            _Bar(c.value if numeric and c.value is not None else i, c.label, verdicts.get(c.label, 0),
-                 _tone(criterion, c.value, top))
+            _Bar(
+                c.value if numeric and c.value is not None else i,
+                c.label,
+                verdicts.get(c.label, 0),
+                _tone(criterion, c.value, top),
+            )
             for i, c in enumerate(scale.categories)
         ]
     if scale.type == "binary":
@@ -217,8 +226,13 @@ def _chart_svg(criterion: Criterion, cell: Cell, estimate: Estimate | None, salt
     bars = _bars(criterion, cell)
     if not any(b.count for b in bars):
         return None
-    rc = {"svg.hashsalt": salt, "svg.fonttype": "none", "font.size": 8, "axes.edgecolor": "#c8cfd9",
-          "xtick.color": "#475569"}
+    rc = {
+        "svg.hashsalt": salt,
+        "svg.fonttype": "none",
+        "font.size": 8,
+        "axes.edgecolor": "#c8cfd9",
+        "xtick.color": "#475569",
+    }
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(3.3, 1.6), dpi=72)
         FigureCanvasSVG(figure)
@@ -228,8 +242,9 @@ def _chart_svg(criterion: Criterion, cell: Cell, estimate: Estimate | None, salt
         width = 0.68 * min(gaps, default=1.0)
         _draw_estimate(strip, estimate if _numeric_axis(criterion) else None)
         drawn = axes.bar(xs, [b.count for b in bars], width=width, color=[TONE_COLOURS[b.tone] for b in bars], zorder=2)
-        axes.bar_label(drawn, labels=[str(b.count) if b.count else "" for b in bars], padding=1.5, fontsize=7.5,
-                       color="#334155")
+        axes.bar_label(
+            drawn, labels=[str(b.count) if b.count else "" for b in bars], padding=1.5, fontsize=7.5, color="#334155"
+        )
         axes.set_xticks(xs, [b.label.replace("$", r"\$") for b in bars])
         axes.set_yticks([])
         axes.set_ylim(0, max(b.count for b in bars) * 1.22)
@@ -247,7 +262,7 @@ def _chart_svg(criterion: Criterion, cell: Cell, estimate: Estimate | None, salt
 def _inline(svg: str) -> str:
     """An SVG file made fit to sit inside HTML: no XML prolog, and only the ids it references
     (matplotlib names every group figure_1, axes_1..., which would repeat across charts)."""
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     referenced = set(re.findall(r"#([\w.-]+)", svg))
     return re.sub(r' id="([^"]*)"', lambda m: m.group(0) if m.group(1) in referenced else "", svg)
 
@@ -314,8 +329,18 @@ def _rubric_view(rs: RubricSummary, judgments: Sequence[Judgment]) -> _RubricVie
         cell = rs.overall[criterion.id]
         estimate = _estimate(rs, criterion.id)
         chart = _chart_svg(criterion, cell, estimate, f"{rs.rubric.id}/{criterion.id}")
-        criteria.append(_CriterionView(rs.rubric.id, criterion, cell, scale_summary(criterion), estimate, chart,
-                                       _common_reason(rs, criterion.id, judgments), _pass_text(criterion)))
+        criteria.append(
+            _CriterionView(
+                rs.rubric.id,
+                criterion,
+                cell,
+                scale_summary(criterion),
+                estimate,
+                chart,
+                _common_reason(rs, criterion.id, judgments),
+                _pass_text(criterion),
+            )
+        )
     rows = [(t, [_table_cell(rs, cells[c.id]) for c in rs.rubric.criteria]) for t, cells in rs.by_transcript.items()]
     return _RubricView(rs, criteria, rows)
 
@@ -558,8 +583,16 @@ class _SessionBuilder:
         top = max(rs.overall[criterion.id].scores, default=None)
         verdict = _verdict_text(criterion, judgment.verdict) if judgment.status == "ok" else ""
         evidence = [self._evidence(e.quote, e.found, judgment.turn_index, dom_id) for e in judgment.evidence]
-        return _JudgmentView(dom_id, judgment, criterion, rs.rubric.title, verdict,
-                             _tone(criterion, judgment.score, top), _judgment_text(judgment), evidence)
+        return _JudgmentView(
+            dom_id,
+            judgment,
+            criterion,
+            rs.rubric.title,
+            verdict,
+            _tone(criterion, judgment.score, top),
+            _judgment_text(judgment),
+            evidence,
+        )
 
     def _evidence(self, quote: str, found: bool, index: int, dom_id: str) -> _EvidenceView:
         """Highlight a quote where it is, usually the rated turn, else the context the judge saw."""
@@ -595,8 +628,9 @@ def _matches_judgments(transcript: Transcript, by_turn: dict[int, list[Judgment]
     return all(i < len(transcript.turns) and transcript.turns[i].speaker == "therapist" for i in by_turn)
 
 
-def _session_views(summary: RunSummary, judgments: list[Judgment], transcripts: dict[str, Transcript],
-                   problems: list[str]) -> list[_SessionView]:
+def _session_views(
+    summary: RunSummary, judgments: list[Judgment], transcripts: dict[str, Transcript], problems: list[str]
+) -> list[_SessionView]:
     order = _order(summary)
     by_session: dict[str, dict[int, list[Judgment]]] = {t: defaultdict(list) for t in summary.manifest.transcripts}
     for judgment in sorted(judgments, key=lambda j: (order.get((j.rubric_id, j.criterion_id), len(order)), j.sample)):
@@ -610,15 +644,23 @@ def _session_views(summary: RunSummary, judgments: list[Judgment], transcripts: 
             detail = "; ".join(problems) if problems else "no file read holds this transcript id"
             notice = f"The transcript could not be read ({detail}): its judgments are shown without the conversation."
         elif not _matches_judgments(transcript, by_turn):
-            notice = (f"{transcript.source} changed since the run (judged turns are no longer therapist turns): "
-                      "its judgments are shown without the conversation.")
+            notice = (
+                f"{transcript.source} changed since the run (judged turns are no longer therapist turns): "
+                "its judgments are shown without the conversation."
+            )
             transcript = None
         views.append(_session_view(number, summary, transcript_id, transcript, by_turn, notice))
     return views
 
 
-def _session_view(number: int, summary: RunSummary, transcript_id: str, transcript: Transcript | None,
-                  by_turn: dict[int, list[Judgment]], notice: str | None) -> _SessionView:
+def _session_view(
+    number: int,
+    summary: RunSummary,
+    transcript_id: str,
+    transcript: Transcript | None,
+    by_turn: dict[int, list[Judgment]],
+    notice: str | None,
+) -> _SessionView:
     builder = _SessionBuilder(number, summary, transcript)
     counts = Counter(j.status for js in by_turn.values() for j in js)
     grouped = {index: builder.grouped(js) for index, js in sorted(by_turn.items())}
@@ -626,13 +668,26 @@ def _session_view(number: int, summary: RunSummary, transcript_id: str, transcri
         turns = [_TurnView(builder.turn_id(i), i, "therapist", "Therapist", None, g) for i, g in grouped.items()]
     else:
         turns = [
-            _TurnView(builder.turn_id(t.index), t.index, t.speaker, t.label, _highlight(t.text, builder.spans[t.index]),
-                      grouped.get(t.index, []))
+            _TurnView(
+                builder.turn_id(t.index),
+                t.index,
+                t.speaker,
+                t.label,
+                _highlight(t.text, builder.spans[t.index]),
+                grouped.get(t.index, []),
+            )
             for t in transcript.turns
         ]
     metadata = {k: str(v) for k, v in summary.manifest.transcript_metadata.get(transcript_id, {}).items()}
-    return _SessionView(f"s{number}", transcript_id, transcript.source if transcript else None, metadata,
-                        [(s, counts.get(s, 0)) for s in STATUSES], notice, turns)
+    return _SessionView(
+        f"s{number}",
+        transcript_id,
+        transcript.source if transcript else None,
+        metadata,
+        [(s, counts.get(s, 0)) for s in STATUSES],
+        notice,
+        turns,
+    )
 
 
 # --- filters -------------------------------------------------------------------------------------
@@ -655,8 +710,13 @@ def _filter_view(summary: RunSummary, judgments: list[Judgment], sessions: list[
     ]
     scores = sorted({str(j.verdict) for j in judgments if j.status == "ok"}, key=_value_key)
     statuses = Counter(j.status for j in judgments)
-    return _FilterView(criteria, scores, [(s, statuses.get(s, 0)) for s in STATUSES],
-                       [(s.dom_id, s.transcript_id) for s in sessions], len(judgments))
+    return _FilterView(
+        criteria,
+        scores,
+        [(s, statuses.get(s, 0)) for s in STATUSES],
+        [(s.dom_id, s.transcript_id) for s in sessions],
+        len(judgments),
+    )
 
 
 def _environment() -> Environment:

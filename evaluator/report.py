@@ -74,6 +74,8 @@ class RunSummary:
     manifest: RunManifest
     rubrics: list[RubricSummary]
     counts: Counter[str]
+    judgments: list[Judgment] = field(default_factory=list)
+    """Every judgment as read (samples unfolded), so other views of the run need not read it again."""
 
 
 def summarize(run_dir: Path) -> RunSummary:
@@ -81,9 +83,10 @@ def summarize(run_dir: Path) -> RunSummary:
     so a summary describes the rubric as it was when judged, whatever the file says now."""
     manifest = read_manifest(run_dir)
     rubrics = {rid: Rubric.model_validate(info["definition"]) for rid, info in manifest.rubrics.items()}
-    judgments: list[Judgment] | list[Aggregate] = load_judgments(run_dir)
+    loaded = load_judgments(run_dir)
+    judgments: list[Judgment] | list[Aggregate] = loaded
     if manifest.samples > 1:
-        judgments = aggregate_samples(judgments, rubrics, manifest.aggregate)
+        judgments = aggregate_samples(loaded, rubrics, manifest.aggregate)
     summaries = []
     for rubric_id, rubric in rubrics.items():
         overall = {c.id: Cell(c) for c in rubric.criteria}
@@ -97,7 +100,7 @@ def summarize(run_dir: Path) -> RunSummary:
             by_transcript.setdefault(judgment.transcript_id, {c.id: Cell(c) for c in rubric.criteria})
             by_transcript[judgment.transcript_id][judgment.criterion_id].add(judgment)
         summaries.append(RubricSummary(rubric, overall, by_transcript))
-    return RunSummary(run_dir, manifest, summaries, Counter(j.status for j in judgments))
+    return RunSummary(run_dir, manifest, summaries, Counter(j.status for j in judgments), loaded)
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
