@@ -347,20 +347,30 @@ class OpenAIJudge:
         return True
 
     def _failed(self, call: JudgeCall, started: float, attempts: int, usage: Usage, error: str) -> list[Judgment]:
+        fields = self._call_fields(call, started, attempts, usage)
         return [
-            judgment_for(
-                request,
-                self.name,
-                call,
-                status="error",
-                error=error,
-                model=self.model,
-                parameters=self._parameters(),
-                usage=usage if i == 0 else Usage(),
-                latency_s=time.perf_counter() - started,
-                attempts=attempts,
-            )
-            for i, request in enumerate(call.requests)
+            judgment_for(request, self.name, call, status="error", error=error, **shared)
+            for request, shared in zip(call.requests, fields)
+        ]
+
+    def _call_fields(
+        self, call: JudgeCall, started: float, attempts: int, usage: Usage, retries: int = 0, from_cache: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per request, what the call cost and how it went; the call's usage is charged to its first
+        request only, so sums over judgments stay true."""
+        latency = time.perf_counter() - started
+        parameters = self._parameters()
+        return [
+            {
+                "model": self.model,
+                "parameters": parameters,
+                "usage": usage if index == 0 else Usage(),
+                "latency_s": latency,
+                "attempts": attempts,
+                "transport_retries": retries,
+                "from_cache": from_cache,
+            }
+            for index in range(len(call.requests))
         ]
 
     def _parameters(self) -> dict[str, Any]:
@@ -385,19 +395,10 @@ class OpenAIJudge:
         problem: str,
         from_cache: bool,
     ) -> list[Judgment]:
-        """One Judgment per request; the call's usage is charged to its first request only, so sums stay true."""
-        latency = time.perf_counter() - started
+        """One Judgment per request: its verdict, or why it has none."""
         judgments = []
-        for index, request in enumerate(call.requests):
-            common: dict[str, Any] = {
-                "model": self.model,
-                "parameters": self._parameters(),
-                "usage": usage if index == 0 else Usage(),
-                "latency_s": latency,
-                "attempts": attempts,
-                "transport_retries": retries,
-                "from_cache": from_cache,
-            }
+        fields = self._call_fields(call, started, attempts, usage, retries, from_cache)
+        for index, (request, common) in enumerate(zip(call.requests, fields)):
             verdict = found.get(index)
             if verdict is None:
                 reason = f"no valid reply after {attempts} attempt(s): {problem or 'unknown problem'}"
