@@ -470,6 +470,9 @@ class FakeOpenAI:
             {"id": MODEL, "object": "model", "created": 0, "owned_by": "fake-openai"}]})
 
     async def _chat(self, request: web.Request) -> web.Response:
+        """The reply is built first and sent `latency` seconds after the request arrived, so the latency a
+        client sees is the configured one however long building it took or how many arrived at once."""
+        arrived = time.monotonic()
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -480,10 +483,12 @@ class FakeOpenAI:
             self.received.append(Received(body, {k.lower(): v for k, v in request.headers.items()}, request.path))
         n, self._count = self._count, self._count + 1
         behaviour = self.choose(body, n)
-        if self.latency:
-            await asyncio.sleep(self.latency)
         invalid = self._invalid(body)  # a Response is an empty mapping, so falsy: compare with None
-        return invalid if invalid is not None else await self._respond(body, behaviour, n)
+        response = invalid if invalid is not None else self._respond(body, behaviour, n)
+        delay = self.latency + (self.slow_seconds if behaviour == "slow" and invalid is None else 0.0)
+        if delay:
+            await asyncio.sleep(arrived + delay - time.monotonic())
+        return response
 
     def _invalid(self, body: dict) -> web.Response | None:
         """The 400s a real server gives whatever else happens: these depend on the request, not on luck."""
@@ -500,9 +505,7 @@ class FakeOpenAI:
                                "type 'json_object'.", "invalid_request_error", "messages")
         return None
 
-    async def _respond(self, body: dict, behaviour: Behaviour, n: int) -> web.Response:
-        if behaviour == "slow":
-            await asyncio.sleep(self.slow_seconds)
+    def _respond(self, body: dict, behaviour: Behaviour, n: int) -> web.Response:
         if behaviour in ("valid", "slow", "malformed", "out_of_range", "refusal", "length"):
             return web.json_response(self._completion(body, behaviour, n))
         return self._fault(behaviour, body)
