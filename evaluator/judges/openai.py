@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import openai
+import orjson
 
 from evaluator.cache import ResponseCache, cache_key
 from evaluator.judges.base import (
@@ -67,7 +68,7 @@ class _Reply:
     @classmethod
     def parse(cls, raw: str) -> _Reply:
         try:
-            data = json.loads(raw)
+            data = orjson.loads(raw)
             choice = data["choices"][0]
             message = choice.get("message") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
@@ -317,15 +318,9 @@ class OpenAIJudge:
         estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + (self.settings.max_tokens or 200)
         await self.requests_per_minute.acquire(1)
         await self.tokens_per_minute.acquire(estimate)
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        tries = 0
+        payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
         try:
-            async for attempt in transport_retrying(self.settings.transport_attempts):
-                with attempt:
-                    tries += 1
-                    raw = await self.client.post(
-                        "/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS
-                    )
+            raw, retries = await self._post(payload)
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if self._fall_back(exc):
                 raise _UnsupportedFormat from None
@@ -335,7 +330,28 @@ class OpenAIJudge:
         self.tokens_per_minute.refund(estimate - used)
         if self.cache is not None:
             self.cache.put(key, raw)
-        return reply, False, tries - 1
+        return reply, False, retries
+
+    async def _post(self, payload: bytes) -> tuple[str, int]:
+        """The raw reply and how many transport retries it took. Most calls succeed at once, so the
+        first attempt goes out directly; only a retryable failure starts the retry policy, which
+        counts that failure as its first attempt and waits as it asks (Retry-After included)."""
+        try:
+            return await self._send(payload), 0
+        except RETRYABLE as exc:
+            failed: BaseException | None = exc
+        tries = 0
+        async for attempt in transport_retrying(self.settings.transport_attempts):
+            with attempt:
+                tries += 1
+                if failed is not None:
+                    failure, failed = failed, None
+                    raise failure
+                raw = await self._send(payload)
+        return raw, tries - 1
+
+    async def _send(self, payload: bytes) -> str:
+        return await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
 
     def _fall_back(self, exc: openai.APIStatusError) -> bool:
         """Step down the output modes when the endpoint rejects the one we sent (auto mode only)."""
