@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from statistics import mean, median, pstdev
 from typing import Iterable
 
-from evaluator.models import Aggregate, AggregateMethod, CategoricalScale, Criterion, Judgment, Rubric, STATUSES
+from evaluator.models import STATUSES, Aggregate, AggregateMethod, CategoricalScale, Criterion, Judgment, Rubric
 
 AGGREGATES = "aggregates.jsonl"
 

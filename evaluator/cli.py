@@ -21,14 +21,14 @@ from evaluator.agreement import LabelsError, print_agreement, write_agreement
 from evaluator.cache import DEFAULT_CACHE, ResponseCache
 from evaluator.compare import print_comparison, write_comparison
 from evaluator.cost import PriceError
+from evaluator.estimate import dry_run, print_dry_run
+from evaluator.frames import export as export_judgments
+from evaluator.html_report import write_html_report
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptError, PromptRenderer
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
-from evaluator.estimate import dry_run, print_dry_run
-from evaluator.frames import export as export_judgments
-from evaluator.html_report import write_html_report
 from evaluator.runner import RunConfig, RunError, run_async
 from evaluator.store import ResultsError, resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts

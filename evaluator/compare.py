@@ -325,8 +325,15 @@ def _changed_item(key: CriterionKey, item: ItemKey, a: Verdict, b: Verdict) -> C
     rubric_id, criterion_id = key
     transcript_id, turn_index = item
     return ChangedItem(
-        rubric_id, criterion_id, transcript_id, turn_index,
-        a.verdict, b.verdict, _magnitude(a, b), a.rationale, b.rationale,
+        rubric_id,
+        criterion_id,
+        transcript_id,
+        turn_index,
+        a.verdict,
+        b.verdict,
+        _magnitude(a, b),
+        a.rationale,
+        b.rationale,
     )
 
 
@@ -336,8 +343,12 @@ def _changed_item(key: CriterionKey, item: ItemKey, a: Verdict, b: Verdict) -> C
 def _judge_setup(manifest: RunManifest) -> dict[str, Any]:
     """Everything about the judge that can change a verdict: its configuration, mode, samples, version."""
     setup = {k: v for k, v in manifest.judge.items() if k not in OPERATIONAL_JUDGE_FIELDS}
-    return setup | {"mode": manifest.mode, "samples": manifest.samples, "aggregate": manifest.aggregate,
-                    "package_version": manifest.package_version}
+    return setup | {
+        "mode": manifest.mode,
+        "samples": manifest.samples,
+        "aggregate": manifest.aggregate,
+        "package_version": manifest.package_version,
+    }
 
 
 def _setup_findings(run_a: _Run, run_b: _Run) -> list[Finding]:
@@ -354,10 +365,14 @@ def _setup_findings(run_a: _Run, run_b: _Run) -> list[Finding]:
             continue
         template_a, template_b = run_a.manifest.template_hashes.get(rid), run_b.manifest.template_hashes.get(rid)
         if template_a != template_b:
-            findings.append(Finding(
-                "template", f"the prompt template of rubric {rid} changed ({template_a} → {template_b}): "
-                "every criterion of it was asked differently", rid,
-            ))
+            findings.append(
+                Finding(
+                    "template",
+                    f"the prompt template of rubric {rid} changed ({template_a} → {template_b}): "
+                    "every criterion of it was asked differently",
+                    rid,
+                )
+            )
     return findings
 
 
@@ -386,8 +401,12 @@ def _criterion_findings(criteria: list[CriterionComparison], setup: list[Finding
     whole_rubric = {f.rubric_id for f in setup if f.kind == "rubric"}
     edited = {(c.rubric_id, c.criterion_id) for c in criteria if c.edited}
     findings = [
-        Finding("edited", f"criterion {c.criterion_id} of rubric {c.rubric_id} changed: {c.edit.describe()}",
-                c.rubric_id, c.criterion_id)
+        Finding(
+            "edited",
+            f"criterion {c.criterion_id} of rubric {c.rubric_id} changed: {c.edit.describe()}",
+            c.rubric_id,
+            c.criterion_id,
+        )
         for c in criteria
         if c.edit is not None and c.rubric_id not in whole_rubric
     ]
@@ -396,13 +415,16 @@ def _criterion_findings(criteria: list[CriterionComparison], setup: list[Finding
             continue
         cause = _moved_cause(c, setup, _upstream_edits(run_b.rubrics.get(c.rubric_id), c.criterion_id, edited))
         statuses = ", ".join(f"{n} {change}" for change, n in c.status_changes.items())
-        findings.append(Finding(
-            "moved_without_edit",
-            f"criterion {c.criterion_id} of rubric {c.rubric_id} moved without an edit: {c.changed} verdict(s) changed"
-            + (f", status changes {statuses}" if statuses else "")
-            + f", though its definition is the same in both runs; cause: {cause}",
-            c.rubric_id, c.criterion_id,
-        ))
+        findings.append(
+            Finding(
+                "moved_without_edit",
+                f"criterion {c.criterion_id} of rubric {c.rubric_id} moved without an edit: {c.changed} verdict(s) changed"
+                + (f", status changes {statuses}" if statuses else "")
+                + f", though its definition is the same in both runs; cause: {cause}",
+                c.rubric_id,
+                c.criterion_id,
+            )
+        )
     return findings
 
 
@@ -470,8 +492,18 @@ def _verdict(value: float | str | None) -> str:
 
 def _md_row(c: CriterionComparison) -> list[str]:
     return [
-        f"`{c.criterion_id}`", str(c.paired), str(c.only_a), str(c.only_b), _status_text(c), _fmt(c.mean_a),
-        _fmt(c.mean_b), _difference(c.difference), _fmt(c.exact), _kappa(c), str(c.changed), _definition(c),
+        f"`{c.criterion_id}`",
+        str(c.paired),
+        str(c.only_a),
+        str(c.only_b),
+        _status_text(c),
+        _fmt(c.mean_a),
+        _fmt(c.mean_b),
+        _difference(c.difference),
+        _fmt(c.exact),
+        _kappa(c),
+        str(c.changed),
+        _definition(c),
     ]
 
 
@@ -479,14 +511,32 @@ def _terminal_row(c: CriterionComparison, unpaired: bool) -> list[str]:
     """Means side by side and items in one run only in one optional column, to fit 120 columns."""
     statuses = sum(c.status_changes.values())
     row = [
-        c.criterion_id, str(c.paired), f"{_fmt(c.mean_a)} → {_fmt(c.mean_b)}", _difference(c.difference),
-        _fmt(c.exact), _kappa(c), str(c.changed) + (f" +{statuses} status" if statuses else ""), _definition(c),
+        c.criterion_id,
+        str(c.paired),
+        f"{_fmt(c.mean_a)} → {_fmt(c.mean_b)}",
+        _difference(c.difference),
+        _fmt(c.exact),
+        _kappa(c),
+        str(c.changed) + (f" +{statuses} status" if statuses else ""),
+        _definition(c),
     ]
     return row + [f"{c.only_a} / {c.only_b}"] if unpaired else row
 
 
-MD_COLUMNS = ("criterion", "paired", "only A", "only B", "status changes", "mean A", "mean B", "B − A [95% CI]",
-              "exact", "κ", "changed", "definition")
+MD_COLUMNS = (
+    "criterion",
+    "paired",
+    "only A",
+    "only B",
+    "status changes",
+    "mean A",
+    "mean B",
+    "B − A [95% CI]",
+    "exact",
+    "κ",
+    "changed",
+    "definition",
+)
 TERMINAL_COLUMNS = ("criterion", "paired", "mean A → B", "B − A [95% CI]", "exact", "κ", "changed", "definition")
 LEGEND = (
     "Means and B − A are over paired items (ok in both runs); the 95% interval resamples whole sessions. "
@@ -527,8 +577,12 @@ def print_comparison(comparison: Comparison, console: Console, top: int = 20) ->
         unpaired = any(c.only_a or c.only_b for c in criteria)
         table = Table(title=f"{rubric_id}: run B − run A", title_justify="left")
         for column in TERMINAL_COLUMNS + (("only A / B",) if unpaired else ()):
-            table.add_column(column, justify="left" if column in ("criterion", "definition") else "right",
-                             no_wrap=column != "criterion", overflow="fold")
+            table.add_column(
+                column,
+                justify="left" if column in ("criterion", "definition") else "right",
+                no_wrap=column != "criterion",
+                overflow="fold",
+            )
         for c in criteria:
             table.add_row(*_terminal_row(c, unpaired), style="yellow" if c.edited else "red" if c.moved else None)
         console.print(table)
@@ -590,8 +644,16 @@ def render_comparison_markdown(comparison: Comparison) -> str:
     out += ["", f"## Changed items ({len(comparison.changed)}), most changed first", ""]
     if comparison.changed:
         rows = [
-            [f"`{i.rubric_id}/{i.criterion_id}`", i.transcript_id, str(i.turn_index), _verdict(i.verdict_a),
-             _verdict(i.verdict_b), f"{i.magnitude:.2f}", i.rationale_a, i.rationale_b]
+            [
+                f"`{i.rubric_id}/{i.criterion_id}`",
+                i.transcript_id,
+                str(i.turn_index),
+                _verdict(i.verdict_a),
+                _verdict(i.verdict_b),
+                f"{i.magnitude:.2f}",
+                i.rationale_a,
+                i.rationale_b,
+            ]
             for i in comparison.changed
         ]
         out += _md_table(("criterion", "transcript", "turn", "A", "B", "moved by", "rationale A", "rationale B"), rows)

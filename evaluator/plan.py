@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from evaluator.judges.base import JudgeRequest
 from evaluator.markers import MARKERS
-from evaluator.models import Criterion, Item, Judgment, JudgeMode, Rubric, Status, Transcript, Turn
+from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Transcript, Turn
 from evaluator.rubrics import criterion_stages
 
 

@@ -34,8 +34,20 @@ from typing import Any, Literal, get_args
 
 from aiohttp import web
 
-Behaviour = Literal["valid", "rate_limit", "server_error", "slow", "malformed", "out_of_range", "refusal",
-                    "no_json_schema", "unauthorized", "not_found", "length", "bad_request"]
+Behaviour = Literal[
+    "valid",
+    "rate_limit",
+    "server_error",
+    "slow",
+    "malformed",
+    "out_of_range",
+    "refusal",
+    "no_json_schema",
+    "unauthorized",
+    "not_found",
+    "length",
+    "bad_request",
+]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 MODEL = "fake-judge"
 REFUSAL = "I'm sorry, I can't help with that."
@@ -65,8 +77,14 @@ class Received:
     path: str
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
-           headers: Mapping[str, str] | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     """An error in OpenAI's wire format, which the client maps to its exception classes by status."""
     payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return web.json_response(payload, status=status, headers=headers)
@@ -127,19 +145,19 @@ def _quote(messages: Sequence[Mapping[str, Any]], rng: random.Random) -> str | N
     """4-8 consecutive words, verbatim, from a "[n] Speaker: text" line of the last user message."""
     user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
     lines = [line for line in user.split("\n") if line.startswith("[")]  # str methods: a regex over
-    if not lines:                                                         # the whole prompt costs more
+    if not lines:  # the whole prompt costs more
         return None
     first = rng.randrange(len(lines))
     for line in lines[first:] + lines[:first]:
         label = _TURN_LABEL.match(line)
-        words = line[label.end():].strip().split(" ") if label else []  # joined back with " ": verbatim
+        words = line[label.end() :].strip().split(" ") if label else []  # joined back with " ": verbatim
         if len(words) >= 4:
             break
     else:
         return None
     count = rng.randint(4, min(8, len(words)))
     start = rng.randrange(len(words) - count + 1)
-    return " ".join(words[start:start + count])
+    return " ".join(words[start : start + count])
 
 
 @dataclass
@@ -167,8 +185,9 @@ class _Pick:
             return "maybe" if "maybe" not in self.allowed else "maybe not"
         if 99 not in self.allowed:
             return 99
-        return (self.allowed[-1] if isinstance(self.allowed, range)
-                else max(v for v in self.allowed if _is_number(v))) + 1
+        return (
+            self.allowed[-1] if isinstance(self.allowed, range) else max(v for v in self.allowed if _is_number(v))
+        ) + 1
 
 
 def _is_number(value: Any) -> bool:
@@ -236,7 +255,7 @@ class _Instance:
             values = [self.build(item, (*path, 0))]
         while len(values) < schema.get("minItems", 0):
             values.append(self.build(item, (*path, len(values))))
-        return values[:schema["maxItems"]] if "maxItems" in schema else values
+        return values[: schema["maxItems"]] if "maxItems" in schema else values
 
     def _number(self, schema: dict, path: tuple, *, integer: bool) -> int | float:
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
@@ -253,7 +272,7 @@ class _Instance:
 
     def _string(self, schema: dict, path: tuple) -> str:
         text = self.quote if self.quote and "evidence" in path else self.rng.choice(_SENTENCES)
-        text = text[:schema["maxLength"]] if "maxLength" in schema else text
+        text = text[: schema["maxLength"]] if "maxLength" in schema else text
         return text.ljust(schema.get("minLength", 0), ".")
 
 
@@ -340,7 +359,7 @@ def _cut(tokens: Sequence[Token], keep: int) -> list[Token]:
     for text, is_score in tokens:
         if used + len(text) > keep:
             if keep > used:
-                out.append((text[:keep - used], False))
+                out.append((text[: keep - used], False))
             break
         out.append((text, is_score))
         used += len(text)
@@ -357,8 +376,10 @@ def _logprobs(tokens: Sequence[Token], score: _Pick | None, top: int) -> dict:
     for text, is_score in tokens:
         candidates = [_logprob_entry(text, _SCORE_LOGPROB if is_score else 0.0)]
         if is_score and score is not None:
-            candidates += [_logprob_entry(_scalar(v), -round(1.9 + 0.7 * i + 0.2 * i * i, 2))
-                           for i, v in enumerate(score.alternatives()[:max(top - 1, 0)])]
+            candidates += [
+                _logprob_entry(_scalar(v), -round(1.9 + 0.7 * i + 0.2 * i * i, 2))
+                for i, v in enumerate(score.alternatives()[: max(top - 1, 0)])
+            ]
         entries.append({**candidates[0], "top_logprobs": candidates[:top]})
     return {"content": entries, "refusal": None}
 
@@ -370,10 +391,19 @@ class FakeOpenAI:
     """The server. Which behaviour request n (0-based, arrival order) gets: `script[n]` while the script
     lasts, else `chooser(body, n)` if given, else a seeded draw from `faults`, falling back to "valid"."""
 
-    def __init__(self, *, latency: float = 0.0, script: Sequence[Behaviour] = (),
-                 chooser: Callable[[dict, int], Behaviour] | None = None,
-                 faults: Mapping[Behaviour, float] | None = None, fault_seed: int = 0, retry_after: float = 0.01,
-                 supports_json_schema: bool = True, slow_seconds: float = 0.5, record: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        script: Sequence[Behaviour] = (),
+        chooser: Callable[[dict, int], Behaviour] | None = None,
+        faults: Mapping[Behaviour, float] | None = None,
+        fault_seed: int = 0,
+        retry_after: float = 0.01,
+        supports_json_schema: bool = True,
+        slow_seconds: float = 0.5,
+        record: bool = True,
+    ) -> None:
         faults = dict(faults or {})
         unknown = sorted({*script, *faults} - set(BEHAVIOURS))
         if unknown:
@@ -466,8 +496,9 @@ class FakeOpenAI:
     # handlers
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": MODEL, "object": "model", "created": 0, "owned_by": "fake-openai"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "fake-openai"}]}
+        )
 
     async def _chat(self, request: web.Request) -> web.Response:
         """The reply is built first and sent `latency` seconds after the request arrived, so the latency a
@@ -501,8 +532,12 @@ class FakeOpenAI:
         if kind == "json_schema" and not self.supports_json_schema:
             return self._fault("no_json_schema", body)
         if kind == "json_object" and not any("json" in _text(m).lower() for m in messages):
-            return _error(400, "'messages' must contain the word 'json' in some form, to use 'response_format' of "
-                               "type 'json_object'.", "invalid_request_error", "messages")
+            return _error(
+                400,
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                "invalid_request_error",
+                "messages",
+            )
         return None
 
     def _respond(self, body: dict, behaviour: Behaviour, n: int) -> web.Response:
@@ -514,21 +549,38 @@ class FakeOpenAI:
         model = body.get("model", MODEL)
         if behaviour == "rate_limit":
             headers = {"Retry-After": str(self.retry_after), "retry-after-ms": f"{self.retry_after * 1000:g}"}
-            return _error(429, f"Rate limit reached for {model}. Please try again in {self.retry_after}s.",
-                          "rate_limit_exceeded", code="rate_limit_exceeded", headers=headers)
+            return _error(
+                429,
+                f"Rate limit reached for {model}. Please try again in {self.retry_after}s.",
+                "rate_limit_exceeded",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
         if behaviour == "server_error":
             return _error(500, "The server had an error", "server_error")
         if behaviour == "no_json_schema":
-            return _error(400, "response_format type 'json_schema' is not supported by this server",
-                          "invalid_request_error", "response_format")
+            return _error(
+                400,
+                "response_format type 'json_schema' is not supported by this server",
+                "invalid_request_error",
+                "response_format",
+            )
         if behaviour == "unauthorized":
-            return _error(401, "Incorrect API key provided: sk-fa***", "invalid_request_error",
-                          code="invalid_api_key")
+            return _error(401, "Incorrect API key provided: sk-fa***", "invalid_request_error", code="invalid_api_key")
         if behaviour == "not_found":
-            return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                          "invalid_request_error", code="model_not_found")
-        return _error(400, "This model's maximum context length is 8192 tokens. Please reduce the length of the "
-                           "messages.", "invalid_request_error", "messages", "context_length_exceeded")
+            return _error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                code="model_not_found",
+            )
+        return _error(
+            400,
+            "This model's maximum context length is 8192 tokens. Please reduce the length of the messages.",
+            "invalid_request_error",
+            "messages",
+            "context_length_exceeded",
+        )
 
     # completions
 
@@ -547,13 +599,19 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", MODEL),
             "system_fingerprint": "fp_fake",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content,
-                            "refusal": REFUSAL if behaviour == "refusal" else None, "annotations": []},
-                "finish_reason": "length" if behaviour == "length" else "stop",
-                "logprobs": logprobs,
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": content,
+                        "refusal": REFUSAL if behaviour == "refusal" else None,
+                        "annotations": [],
+                    },
+                    "finish_reason": "length" if behaviour == "length" else "stop",
+                    "logprobs": logprobs,
+                }
+            ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
@@ -562,12 +620,16 @@ class FakeOpenAI:
             },
         }
 
-    def _reply(self, body: dict, messages: list[dict], texts: list[str],
-               behaviour: Behaviour) -> tuple[list[Token], _Pick | None]:
+    def _reply(
+        self, body: dict, messages: list[dict], texts: list[str], behaviour: Behaviour
+    ) -> tuple[list[Token], _Pick | None]:
         """The reply's tokens and score, from the messages alone (plus the behaviour's damage)."""
         schema = _response_schema(body) or _message_schema(texts)
-        tokens, score = ([("OK", False)], None) if schema is None else \
-            _json_tokens(schema, messages, break_score=behaviour == "out_of_range")
+        tokens, score = (
+            ([("OK", False)], None)
+            if schema is None
+            else _json_tokens(schema, messages, break_score=behaviour == "out_of_range")
+        )
         if behaviour == "malformed":
             tokens = _cut(tokens, max(_length(tokens) - 7, 1))
         if schema is not None and _response_format_type(body) == "text":
@@ -582,7 +644,7 @@ class FakeOpenAI:
         neighbour, so only two comparisons are needed, each a binary search over bytes compared in C."""
         data = prompt.encode("utf-32-le")  # fixed width: byte offsets are character offsets times 4
         at = bisect_left(self._sorted, data)
-        shared = max((_shared_blocks(data, other) for other in self._sorted[max(at - 1, 0):at + 1]), default=0)
+        shared = max((_shared_blocks(data, other) for other in self._sorted[max(at - 1, 0) : at + 1]), default=0)
         self._sorted.insert(at, data)
         self._recent.append(data)
         if len(self._recent) > _HISTORY:
@@ -596,7 +658,7 @@ def _shared_blocks(a: bytes, b: bytes) -> int:
     low, high = 0, min(len(a), len(b)) // size
     while low < high:
         middle = (low + high + 1) // 2
-        if a[low * size:middle * size] == b[low * size:middle * size]:  # the first `low` are known equal
+        if a[low * size : middle * size] == b[low * size : middle * size]:  # the first `low` are known equal
             low = middle
         else:
             high = middle - 1
@@ -615,16 +677,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.fake_openai", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
-    parser.add_argument("--fault", type=_fault_arg, action="append", default=[], metavar="NAME=P",
-                        help="probability of a behaviour per request, e.g. rate_limit=0.1 (repeatable)")
+    parser.add_argument(
+        "--fault",
+        type=_fault_arg,
+        action="append",
+        default=[],
+        metavar="NAME=P",
+        help="probability of a behaviour per request, e.g. rate_limit=0.1 (repeatable)",
+    )
     parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=0.01)
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--no-json-schema", action="store_true", help="refuse response_format json_schema")
     args = parser.parse_args(argv)
-    server = FakeOpenAI(latency=args.latency, faults=dict(args.fault), fault_seed=args.fault_seed,
-                        retry_after=args.retry_after, slow_seconds=args.slow_seconds,
-                        supports_json_schema=not args.no_json_schema, record=False)  # nobody reads it: no growth
+    server = FakeOpenAI(
+        latency=args.latency,
+        faults=dict(args.fault),
+        fault_seed=args.fault_seed,
+        retry_after=args.retry_after,
+        slow_seconds=args.slow_seconds,
+        supports_json_schema=not args.no_json_schema,
+        record=False,
+    )  # nobody reads it: no growth
     asyncio.run(server.serve_until_signalled(args.port))
 
 

@@ -43,8 +43,13 @@ EDITS = (
 
 def _run(output: Path, run_id: str, transcripts: list[Path], rubrics: list[Path], samples: int = 1) -> Path:
     config = RunConfig(
-        transcripts=transcripts, rubrics=rubrics, output=output, judge=JudgeSettings(kind="rules"),
-        run_id=run_id, samples=samples, show_progress=False,
+        transcripts=transcripts,
+        rubrics=rubrics,
+        output=output,
+        judge=JudgeSettings(kind="rules"),
+        run_id=run_id,
+        samples=samples,
+        show_progress=False,
     )
     return run(config).run_dir
 
@@ -227,7 +232,9 @@ def test_runs_with_samples_are_folded_before_matching(tmp_path: Path) -> None:
 
 def test_kappa_is_never_nan() -> None:
     assert kappa_between([1, 1, 1], [1, 1, 1], "binary") == (
-        None, None, "undefined: both runs gave every paired item the verdict 1"
+        None,
+        None,
+        "undefined: both runs gave every paired item the verdict 1",
     )
     assert kappa_between([], [], "likert")[0] is None
     assert kappa_between([2.5, 3.0], [2.5, 4.0], "likert")[0] is None
@@ -262,19 +269,30 @@ def test_an_anchor_edit_under_an_llm_judge_moves_only_that_criterion(tmp_path: P
 
     def judged(run_id: str) -> Path:
         judge = JudgeSettings(kind="openai", model="fake-judge", base_url=server.url, cache_path=None)
-        config = RunConfig(transcripts=[IGNORING_SEED, SLOWING_SEED], rubrics=[rubric], output=tmp_path / "results",
-                           judge=judge, run_id=run_id, show_progress=False, concurrency=16)
+        config = RunConfig(
+            transcripts=[IGNORING_SEED, SLOWING_SEED],
+            rubrics=[rubric],
+            output=tmp_path / "results",
+            judge=judge,
+            run_id=run_id,
+            show_progress=False,
+            concurrency=16,
+        )
         return run(config).run_dir
 
     run_a = judged("a")
-    rubric.write_text(rubric.read_text().replace(
-        "3: Acknowledges the request in words but keeps the same pace or agenda.",
-        "3: Names the request but carries on with the same exercise or question.",
-    ))
+    rubric.write_text(
+        rubric.read_text().replace(
+            "3: Acknowledges the request in words but keeps the same pace or agenda.",
+            "3: Names the request but carries on with the same exercise or question.",
+        )
+    )
     run_b = judged("b")
     comparison = compare_runs(run_a, run_b)
     edited_warnings = [w for w in comparison.warnings if w.kind == "edited"]
-    assert [(w.criterion_id, "scale.anchors" in w.message) for w in edited_warnings] == [("slow_down_responsiveness", True)]
+    assert [(w.criterion_id, "scale.anchors" in w.message) for w in edited_warnings] == [
+        ("slow_down_responsiveness", True)
+    ]
     moved = {c.criterion_id for c in comparison.changed}
     assert moved == {"slow_down_responsiveness"}
     assert comparison.criterion("pacing", "slow_down_responsiveness").changed == len(comparison.changed) > 0

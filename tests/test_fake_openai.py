@@ -44,15 +44,19 @@ class Judgment(BaseModel):
 
 SCHEMA = Judgment.model_json_schema()
 STRICT = {"type": "json_schema", "json_schema": {"name": "judgment", "strict": True, "schema": SCHEMA}}
-YES_NO = {"type": "object", "properties": {"rationale": {"type": "string"}, "verdict": {"enum": ["yes", "no"]}},
-          "required": ["rationale", "verdict"], "additionalProperties": False}
+YES_NO = {
+    "type": "object",
+    "properties": {"rationale": {"type": "string"}, "verdict": {"enum": ["yes", "no"]}},
+    "required": ["rationale", "verdict"],
+    "additionalProperties": False,
+}
 SYSTEM = "You are an experienced clinical supervisor rating one therapist turn. " * 40
 
 
 def _conversation(rated: int) -> str:
     """A user message as our prompts render it: numbered "[i] Speaker: text" turns, then the question."""
     lines = [line for line in IGNORING_SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
-    turns = "\n\n".join(f"[{i}] {line}" for i, line in enumerate(lines[:rated + 1]))
+    turns = "\n\n".join(f"[{i}] {line}" for i, line in enumerate(lines[: rated + 1]))
     return f"Conversation so far:\n\n{turns}\n\nQuestion about turn [{rated}]: does the therapist slow down?"
 
 
@@ -76,8 +80,15 @@ def _errors(value: Any, schema: dict, root: dict, at: str = "$") -> list[str]:
         errors.append(f"{at}: {value!r} not in {schema['enum']}")
     if "anyOf" in schema and all(_errors(value, branch, root, at) for branch in schema["anyOf"]):
         errors.append(f"{at}: {value!r} matches no anyOf branch")
-    kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None), "integer": int,
-             "number": (int, float)}
+    kinds = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "null": type(None),
+        "integer": int,
+        "number": (int, float),
+    }
     kind = schema.get("type")
     if kind and not (isinstance(value, kinds[kind]) and (kind == "boolean" or not isinstance(value, bool))):
         errors.append(f"{at}: {value!r} is not {kind}")
@@ -88,8 +99,12 @@ def _errors(value: Any, schema: dict, root: dict, at: str = "$") -> list[str]:
         errors += [f"{at}: missing {name}" for name in schema.get("required", []) if name not in value]
         if schema.get("additionalProperties") is False:
             errors += [f"{at}: extra {name}" for name in value if name not in properties]
-        errors += [e for name, sub in properties.items() if name in value
-                   for e in _errors(value[name], sub, root, f"{at}.{name}")]
+        errors += [
+            e
+            for name, sub in properties.items()
+            if name in value
+            for e in _errors(value[name], sub, root, f"{at}.{name}")
+        ]
     if isinstance(value, list) and "items" in schema:
         errors += [e for i, item in enumerate(value) for e in _errors(item, schema["items"], root, f"{at}[{i}]")]
     return errors
@@ -157,8 +172,11 @@ def test_same_messages_give_the_same_reply_whatever_happened_before() -> None:
 def test_a_re_ask_gets_the_answer_to_the_original_question(server: FakeOpenAI) -> None:
     """Like a model at temperature 0: the messages before the first assistant message decide the reply."""
     first = _ask(server, _messages(3)).choices[0].message.content
-    re_ask = [*_messages(3), {"role": "assistant", "content": "not json"},
-              {"role": "user", "content": "That was not valid JSON. Answer again."}]
+    re_ask = [
+        *_messages(3),
+        {"role": "assistant", "content": "not json"},
+        {"role": "user", "content": "That was not valid JSON. Answer again."},
+    ]
     assert _ask(server, re_ask).choices[0].message.content == first
 
 
@@ -175,8 +193,10 @@ def test_evidence_is_quoted_verbatim_from_a_numbered_turn(server: FakeOpenAI) ->
 def test_json_object_mode_follows_the_last_fenced_schema(server: FakeOpenAI) -> None:
     old = {"type": "object", "properties": {"old": {"type": "string"}}}
     example = '```json\n{"rationale": "an example reply, not a schema", "verdict": "no"}\n```'
-    messages = [{"role": "system", "content": _fenced(old)},
-                {"role": "user", "content": _fenced(YES_NO) + example + "\n" + _conversation(3)}]
+    messages = [
+        {"role": "system", "content": _fenced(old)},
+        {"role": "user", "content": _fenced(YES_NO) + example + "\n" + _conversation(3)},
+    ]
     value = json.loads(_ask(server, messages, response_format={"type": "json_object"}).choices[0].message.content)
     assert _errors(value, YES_NO, YES_NO) == []
 
@@ -202,14 +222,17 @@ def test_no_schema_gives_a_plain_answer(server: FakeOpenAI) -> None:
 # --- faults ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("behaviour", "error", "status"), [
-    ("server_error", openai.InternalServerError, 500),
-    ("unauthorized", openai.AuthenticationError, 401),
-    ("not_found", openai.NotFoundError, 404),
-    ("bad_request", openai.BadRequestError, 400),
-    ("no_json_schema", openai.BadRequestError, 400),
-    ("rate_limit", openai.RateLimitError, 429),
-])
+@pytest.mark.parametrize(
+    ("behaviour", "error", "status"),
+    [
+        ("server_error", openai.InternalServerError, 500),
+        ("unauthorized", openai.AuthenticationError, 401),
+        ("not_found", openai.NotFoundError, 404),
+        ("bad_request", openai.BadRequestError, 400),
+        ("no_json_schema", openai.BadRequestError, 400),
+        ("rate_limit", openai.RateLimitError, 429),
+    ],
+)
 def test_error_behaviours_raise_the_clients_exceptions(behaviour: Behaviour, error: type, status: int) -> None:
     with FakeOpenAI(script=[behaviour], retry_after=0.25) as fake, pytest.raises(error) as caught:
         _ask(fake)
@@ -243,7 +266,7 @@ def test_content_faults_damage_the_valid_reply() -> None:
         json.loads(malformed.message.content)
     broken = json.loads(out_of_range.message.content)
     assert broken["score"] == 99 and {**broken, "score": json.loads(content)["score"]} == json.loads(content)
-    assert (length.message.content, length.finish_reason) == (content[:len(content) // 2], "length")
+    assert (length.message.content, length.finish_reason) == (content[: len(content) // 2], "length")
     assert refusal.message.content is None and refusal.finish_reason == "stop"
     assert refusal.message.refusal == "I'm sorry, I can't help with that."
 
@@ -360,9 +383,12 @@ async def test_concurrent_requests_overlap() -> None:
     with FakeOpenAI(latency=0.2) as fake:
         client = openai.AsyncOpenAI(base_url=fake.url, api_key="sk-test", max_retries=0)
         started = time.perf_counter()
-        replies = await asyncio.gather(*(
-            client.chat.completions.create(model="m", messages=_messages(rated % 20), response_format=STRICT)
-            for rated in range(64)))
+        replies = await asyncio.gather(
+            *(
+                client.chat.completions.create(model="m", messages=_messages(rated % 20), response_format=STRICT)
+                for rated in range(64)
+            )
+        )
         elapsed = time.perf_counter() - started
         await client.close()
     assert elapsed < 5
@@ -370,8 +396,12 @@ async def test_concurrent_requests_overlap() -> None:
 
 
 def test_runs_as_a_process_and_prints_its_url() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", "0", "--port", "0"],
-                               cwd=REPO, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--latency", "0", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")

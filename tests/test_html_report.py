@@ -27,8 +27,15 @@ from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
 CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"]
+BROWSER_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 DOCS_SCREENSHOT = REPO / "docs" / "report.png"
 HOSTILE_ID = "hostile"
 HOSTILE = """Patient: Too fast <script>alert(1)</script> and {{ x }} and "quotes" & 'apostrophes'. Can we slow down?
@@ -43,8 +50,13 @@ HEADLINE = "pacing:slow_down_responsiveness"
 
 
 def _judge_run(transcripts: list[Path], output: Path) -> Path:
-    config = RunConfig(transcripts=transcripts, rubrics=[REPO / "rubrics"], output=output,
-                       judge=JudgeSettings(kind="rules"), show_progress=False)
+    config = RunConfig(
+        transcripts=transcripts,
+        rubrics=[REPO / "rubrics"],
+        output=output,
+        judge=JudgeSettings(kind="rules"),
+        show_progress=False,
+    )
     return run(config).run_dir
 
 
@@ -66,8 +78,9 @@ def page_html(run_dir: Path) -> str:
 def variant(run_dir: Path, tmp_path: Path) -> Callable[..., str]:
     """Render a copy of the run with its manifest or judgments edited, leaving the shared run intact."""
 
-    def _render(manifest: Callable[[dict], None] | None = None,
-                judgments: Callable[[list[Judgment]], None] | None = None) -> str:
+    def _render(
+        manifest: Callable[[dict], None] | None = None, judgments: Callable[[list[Judgment]], None] | None = None
+    ) -> str:
         copy = tmp_path / "run"
         shutil.copytree(run_dir, copy)
         if manifest is not None:
@@ -101,8 +114,9 @@ def test_the_page_is_self_contained(page_html: str) -> None:
 def test_every_criterion_with_scores_has_its_chart(run_dir: Path, page_html: str) -> None:
     cards = _cards(page_html)
     summary = summarize(run_dir)
-    scored = {f"{rs.rubric.id}:{cid}" for rs in summary.rubrics 
-              for cid, cell in rs.overall.items() if cell.counts["ok"]}
+    scored = {
+        f"{rs.rubric.id}:{cid}" for rs in summary.rubrics for cid, cell in rs.overall.items() if cell.counts["ok"]
+    }
     assert set(cards) == {f"{rs.rubric.id}:{c.id}" for rs in summary.rubrics for c in rs.rubric.criteria}
     assert scored and {key for key, card in cards.items() if "<svg" in card} == scored
     unscored = cards["mi_relational:empathy"]
@@ -162,8 +176,10 @@ def test_a_missing_transcript_file_shows_the_judgments_without_the_conversation(
     run_dir: Path, variant: Callable[..., str]
 ) -> None:
     def move_hostile(manifest: dict) -> None:
-        manifest["transcript_files"] = [f if not f.endswith(f"{HOSTILE_ID}.txt") else "/nonexistent/hostile.txt"
-                                        for f in manifest["transcript_files"]]
+        manifest["transcript_files"] = [
+            f if not f.endswith(f"{HOSTILE_ID}.txt") else "/nonexistent/hostile.txt"
+            for f in manifest["transcript_files"]
+        ]
 
     text = variant(manifest=move_hostile)
     section = text.split(f'data-transcript="{HOSTILE_ID}"', 1)[1].split("</section>", 1)[0]
@@ -176,8 +192,11 @@ def test_a_missing_transcript_file_shows_the_judgments_without_the_conversation(
 
 def test_an_incomplete_run_and_skipped_files_are_announced(variant: Callable[..., str]) -> None:
     def interrupt(manifest: dict) -> None:
-        manifest.update(complete=False, stopped="budget of $0.01 reached",
-                        skipped_files=[{"path": "in/<bad>.txt", "error": "in/<bad>.txt, line 3: unknown speaker"}])
+        manifest.update(
+            complete=False,
+            stopped="budget of $0.01 reached",
+            skipped_files=[{"path": "in/<bad>.txt", "error": "in/<bad>.txt, line 3: unknown speaker"}],
+        )
 
     text = variant(manifest=interrupt)
     assert 'id="incomplete-notice"' in text and "budget of $0.01 reached" in text and "--resume" in text
@@ -185,8 +204,14 @@ def test_an_incomplete_run_and_skipped_files_are_announced(variant: Callable[...
 
 
 def test_repeated_samples_are_summarised_as_items_and_shown_one_by_one(tmp_path: Path) -> None:
-    config = RunConfig(transcripts=[SLOWING_SEED], rubrics=[REPO / "rubrics" / "pacing.yaml"], output=tmp_path,
-                       judge=JudgeSettings(kind="rules"), samples=2, show_progress=False)
+    config = RunConfig(
+        transcripts=[SLOWING_SEED],
+        rubrics=[REPO / "rubrics" / "pacing.yaml"],
+        output=tmp_path,
+        judge=JudgeSettings(kind="rules"),
+        samples=2,
+        show_progress=False,
+    )
     run_dir = run(config).run_dir
     text = render_html(run_dir)
     summary = summarize(run_dir)
@@ -257,8 +282,11 @@ def test_the_report_works_in_a_browser(browser, run_dir: Path, page_html: str, t
     page.click("#filter-reset")
     assert len(_visible(page, ".judgment")) == len(judgments)
 
-    quoted = next(j for j in judgments if j.transcript_id == IGNORING_SEED.stem and j.evidence
-                  and j.criterion_id == "persuasion_without_permission")
+    quoted = next(
+        j
+        for j in judgments
+        if j.transcript_id == IGNORING_SEED.stem and j.evidence and j.criterion_id == "persuasion_without_permission"
+    )
     turn = page.locator(f'.session[data-transcript="{quoted.transcript_id}"] .turn[data-turn="{quoted.turn_index}"]')
     marks = turn.locator(".bubble mark.evidence")
     assert any(quoted.evidence[0].quote in text for text in marks.all_inner_texts())
@@ -278,12 +306,15 @@ def seeds_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("seeds") / "results"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(REPO)
-        return write_html_report(_judge_run([Path("transcripts") / IGNORING_SEED.name,
-                                             Path("transcripts") / SLOWING_SEED.name], output))
+        return write_html_report(
+            _judge_run([Path("transcripts") / IGNORING_SEED.name, Path("transcripts") / SLOWING_SEED.name], output)
+        )
 
 
-@pytest.mark.skipif(not os.environ.get("EVALUATOR_WRITE_DOCS_SCREENSHOT"),
-                    reason="set EVALUATOR_WRITE_DOCS_SCREENSHOT=1 to rewrite docs/report.png")
+@pytest.mark.skipif(
+    not os.environ.get("EVALUATOR_WRITE_DOCS_SCREENSHOT"),
+    reason="set EVALUATOR_WRITE_DOCS_SCREENSHOT=1 to rewrite docs/report.png",
+)
 def test_write_docs_screenshot(seeds_report: Path, browser) -> None:
     """docs/report.png: the bundled seeds, all four rubrics, 1280 px wide; the headline rubric open,
     the others folded, and the start of the turn viewer."""

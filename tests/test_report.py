@@ -6,8 +6,8 @@ from statistics import mean
 
 from evaluator.report import render_markdown, summarize
 from evaluator.store import load_judgments
-from tests.test_runner import seed_run  # noqa: F401  (module-scoped fixture shared with the runner tests)
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
+from tests.test_runner import seed_run  # noqa: F401  (module-scoped fixture shared with the runner tests)
 
 
 def test_summary_matches_the_judgments(seed_run) -> None:  # noqa: F811

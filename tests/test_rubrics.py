@@ -135,7 +135,9 @@ def test_yes_and_no_stay_words_not_booleans(write) -> None:
 
 
 def test_a_descriptive_criterion_cannot_have_a_pass_mark(write) -> None:
-    text = VALID.replace("    scale: {type: binary}\n", "    scale: {type: binary}\n    better: neither\n    pass_at: 1\n")
+    text = VALID.replace(
+        "    scale: {type: binary}\n", "    scale: {type: binary}\n    better: neither\n    pass_at: 1\n"
+    )
     with pytest.raises(RubricError, match=r"criteria\[0\] \(id: asked\): pass_at needs a direction"):
         load_rubric(write("neither.yaml", text))
     assert load_rubric(write("ok.yaml", text.replace("    pass_at: 1\n", ""))).criteria[0].better == "neither"

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from evaluator.models import Criterion, Evidence, Item, Judgment, JudgeMode, Message, Rubric, Transcript, Turn
+from evaluator.models import Criterion, Evidence, Item, JudgeMode, Judgment, Message, Rubric, Transcript, Turn
 
 
 @dataclass(frozen=True)
