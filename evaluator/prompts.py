@@ -25,6 +25,8 @@ BLOCKS = ("system", "user")
 SESSION_VARIABLES = frozenset(
     {"transcript", "turns", "context_before", "turn", "rated_turns", "conversation", "context_after"}
 )
+TURNS_TEMPLATE = "_conversation.j2"
+TURNS_CACHE_SIZE = 4096
 MODE_TEMPLATES: dict[JudgeMode, str] = {
     "per-criterion": "per_criterion.j2",
     "per-turn": "per_turn.j2",
@@ -66,7 +68,7 @@ class PromptRenderer:
         return self._environments[rubric_dir]
 
     def _new_environment(self, rubric_dir: Path) -> SandboxedEnvironment:
-        return SandboxedEnvironment(
+        env = SandboxedEnvironment(
             loader=FileSystemLoader([str(rubric_dir), str(self.prompts_dir)]),
             undefined=StrictUndefined,
             autoescape=False,
@@ -75,6 +77,8 @@ class PromptRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        env.filters["format_turns"] = _TurnFormatter(env)
+        return env
 
     def template_name(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
         """A rubric's own template replaces the per-criterion one; grouped modes use the bundled ones."""
@@ -90,7 +94,7 @@ class PromptRenderer:
 
     def _hash_sources(self, rubric_dir: Path, name: str) -> str:
         env = self._environment(rubric_dir)
-        pending, seen, sources = [name], set(), []
+        pending, seen, sources = [name, TURNS_TEMPLATE], set(), []
         while pending:
             current = pending.pop()
             if current in seen:
@@ -210,6 +214,29 @@ class PromptRenderer:
             "conversation": all_turns[start : last.index + 1],
             "context_after": all_turns[last.index + 1 : last.index + 1 + rubric.context.after],
         }
+
+
+class _TurnFormatter:
+    """The `format_turns` filter: a list of turns as _conversation.j2 writes them. A turn's context is
+    the same for every criterion of that turn, so each run of turns is rendered once and reused; the
+    entry keeps the turn objects it was made from, so an id is never mistaken for another's."""
+
+    def __init__(self, env: SandboxedEnvironment) -> None:
+        self.env = env
+        self._texts: dict[tuple[int, int, int], tuple[Any, Any, str]] = {}
+
+    def __call__(self, turns: Sequence[Any]) -> str:
+        if not turns:
+            return ""
+        first, last = turns[0], turns[-1]
+        key = (id(first), id(last), len(turns))
+        entry = self._texts.get(key)
+        if entry is None or entry[0] is not first or entry[1] is not last:
+            if len(self._texts) >= TURNS_CACHE_SIZE:
+                self._texts.clear()
+            entry = (first, last, self.env.get_template(TURNS_TEMPLATE).render(conversation=turns))
+            self._texts[key] = entry
+        return entry[2]
 
 
 @lru_cache(maxsize=256)

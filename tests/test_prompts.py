@@ -91,6 +91,28 @@ def test_rubric_template_override_and_include_hashing(write, tmp_path: Path) -> 
     assert second.template_hash != first.template_hash
 
 
+@pytest.mark.parametrize("mode", ["per-criterion", "per-turn", "per-transcript"])
+def test_a_conversation_template_beside_the_rubric_formats_every_mode(write, mode) -> None:
+    rubric = load_rubric(write("mine/demo.yaml", RUBRIC))
+    transcript = _transcript("Can we slow down?")
+    bundled = PromptRenderer().render(rubric, rubric.criteria, transcript, transcript.turns[3], mode)
+    write("mine/_conversation.j2", "{% for t in conversation %}<{{ t.index }}|{{ t.text }}>\n{% endfor %}")
+    own = PromptRenderer().render(rubric, rubric.criteria, transcript, transcript.turns[3], mode)
+    assert "<2|Can we slow down?>" in own.messages[1].content
+    assert "[2] Patient:" in bundled.messages[1].content and "[2] Patient:" not in own.messages[1].content
+    assert own.template_hash != bundled.template_hash
+
+
+def test_a_turn_context_rendered_once_never_serves_another_transcript(write) -> None:
+    rubric = load_rubric(write("demo.yaml", RUBRIC))
+    renderer = PromptRenderer()
+    criterion = rubric.criteria[0]
+    for text in ("Can we slow down?", "Please, slower.", "One moment."):  # same turn positions, new text
+        transcript = _transcript(text)
+        user = renderer.render(rubric, criterion, transcript, transcript.turns[3]).messages[1].content
+        assert f"[2] Patient: {text}" in user
+
+
 def test_undefined_variable_is_an_error_naming_the_template(write) -> None:
     write("mine/custom.j2", "{% block system %}{{ critterion.name }}{% endblock %}{% block user %}x{% endblock %}")
     rubric = load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))
