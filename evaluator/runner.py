@@ -93,21 +93,30 @@ def total_usage(judgments: Sequence[Judgment]) -> Usage:
 
 
 class _Ledger:
-    """Running totals for the progress bar: judgments this session, tokens, and cost so far."""
+    """Running totals for the progress bar: judgments this session, tokens, and cost so far. The bar
+    is told at most every `show_every` seconds: it redraws only a few times a second anyway, and
+    telling it about every judgment would cost more than storing the judgment."""
 
-    def __init__(self, price: Price | None) -> None:
+    def __init__(self, price: Price | None, show_every: float = 0.1) -> None:
         self.price = price
+        self.show_every = show_every
         self.judged = 0
         self.tokens = 0
         self.cost = 0.0
         self.last = 0.0
+        self.shown = 0.0
 
-    def add(self, judgment: Judgment) -> None:
+    def add(self, judgment: Judgment) -> bool:
+        """Count a judgment; True when the progress bar is due an update."""
         self.judged += 1
         self.last = time.monotonic()
         self.tokens += judgment.usage.prompt_tokens + judgment.usage.completion_tokens
         if self.price is not None:
             self.cost += self.price.cost(judgment.usage)
+        if self.last - self.shown < self.show_every:
+            return False
+        self.shown = self.last
+        return True
 
     def progress_fields(self, started: float) -> dict[str, object]:
         return {
@@ -340,15 +349,19 @@ async def _run_with(
     budget = Budget(config.max_cost, price, lambda call: estimate_call(call, config.judge))
     ledger = _Ledger(price)
     progress = _progress(console, config.show_progress)
-    task = progress.add_task("judging", total=planned, completed=len(done), rate=0.0, tokens=0, cost="")
+    resumed = len(done)
+    task = progress.add_task("judging", total=planned, completed=resumed, rate=0.0, tokens=0, cost="")
     fatal: BaseException | None = None
     with JudgmentWriter(run_dir) as writer, progress:
+
+        def show() -> None:
+            progress.update(task, completed=resumed + ledger.judged, **ledger.progress_fields(started))
 
         def sink(judgment: Judgment) -> None:
             writer.append(judgment)
             done[judgment.key] = judgment
-            ledger.add(judgment)
-            progress.update(task, advance=1, **ledger.progress_fields(started))
+            if ledger.add(judgment):
+                show()
 
         units = iter(work_units(plans, config.mode))
         worker = _UnitWorker(judge, renderer, config.mode, done, sink)
@@ -367,6 +380,7 @@ async def _run_with(
                     group.create_task(drain())
         except* JudgeFatalError as failures:
             fatal = failures.exceptions[0]
+        show()
 
     judgments = load_judgments(run_dir)
     counts = Counter(j.status for j in judgments)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from evaluator.models import CategoricalScale, CountScale, Criterion
 
 REPLY_FIELDS = ("rationale", "evidence", "applicable", "score")
@@ -76,10 +78,9 @@ _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 def extract_json(text: str) -> Any:
     """The reply's JSON object: the whole text, else the last fenced block, else the last object in
     the text that parses. Last, because models restate the format before their final answer."""
-    stripped = text.strip()
     try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
         pass
     for block in reversed(_FENCE.findall(text)):
         try:

@@ -45,6 +45,7 @@ from evaluator.verdicts import (
 )
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
+LAYOUT_CACHE_SIZE = 1024
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 FIX_HINTS = {
@@ -134,6 +135,12 @@ class _Layout:
         paths = tuple((f"turn_{r.turn.index}", r.criterion.id) for r in requests)
         return cls(group_schema(list(by_turn), turn_schemas), paths)
 
+    @staticmethod
+    def key(call: JudgeCall) -> tuple[Any, ...]:
+        """What a layout depends on: the mode, the criteria, and in per-transcript mode the turns."""
+        turns = call.mode == "per-transcript"
+        return (call.mode, *((r.rubric.hash, r.criterion.id, r.turn.index if turns else 0) for r in call.requests))
+
     def verdicts(self, data: Any, requests: tuple[JudgeRequest, ...]) -> list[Verdict | ReplyProblem]:
         """Each request's verdict, or the problem with it, so a grouped reply keeps its good parts."""
         results: list[Verdict | ReplyProblem] = []
@@ -176,6 +183,7 @@ class OpenAIJudge:
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
         self.requests_per_minute = RateLimiter(settings.rpm)
         self.tokens_per_minute = RateLimiter(settings.tpm)
+        self._layouts: dict[tuple[Any, ...], _Layout] = {}
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -205,11 +213,21 @@ class OpenAIJudge:
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
+    def _layout(self, call: JudgeCall) -> _Layout:
+        """Layouts are built once per criterion (or group) and reused for every turn."""
+        key = _Layout.key(call)
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+                self._layouts.clear()
+            layout = self._layouts[key] = _Layout.of(call)
+        return layout
+
     async def judge(self, call: JudgeCall) -> list[Judgment]:
         started = time.perf_counter()
-        layout = _Layout.of(call)
+        layout = self._layout(call)
         sample = call.requests[0].item.sample
-        conversation = [m.model_dump() for m in call.messages]
+        conversation = _message_dicts(call)
         found: dict[int, Verdict] = {}
         usage, attempts, retries, from_cache = Usage(), 0, 0, True
         problem = "no reply"
@@ -273,7 +291,7 @@ class OpenAIJudge:
 
     def request_body(self, call: JudgeCall) -> dict[str, Any]:
         """The body of the first request for a call, exactly as it would be sent (for benchmarks and audits)."""
-        return self._body(call, [m.model_dump() for m in call.messages], _Layout.of(call), call.requests[0].item.sample)
+        return self._body(call, _message_dicts(call), self._layout(call), call.requests[0].item.sample)
 
     def _body(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
@@ -451,6 +469,10 @@ class OpenAIJudge:
                 )
             )
         return judgments
+
+
+def _message_dicts(call: JudgeCall) -> list[dict[str, Any]]:
+    return [{"role": m.role, "content": m.content} for m in call.messages]
 
 
 def _http_client() -> Any:
