@@ -10,13 +10,15 @@ resumed run skips the keys already there.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -124,6 +126,23 @@ class _Ledger:
             "tokens": self.tokens,
             "cost": f"${self.cost:.4f}" if self.price is not None else "",
         }
+
+
+@contextmanager
+def _collector_eased(young_threshold: int = 50_000) -> Iterator[None]:
+    """Ease Python's cyclic garbage collector while judging. Its passes over the objects a run keeps
+    alive stop every call in flight (passes of up to ~100 ms, about 0.4 s of stalls over 2,600 judgments),
+    while judging itself makes almost no cyclic garbage (about one small object per judgment). So
+    what exists when judging starts is frozen out of the collector's sight, and the young generation
+    is collected every `young_threshold` allocations instead of every 700; both are undone after."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(young_threshold, thresholds[0]), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def make_call(renderer: PromptRenderer, group: Sequence[JudgeRequest], mode: JudgeMode) -> JudgeCall:
@@ -375,9 +394,10 @@ async def _run_with(
                 await worker.run(unit, budget, slots)
 
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(max(1, config.concurrency)):
-                    group.create_task(drain())
+            with _collector_eased():
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(max(1, config.concurrency)):
+                        group.create_task(drain())
         except* JudgeFatalError as failures:
             fatal = failures.exceptions[0]
         show()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -82,6 +83,13 @@ def test_every_item_is_recorded_once_and_nothing_is_graded_without_a_rule(seed_r
     assert no_check and all(j.status == "unscored" and j.unscored_reason == "no LLM judge configured" for j in no_check)
     assert manifest["judge"]["judge"] == "rules"
     assert manifest["counts"]["error"] == 0
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, repo: Path) -> None:
+    """Judging eases the collector; a notebook calling evaluator.run must get its own settings back."""
+    before = gc.get_threshold()
+    _run(tmp_path, [IGNORING_SEED], [repo / "rubrics" / "pacing.yaml"])
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_a_batch_with_one_bad_file_judges_the_others(tmp_path: Path, repo: Path) -> None:
