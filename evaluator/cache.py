@@ -9,17 +9,22 @@ not) is decided again on every read, so a fixed parser never serves a stale verd
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
 
 
 def cache_key(request: dict[str, Any], base_url: str, sample: int) -> str:
-    blob = json.dumps({"base_url": base_url, "request": request, "sample": sample}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """Keys sorted at every level, so the order parameters were written in does not matter."""
+    blob = orjson.dumps(
+        {"base_url": base_url, "request": request, "sample": sample},
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+    )
+    return hashlib.sha256(blob).hexdigest()
 
 
 class ResponseCache:
