@@ -8,7 +8,8 @@ sessions and a five-criterion rubric, and prints:
 1. achieved throughput as a fraction of the ideal (items x latency / concurrency), over the run
    window (first request to last judgment) and over wall clock;
 2. CPU time per judgment of the whole evaluator process, of the bare openai client making the same
-   calls, and the difference: the judge's own CPU (render, validate, store);
+   calls, and the difference: the judge's own CPU (render, validate, cache, store). The evaluator
+   runs as `evaluator run` does, with a response cache (a fresh one, so every call is sent);
 3. prompt tokens per judgment in each judgment mode.
 
 It prints figures; it asserts nothing. Run it on an otherwise idle machine.
@@ -103,7 +104,8 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
 async def evaluator_run(
     url: str, transcripts: Path, rubric: Path, out: Path, mode: str, concurrency: int, limit: int | None = None
 ) -> dict[str, float]:
-    judge = JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=None)
+    """A run as `evaluator run` makes one, response cache included (a fresh one: every call misses)."""
+    judge = JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=out / "cache.sqlite")
     files = sorted(transcripts.iterdir())[:limit] if limit else [transcripts]
     config = RunConfig(
         transcripts=files,
@@ -198,7 +200,7 @@ async def own_cpu(transcripts: Path, rubric: Path, out: Path, bodies: list[dict]
         kind="openai",
         model="fake-judge",
         base_url="http://in-process/v1",
-        cache_path=None,
+        cache_path=out / "cache.sqlite",
         http_client=in_process_client(),
     )
     config = RunConfig(
