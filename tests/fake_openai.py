@@ -47,6 +47,7 @@ Behaviour = Literal[
     "not_found",
     "length",
     "bad_request",
+    "loose",
 ]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 MODEL = "fake-judge"
@@ -543,6 +544,8 @@ class FakeOpenAI:
     def _respond(self, body: dict, behaviour: Behaviour, n: int) -> web.Response:
         if behaviour in ("valid", "slow", "malformed", "out_of_range", "refusal", "length"):
             return web.json_response(self._completion(body, behaviour, n))
+        if behaviour == "loose":
+            return web.json_response(self._loose(self._completion(body, "valid", n)))
         return self._fault(behaviour, body)
 
     def _fault(self, behaviour: Behaviour, body: dict) -> web.Response:
@@ -619,6 +622,17 @@ class FakeOpenAI:
                 "prompt_tokens_details": {"cached_tokens": self._cached_tokens("".join(texts))},
             },
         }
+
+    @staticmethod
+    def _loose(completion: dict) -> dict:
+        """A valid reply in the loosest shape servers send: content as a list of text parts, no
+        refusal or logprobs keys, token counts null or not numbers."""
+        choice = completion["choices"][0]
+        text = choice["message"]["content"]
+        choice["message"] = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        del choice["logprobs"]
+        completion["usage"] = {"prompt_tokens": "n/a", "completion_tokens": None, "prompt_tokens_details": None}
+        return completion
 
     def _reply(
         self, body: dict, messages: list[dict], texts: list[str], behaviour: Behaviour

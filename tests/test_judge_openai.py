@@ -139,6 +139,15 @@ async def test_a_bad_reply_is_never_a_grade(fake_server, rubric, script, reason)
     assert reason in judgment.unscored_reason and "after 3 attempt(s)" in judgment.unscored_reason
 
 
+async def test_a_loosely_shaped_reply_still_gives_its_verdict(fake_server, rubric) -> None:
+    """Content sent as text parts and token counts that are not numbers: the verdict stands, the
+    counts read as zero."""
+    strict = await _judge(fake_server(script=["valid"]), _call(rubric))
+    (judgment,) = await _judge(fake_server(script=["loose"]), _call(rubric))
+    assert judgment.status == "ok" and judgment.score == strict[0].score and judgment.attempts == 1
+    assert judgment.usage.prompt_tokens == 0 and judgment.usage.completion_tokens == 0
+
+
 async def test_a_bad_reply_is_re_asked_with_what_was_wrong(fake_server, rubric) -> None:
     server = fake_server(script=["out_of_range"])
     (judgment,) = await _judge(server, _call(rubric))

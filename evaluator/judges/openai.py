@@ -71,29 +71,58 @@ class _Reply:
         try:
             data = orjson.loads(raw)
             choice = data["choices"][0]
-            message = choice.get("message") or {}
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        except (ValueError, KeyError, IndexError, TypeError):
             raise ReplyProblem("the endpoint's reply is not a chat completion (no choices[0])") from None
-        usage = data.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
-        tokens = ((choice.get("logprobs") or {}).get("content")) or []
+        choice = _mapping(choice)
+        message = _mapping(choice.get("message"))
+        content = message.get("content")
+        if isinstance(content, list):  # content parts, as some servers send them
+            content = "".join(str(_mapping(part).get("text") or "") for part in content)
+        if content is not None and not isinstance(content, str):
+            raise ReplyProblem(f"the reply's message content is {type(content).__name__}, not text")
+        usage = _mapping(data.get("usage"))
+        refusal = message.get("refusal")
         return cls(
-            content=message.get("content") or "",
-            refusal=message.get("refusal"),
+            content=content or "",
+            refusal=str(refusal) if refusal else None,
             finish_reason=choice.get("finish_reason"),
-            usage=Usage(
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                cached_tokens=int(details.get("cached_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
+            usage=Usage.model_construct(
+                prompt_tokens=_count(usage.get("prompt_tokens")),
+                cached_tokens=_count(_mapping(usage.get("prompt_tokens_details")).get("cached_tokens")),
+                completion_tokens=_count(usage.get("completion_tokens")),
             ),
-            logprobs=tuple(
-                (
-                    str(t.get("token", "")),
-                    tuple((str(a.get("token", "")), float(a.get("logprob", -99))) for a in t.get("top_logprobs") or []),
-                )
-                for t in tokens
-            ),
+            logprobs=_logprobs(_mapping(choice.get("logprobs")).get("content")),
         )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A reply field that should be an object; anything else reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int:
+    """A token count as reported; what is not a number counts as 0 rather than failing the verdict."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _logprobs(tokens: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """Each output token with its top alternatives; malformed entries are skipped."""
+    result = []
+    for token in tokens if isinstance(tokens, list) else []:
+        token = _mapping(token)
+        alternatives = []
+        alternatives_given = token.get("top_logprobs")
+        for alternative in alternatives_given if isinstance(alternatives_given, list) else []:
+            alternative = _mapping(alternative)
+            try:
+                alternatives.append((str(alternative.get("token", "")), float(alternative.get("logprob", -99))))
+            except (TypeError, ValueError):
+                continue
+        result.append((str(token.get("token", "")), tuple(alternatives)))
+    return tuple(result)
 
 
 class _UnsupportedFormat(Exception):
