@@ -150,7 +150,7 @@ class PromptRenderer:
         except TemplateError as exc:
             where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
             raise PromptError(f"template {name!r}{where}: {exc.message or exc}") from None
-        messages = tuple(Message(role=b, content=contents[b]) for b in BLOCKS)  # type: ignore[arg-type]
+        messages = tuple(Message.model_construct(role=b, content=contents[b]) for b in BLOCKS)
         prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
         return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
 

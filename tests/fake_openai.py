@@ -402,6 +402,7 @@ class FakeOpenAI:
         fault_seed: int = 0,
         retry_after: float = 0.01,
         supports_json_schema: bool = True,
+        unsupported: Sequence[str] = (),
         slow_seconds: float = 0.5,
         record: bool = True,
     ) -> None:
@@ -415,6 +416,7 @@ class FakeOpenAI:
         self.faults, self._rng = faults, random.Random(fault_seed)
         self.retry_after, self.supports_json_schema = retry_after, supports_json_schema
         self.slow_seconds, self.record = slow_seconds, record
+        self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
         self.url = ""
         self.received: list[Received] = []
         self._count = 0
@@ -529,6 +531,15 @@ class FakeOpenAI:
             return _error(400, "'messages' must be a non-empty array of objects.", "invalid_request_error", "messages")
         if body.get("stream"):
             return _error(400, "Streaming is not supported by this server.", "invalid_request_error", "stream")
+        for name in self.unsupported:
+            if name in body:
+                return _error(
+                    400,
+                    f"Unsupported parameter: '{name}' is not supported with this model.",
+                    "invalid_request_error",
+                    name,
+                    "unsupported_parameter",
+                )
         kind = _response_format_type(body)
         if kind == "json_schema" and not self.supports_json_schema:
             return self._fault("no_json_schema", body)

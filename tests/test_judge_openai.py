@@ -192,6 +192,21 @@ async def test_auth_and_model_errors_stop_with_what_to_fix(fake_server, rubric, 
     assert len(server.received) == 1
 
 
+async def test_a_refused_parameter_stops_the_run_with_what_to_change(fake_server, rubric) -> None:
+    """A reasoning model refuses temperature on every call: one request, then a stop that says how."""
+    server = fake_server(unsupported=["temperature"])
+    with pytest.raises(JudgeFatalError, match="refused the parameter 'temperature'.*--temperature.*NAME=null"):
+        await _judge(server, _call(rubric))
+    assert len(server.received) == 1
+
+
+async def test_a_null_parameter_is_left_out_of_the_request(fake_server, rubric) -> None:
+    server = fake_server(unsupported=["temperature", "seed"])
+    (judgment,) = await _judge(server, _call(rubric), parameters={"temperature": None, "seed": None})
+    assert judgment.status == "ok"
+    assert "temperature" not in server.received[0].body and "seed" not in server.received[0].body
+
+
 async def test_falls_back_to_json_mode_when_json_schema_is_refused(fake_server, rubric) -> None:
     server = fake_server(supports_json_schema=False)
     judge = OpenAIJudge(_settings(server))

@@ -46,6 +46,10 @@ from evaluator.verdicts import (
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
 LAYOUT_CACHE_SIZE = 1024
+REFUSED_PARAMETER_HINT = (
+    "change it with --temperature, --seed, --max-tokens or --param NAME=VALUE (or the rubric's `parameters:`); "
+    "NAME=null leaves it out of the request"
+)
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 FIX_HINTS = {
@@ -346,7 +350,7 @@ class OpenAIJudge:
             body["top_logprobs"] = s.top_logprobs
         body.update(call.requests[0].rubric.parameters)
         body.update(s.parameters)
-        return body
+        return {name: value for name, value in body.items() if value is not None}  # null: do not send
 
     async def _complete(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
@@ -371,6 +375,11 @@ class OpenAIJudge:
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if self._fall_back(exc):
                 raise _UnsupportedFormat from None
+            if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
+                raise JudgeFatalError(
+                    f"the judge endpoint refused the parameter {exc.param!r} that every call sends: "
+                    f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINT}"
+                ) from None
             raise
         reply = _Reply.parse(raw)
         used = reply.usage.prompt_tokens + reply.usage.completion_tokens
