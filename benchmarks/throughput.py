@@ -1,6 +1,6 @@
 """Throughput and token cost of the LLM judge against a local OpenAI-compatible server.
 
-    .venv/bin/python benchmarks/throughput.py [--items 2560] [--latency 0.5] [--concurrency 128]
+    .venv/bin/python benchmarks/throughput.py [--items 10240] [--latency 0.5] [--concurrency 128]
 
 Starts `tests/fake_openai.py` in its own process with a fixed reply latency, generates synthetic
 sessions and a five-criterion rubric, and prints:
@@ -68,14 +68,16 @@ WORDS = ("feel", "slow", "breath", "partner", "work", "shame", "tired", "maybe",
 
 
 def write_inputs(folder: Path, items: int, criteria: int = 5, turns: int = 10) -> tuple[Path, Path]:
-    """Sessions with `turns` therapist turns each, enough of them for `items` judgments."""
+    """Sessions of `turns` therapist turns (the last one shorter) giving `items` judgments, rounded up
+    to whole turns. With `items` a multiple of the concurrency the ideal is reachable: no last wave of
+    calls runs part-empty."""
     rng = random.Random(0)
-    sessions = max(1, -(-items // (criteria * turns)))
+    total_turns = max(1, -(-items // criteria))
     transcripts = folder / "transcripts"
     transcripts.mkdir(parents=True)
-    for s in range(sessions):
+    for s, start in enumerate(range(0, total_turns, turns)):
         lines = []
-        for _ in range(turns):
+        for _ in range(min(turns, total_turns - start)):
             lines.append("Patient: " + " ".join(rng.choice(WORDS) for _ in range(40)) + ".")
             lines.append("Therapist: " + " ".join(rng.choice(WORDS) for _ in range(30)) + "?")
         (transcripts / f"s{s:04d}.txt").write_text("\n\n".join(lines) + "\n")
@@ -223,7 +225,12 @@ async def own_cpu(transcripts: Path, rubric: Path, out: Path, bodies: list[dict]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=2560)
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=10240,
+        help="judgments (default 10240, 80 waves of 128: long enough that a run's start weighs little)",
+    )
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=128)
     args = parser.parse_args()
