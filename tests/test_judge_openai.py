@@ -200,6 +200,13 @@ async def test_a_refused_parameter_stops_the_run_with_what_to_change(fake_server
     assert len(server.received) == 1
 
 
+async def test_a_chosen_output_format_the_endpoint_refuses_stops_with_the_alternatives(fake_server, rubric) -> None:
+    server = fake_server(supports_json_schema=False)
+    with pytest.raises(JudgeFatalError, match="'response_format'.*--output-format auto"):
+        await _judge(server, _call(rubric), output="json_schema")
+    assert len(server.received) == 1
+
+
 async def test_a_null_parameter_is_left_out_of_the_request(fake_server, rubric) -> None:
     server = fake_server(unsupported=["temperature", "seed"])
     (judgment,) = await _judge(server, _call(rubric), parameters={"temperature": None, "seed": None})

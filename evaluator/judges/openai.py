@@ -50,6 +50,9 @@ REFUSED_PARAMETER_HINT = (
     "change it with --temperature, --seed, --max-tokens or --param NAME=VALUE (or the rubric's `parameters:`); "
     "NAME=null leaves it out of the request"
 )
+REFUSED_PARAMETER_HINTS = {
+    "response_format": "use --output-format auto to step down to what the endpoint accepts, or choose json_object or text"
+}
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 FIX_HINTS = {
@@ -378,7 +381,7 @@ class OpenAIJudge:
             if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
                 raise JudgeFatalError(
                     f"the judge endpoint refused the parameter {exc.param!r} that every call sends: "
-                    f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINT}"
+                    f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINTS.get(exc.param, REFUSED_PARAMETER_HINT)}"
                 ) from None
             raise
         reply = _Reply.parse(raw)
