@@ -71,6 +71,13 @@ def _read_options(args: argparse.Namespace) -> ReadOptions:
     return replace(options, csv_columns=replace(options.csv_columns, **columns))
 
 
+def _add_runs(parser: argparse.ArgumentParser, **runs: str) -> None:
+    """Positional runs, each a folder or a run id, and the results folder ids are looked up in."""
+    for name, help_text in runs.items():
+        parser.add_argument(name, type=Path, help=help_text)
+    parser.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
+
+
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reading transcripts")
     group.add_argument(
@@ -264,9 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         "agreement among the human raters; writes agreement.md. Labels: CSV with transcript, turn, criterion, score "
         "and optionally rater.",
     )
-    agree.add_argument("run", type=Path, help="run folder or run id")
+    _add_runs(agree, run="run folder or run id")
     agree.add_argument("labels", type=Path, help="human ratings CSV, e.g. labels/seed_ratings.csv")
-    agree.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
     compare = sub.add_parser(
         "compare",
@@ -275,19 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
         "session-bootstrap interval, exact agreement and kappa between runs; the changed items with both "
         "rationales; warnings naming every edited criterion, template or judge change. Writes compare.md into RUN_B.",
     )
-    compare.add_argument("run_a", type=Path, help="the earlier run (folder or id)")
-    compare.add_argument("run_b", type=Path, help="the later run (folder or id)")
+    _add_runs(compare, run_a="the earlier run (folder or id)", run_b="the later run (folder or id)")
     compare.add_argument("--top", type=int, default=20, help="changed items shown in the terminal (all in compare.md)")
-    compare.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
     export = sub.add_parser(
         "export",
         help="write a run's judgments as CSV or Parquet",
         description="One row per judgment, with transcript metadata as meta.* columns.",
     )
-    export.add_argument("run", type=Path, help="run folder or run id")
+    _add_runs(export, run="run folder or run id")
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    export.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
 
     cache = sub.add_parser(
         "cache",
@@ -305,9 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Summary per criterion and per transcript: counts by status, mean, "
         "distribution and the share of turns meeting each criterion.",
     )
-    report.add_argument("run", type=Path, help="run folder or run id")
+    _add_runs(report, run="run folder or run id")
     report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
-    report.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder for run ids")
     return parser
 
 
