@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx2  # noqa: E402
 import openai  # noqa: E402
+import orjson  # noqa: E402
 
 from evaluator.judges.openai import JSON_HEADERS, OpenAIJudge  # noqa: E402
 from evaluator.judges.select import JudgeSettings  # noqa: E402
@@ -147,6 +148,12 @@ def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
     return bodies
 
 
+async def bare_call(client: openai.AsyncOpenAI, body: dict) -> None:
+    """One call as the judge makes it (same serialiser and parser), without anything else the judge does."""
+    payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    orjson.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
+
+
 async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
     """CPU of the openai client alone for the same requests: the floor no judge can go below."""
     limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
@@ -157,8 +164,7 @@ async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[f
 
     async def worker() -> None:
         while queue:
-            payload = json.dumps(queue.pop(), ensure_ascii=False).encode()
-            json.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
+            await bare_call(client, queue.pop())
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -216,8 +222,7 @@ async def own_cpu(transcripts: Path, rubric: Path, out: Path, bodies: list[dict]
     )
     cpu = time.process_time()
     for body in bodies:
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        json.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
+        await bare_call(client, body)
     client_cpu = time.process_time() - cpu
     await client.close()
     return evaluator_cpu / len(bodies), client_cpu / len(bodies)
