@@ -28,7 +28,7 @@ from evaluator.models import STATUSES, CategoricalScale, Criterion, Judgment, Ru
 from evaluator.report import DIRECTION_ARROWS, Cell, RubricSummary, RunSummary, summarize
 from evaluator.rubrics import scale_summary
 from evaluator.stats import Estimate, cluster_bootstrap_mean
-from evaluator.store import write_atomic
+from evaluator.store import read_transcript_snapshot, write_atomic
 from evaluator.transcripts import TranscriptError, read_transcripts
 
 HTML_FILE = "report.html"
@@ -426,8 +426,12 @@ def _candidates(name: str, run_dir: Path) -> list[Path]:
 
 
 def _load_transcripts(run_dir: Path, manifest: RunManifest) -> tuple[dict[str, Transcript], list[str]]:
-    """The conversations the run judged, by id, and what could not be read: a file moved or edited since
-    the run costs the conversation view, never the judgments."""
+    """The conversations the run judged, by id, and what could not be read. The run's own snapshot is
+    what was judged; only run folders older than snapshots reread the files, where a file moved or
+    edited since the run costs the conversation view, never the judgments."""
+    snapshot = read_transcript_snapshot(run_dir)
+    if snapshot is not None:
+        return {t.id: t for t in snapshot}, []
     skipped = {s.path for s in manifest.skipped_files}
     found: dict[str, Transcript] = {}
     problems: list[str] = []

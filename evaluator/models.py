@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Speaker = Literal["therapist", "patient", "other"]
@@ -37,6 +39,12 @@ class Transcript(_Strict):
     source: str = Field(description="The file the transcript was read from.")
     turns: list[Turn]
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """Changes exactly when what a judge could see changes: the id, the turns as read and the
+        metadata; not the file's path or line numbers, so a moved or re-wrapped file still matches."""
+        content = self.model_dump(mode="json", exclude={"source": True, "turns": {"__all__": {"line"}}})
+        return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     def therapist_turns(self) -> list[Turn]:
         return [t for t in self.turns if t.speaker == "therapist"]
@@ -234,9 +242,10 @@ class Rubric(_Strict):
 # --- work and results ----------------------------------------------------------------------------
 
 
-def item_key(transcript_id: str, turn_index: int, criterion_id: str, sample: int = 0) -> str:
-    """Stable across runs: the same transcript, turn, criterion and sample always get the same key."""
-    return f"{transcript_id}/{turn_index}/{criterion_id}/{sample}"
+def item_key(rubric_id: str, transcript_id: str, turn_index: int, criterion_id: str, sample: int = 0) -> str:
+    """Stable across runs: the same rubric, transcript, turn, criterion and sample always get the same key.
+    The rubric is part of it because two rubrics may use the same criterion id."""
+    return f"{rubric_id}/{transcript_id}/{turn_index}/{criterion_id}/{sample}"
 
 
 class Item(_Strict):
@@ -250,7 +259,7 @@ class Item(_Strict):
 
     @property
     def key(self) -> str:
-        return item_key(self.transcript_id, self.turn_index, self.criterion_id, self.sample)
+        return item_key(self.rubric_id, self.transcript_id, self.turn_index, self.criterion_id, self.sample)
 
 
 class Message(_Strict):
@@ -308,6 +317,15 @@ class Judgment(_Strict):
     error: str | None = None
 
     @model_validator(mode="after")
+    def _key_names_the_rubric(self) -> Judgment:
+        """Run folders written before keys named the rubric are read with today's keys, so resuming or
+        comparing them matches items as a new run would."""
+        legacy = f"{self.transcript_id}/{self.turn_index}/{self.criterion_id}/{self.sample}"
+        if self.key == legacy:
+            self.key = item_key(self.rubric_id, self.transcript_id, self.turn_index, self.criterion_id, self.sample)
+        return self
+
+    @model_validator(mode="after")
     def _verdict_only_when_ok(self) -> Judgment:
         if self.status != "ok" and (self.score is not None or self.label is not None):
             raise ValueError(f"a judgment with status {self.status!r} carries no score or label")
@@ -333,7 +351,7 @@ AggregateMethod = Literal["auto", "mean", "median", "majority"]
 class Aggregate(_Strict):
     """One item over its repeated samples (`--samples N`): the verdict and how much the samples agree."""
 
-    key: str = Field(description="transcript/turn/criterion: the item key without the sample index.")
+    key: str = Field(description="rubric/transcript/turn/criterion: the item key without the sample index.")
     rubric_id: str
     transcript_id: str
     turn_index: int
@@ -377,6 +395,10 @@ class RunManifest(_Strict):
         default_factory=dict, description="Per transcript id: its metadata (condition, model, site...)."
     )
     transcript_files: list[str]
+    transcript_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per transcript id: the content hash of the transcript as read; a resumed run refuses changes.",
+    )
     skipped_files: list[SkippedFile] = Field(default_factory=list)
     rubrics: dict[str, dict[str, Any]] = Field(description="Per rubric id: version, hash, file.")
     template_hashes: dict[str, str]

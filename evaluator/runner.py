@@ -44,7 +44,17 @@ from evaluator.models import (
 from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubrics
-from evaluator.store import JudgmentWriter, load_judgments, new_run_id, read_manifest, write_atomic, write_manifest
+from evaluator.store import (
+    JudgmentWriter,
+    RunLock,
+    create_run_dir,
+    load_judgments,
+    new_run_id,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+    write_transcripts,
+)
 from evaluator.transcripts import ReadOptions, discover, read_all
 
 
@@ -87,7 +97,9 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.skipped and self.manifest.counts.get("error", 0) == 0
+        """Everything planned was judged: no file set aside, no item missing or errored, no early stop."""
+        m = self.manifest
+        return not self.skipped and m.counts.get("error", 0) == 0 and m.complete and m.stopped is None
 
 
 def total_usage(judgments: Sequence[Judgment]) -> Usage:
@@ -221,7 +233,7 @@ class _UnitWorker:
         rule = criterion.applies_when
         if rule is None or rule.criterion is None:
             return None, None
-        prerequisite = item_key(plan.transcript.id, plan.turn.index, rule.criterion.criterion)
+        prerequisite = item_key(plan.rubric.id, plan.transcript.id, plan.turn.index, rule.criterion.criterion)
         return applicability_after(criterion, self.done.get(prerequisite))
 
 
@@ -272,6 +284,7 @@ def _new_manifest(
         transcripts=[t.id for t in transcripts],
         transcript_metadata={t.id: t.metadata for t in transcripts},
         transcript_files=[str(f) for f in files],
+        transcript_hashes={t.id: t.content_hash() for t in transcripts},
         skipped_files=skipped,
         rubrics={
             r.id: {
@@ -310,6 +323,27 @@ def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
         if manifest.judge.get(field_name) != now.get(field_name):
             was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model") if manifest.judge.get(k))
             raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
+
+
+def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]) -> None:
+    """A resumed run must judge the transcripts it started with: an edited file would mix judgments of
+    two versions of a session under one id, and a turn index would point at another turn."""
+    if not manifest.transcript_hashes:
+        return
+    now = {t.id: t for t in transcripts}
+    problems = []
+    for transcript_id, recorded in manifest.transcript_hashes.items():
+        current = now.get(transcript_id)
+        if current is None:
+            problems.append(f"{transcript_id} can no longer be read")
+        elif current.content_hash() != recorded:
+            problems.append(f"{transcript_id} ({current.source}) changed")
+    problems += [f"{t.id} ({t.source}) is new" for t in transcripts if t.id not in manifest.transcript_hashes]
+    if problems:
+        raise RunError(
+            f"cannot resume {manifest.run_id}: its transcripts changed since the run started: {'; '.join(problems)}. "
+            "Restore them, or start a new run"
+        )
 
 
 async def run_async(config: RunConfig, console: Console | None = None) -> RunResult:
@@ -353,17 +387,36 @@ async def _run_with(
     if previous is not None and config.resume is not None:
         _check_unchanged(previous, rubrics)
         _check_same_judge(previous, judge)
+        _check_same_transcripts(previous, transcripts)
         run_dir, manifest = config.resume, previous
-        kept = ("ok", "not_applicable") if config.retry_failed else STATUSES
-        done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
     else:
         run_id = config.run_id or new_run_id()
-        run_dir = config.output / run_id
         manifest = _new_manifest(config, run_id, judge, rubrics, renderer, transcripts, files, skipped, planned)
-        done = {}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, manifest)
+        run_dir = create_run_dir(config.output, run_id)
+    with RunLock(run_dir):
+        if previous is None:
+            write_transcripts(run_dir, transcripts)
+            done: dict[str, Judgment] = {}
+        else:
+            kept = ("ok", "not_applicable") if config.retry_failed else STATUSES
+            done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
+        write_manifest(run_dir, manifest)
+        return await _judge_all(judge, config, manifest, run_dir, renderer, plans, planned, done, skipped, console, started)
 
+
+async def _judge_all(
+    judge: Judge,
+    config: RunConfig,
+    manifest: RunManifest,
+    run_dir: Path,
+    renderer: PromptRenderer,
+    plans: list[TurnPlan],
+    planned: int,
+    done: dict[str, Judgment],
+    skipped: list[SkippedFile],
+    console: Console,
+    started: float,
+) -> RunResult:
     price = judge_price(config.judge)
     budget = Budget(config.max_cost, price, lambda call: estimate_call(call, config.judge))
     ledger = _Ledger(price)
@@ -419,7 +472,7 @@ async def _run_with(
     )
     write_manifest(run_dir, manifest)
     if manifest.samples > 1:
-        aggregates = aggregate_samples(judgments, {r.id: r for r in rubrics}, manifest.aggregate)
+        aggregates = aggregate_samples(judgments, {p.rubric.id: p.rubric for p in plans}, manifest.aggregate)
         write_atomic(run_dir / AGGREGATES, "".join(a.model_dump_json() + "\n" for a in aggregates))
     if fatal is not None:
         raise RunError(f"{fatal} (judgments so far are kept in {run_dir}; fix it and continue with --resume {run_dir})")

@@ -1,14 +1,18 @@
-"""Result files: results/<run-id>/manifest.json and judgments.jsonl.
+"""Result files: results/<run-id>/manifest.json, judgments.jsonl and transcripts.jsonl.
 
 Judgments are appended one line each and flushed as they arrive, so a run killed at any moment
 keeps every finished judgment; the only damage a kill can do is a last line cut short, which is
 dropped (and truncated away) when the run is read or resumed. The manifest is replaced atomically,
-so it is never half-written.
+so it is never half-written. transcripts.jsonl is a snapshot of the transcripts as read when the run
+started: reports show what was judged, whatever the files say now. One process at a time writes a run
+folder: it holds the folder's lock (an flock the kernel drops when the process dies, however it dies).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,10 +20,13 @@ from typing import IO, Iterator
 
 from pydantic import ValidationError
 
-from evaluator.models import Judgment, RunManifest
+from evaluator.models import Judgment, RunManifest, Transcript
 
 MANIFEST = "manifest.json"
 JUDGMENTS = "judgments.jsonl"
+TRANSCRIPTS = "transcripts.jsonl"
+LOCK = ".lock"
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class ResultsError(ValueError):
@@ -50,6 +57,78 @@ def read_manifest(run_dir: Path) -> RunManifest:
         return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
         raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from None
+
+
+def write_transcripts(run_dir: Path, transcripts: list[Transcript]) -> None:
+    write_atomic(run_dir / TRANSCRIPTS, "".join(t.model_dump_json() + "\n" for t in transcripts))
+
+
+def read_transcript_snapshot(run_dir: Path) -> list[Transcript] | None:
+    """The transcripts as the run read them; None for run folders written before snapshots existed."""
+    path = run_dir / TRANSCRIPTS
+    if not path.is_file():
+        return None
+    transcripts = []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                transcripts.append(Transcript.model_validate_json(raw))
+            except ValidationError as exc:
+                raise ResultsError(f"{path}, line {number}: not a valid transcript: {exc.errors()[0]['msg']}") from None
+    return transcripts
+
+
+class RunLocked(ResultsError):
+    """Another process is writing this run folder."""
+
+
+class RunLock:
+    """Held while a process writes a run folder, so two processes never append to one judgments.jsonl
+    (a second `--resume` of a running run would judge every pending item twice)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLocked(
+                f"{self.path.parent}: another evaluator process (pid {holder}) is writing this run; "
+                "wait for it to finish or stop it, then continue with --resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def create_run_dir(output: Path, run_id: str) -> Path:
+    """A new, empty run folder; an existing one is never reused, since its judgments would mix with ours."""
+    if not RUN_ID.fullmatch(run_id):
+        raise ResultsError(
+            f"run id {run_id!r} cannot name a folder under {output}; use letters, digits, '.', '_' and '-' only"
+        )
+    run_dir = output / run_id
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
+    except FileExistsError:
+        raise ResultsError(
+            f"{run_dir} already exists; choose another --run-id, or continue that run with --resume {run_dir}"
+        ) from None
+    return run_dir
 
 
 def _complete_length(path: Path) -> int:

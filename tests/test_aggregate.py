@@ -67,7 +67,7 @@ def _one(criterion: str, verdicts: list, method: str = "auto"):
 
 def test_mean_and_spread_for_scores() -> None:
     agg = _one("likert", [2, 4, 3])
-    assert (agg.key, agg.method, agg.score, agg.samples, agg.scored) == ("t/3/likert", "mean", 3, 3, 3)
+    assert (agg.key, agg.method, agg.score, agg.samples, agg.scored) == ("r/t/3/likert", "mean", 3, 3, 3)
     assert agg.spread == pytest.approx(0.8165, abs=1e-4)
     assert _one("likert", [1, 5, 4], "median").score == 4
 

@@ -37,8 +37,10 @@ def test_run_says_it_is_offline_and_writes_results(workdir: Path, capsys: pytest
     assert {p.name for p in (workdir / "results" / "r1").iterdir()} == {
         "manifest.json",
         "judgments.jsonl",
+        "transcripts.jsonl",
         "summary.md",
         "report.html",
+        ".lock",
     }
     assert "results/r1/report.html" in out
 

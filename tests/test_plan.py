@@ -29,7 +29,7 @@ def test_stable_keys_across_plans(rubrics_dir: Path) -> None:
     second = [i.key for p in plan_turns(read_transcripts(SLOWING_SEED), load_rubrics([rubrics_dir])) for i in p.items()]
     assert first == second
     item = plan_turns(transcripts, load_rubrics([rubrics_dir]))[0].items()[0]
-    assert item.key == f"004_d8361cbb940345fc/{item.turn_index}/{item.criterion_id}/0"
+    assert item.key == f"{item.rubric_id}/004_d8361cbb940345fc/{item.turn_index}/{item.criterion_id}/0"
 
 
 def test_pattern_prefilter_is_broad_for_recall(rubrics_dir: Path) -> None:

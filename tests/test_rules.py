@@ -323,7 +323,7 @@ async def test_judge_scores_with_evidence_and_provenance() -> None:
     assert judgment.status == "ok" and judgment.score == 1 and judgment.verdict == 1
     assert [e.quote for e in judgment.evidence] == ["slow down"]
     assert all(e.found for e in judgment.evidence)
-    assert judgment.key == "s1/3/c/0" and judgment.transcript_id == "s1" and judgment.turn_index == 3
+    assert judgment.key == "pacing/s1/3/c/0" and judgment.transcript_id == "s1" and judgment.turn_index == 3
     assert (judgment.rubric_id, judgment.rubric_version, judgment.rubric_hash) == ("pacing", 3, "rubric-hash")
     assert (judgment.template_hash, judgment.prompt_hash) == ("tmpl", "prompt")
     assert judgment.judge == "rules" and judgment.model is None and judgment.attempts == 1

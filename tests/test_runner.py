@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -12,7 +14,7 @@ import pytest
 
 from evaluator.models import Judgment
 from evaluator.runner import RunConfig, RunError, run
-from evaluator.store import JUDGMENTS, load_judgments
+from evaluator.store import JUDGMENTS, ResultsError, RunLocked, load_judgments, read_transcript_snapshot
 from evaluator.transcripts import read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 
@@ -140,6 +142,110 @@ def test_resume_refuses_an_edited_rubric(tmp_path: Path, repo: Path) -> None:
     rubric.write_text(rubric.read_text().replace("Ignores the request", "Disregards the request"))
     with pytest.raises(RunError, match="rubric 'pacing'.*changed since the run started"):
         run(RunConfig(resume=run_dir, show_progress=False))
+
+
+def test_two_rubrics_with_one_criterion_id_are_both_judged_in_full(tmp_path: Path, repo: Path) -> None:
+    pacing = (repo / "rubrics" / "pacing.yaml").read_text()
+    for name in ("a", "b"):
+        (tmp_path / "rubrics").mkdir(exist_ok=True)
+        (tmp_path / "rubrics" / f"{name}.yaml").write_text(pacing.replace("id: pacing", f"id: pacing_{name}", 1))
+    run_dir, judgments = _run(tmp_path, [SLOWING_SEED], [tmp_path / "rubrics"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert len(judgments) == manifest["items_planned"] == sum(manifest["counts"].values())
+    by_rubric = defaultdict(list)
+    for j in judgments:
+        by_rubric[j.rubric_id].append((j.transcript_id, j.turn_index, j.criterion_id, j.status, j.score))
+    assert set(by_rubric) == {"pacing_a", "pacing_b"}
+    assert sorted(by_rubric["pacing_a"]) == sorted(by_rubric["pacing_b"])
+    assert all(j.key.startswith(f"{j.rubric_id}/") for j in judgments)
+
+
+def test_a_run_folder_from_before_rubric_keys_resumes_without_judging_twice(tmp_path: Path, repo: Path) -> None:
+    run_dir, complete = _run(tmp_path, [SLOWING_SEED], [repo / "rubrics" / "pacing.yaml"])
+    path = run_dir / JUDGMENTS
+    legacy = []
+    for line in path.read_text().splitlines()[: len(complete) // 2]:
+        record = json.loads(line)
+        record["key"] = record["key"].split("/", 1)[1]  # transcript/turn/criterion/sample, as written before
+        legacy.append(json.dumps(record))
+    path.write_text("\n".join(legacy) + "\n")
+    result = run(RunConfig(resume=run_dir, show_progress=False))
+    keys = [j.key for j in load_judgments(result.run_dir)]
+    assert len(keys) == len(set(keys)) == len(complete)
+    assert len(path.read_text().splitlines()) == len(complete)
+
+
+def test_resume_refuses_changed_transcripts_and_names_them(tmp_path: Path, repo: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text(SLOWING_SEED.read_text())
+    (folder / "b.txt").write_text(IGNORING_SEED.read_text())
+    run_dir, _ = _run(tmp_path, [folder], [repo / "rubrics" / "pacing.yaml"])
+    (folder / "b.txt").write_text(IGNORING_SEED.read_text().replace("slow", "fast", 1))
+    (folder / "c.txt").write_text(SLOWING_SEED.read_text())  # not part of the run: never read on resume
+    with pytest.raises(RunError, match="transcripts changed") as refused:
+        run(RunConfig(resume=run_dir, show_progress=False))
+    assert f"b ({folder / 'b.txt'}) changed" in str(refused.value)
+    assert "a (" not in str(refused.value) and "c (" not in str(refused.value)
+    (folder / "b.txt").write_text(IGNORING_SEED.read_text().replace("Therapist:", "Patient:", 1))
+    with pytest.raises(RunError, match="b .* changed"):
+        run(RunConfig(resume=run_dir, show_progress=False))
+
+
+def test_a_moved_or_rewrapped_transcript_still_resumes(tmp_path: Path, repo: Path) -> None:
+    """Only what a judge could see counts: blank lines that move turns to other lines change nothing."""
+    source = tmp_path / "s.txt"
+    source.write_text(SLOWING_SEED.read_text())
+    run_dir, complete = _run(tmp_path, [source], [repo / "rubrics" / "pacing.yaml"])
+    source.write_text("\n" + SLOWING_SEED.read_text().replace("\n\n", "\n\n\n"))
+    result = run(RunConfig(resume=run_dir, show_progress=False))
+    assert result.manifest.complete and len(load_judgments(run_dir)) == len(complete)
+
+
+def test_the_run_keeps_a_snapshot_of_the_transcripts_it_judged(tmp_path: Path, repo: Path) -> None:
+    source = tmp_path / "s.txt"
+    source.write_text(SLOWING_SEED.read_text())
+    run_dir, _ = _run(tmp_path, [source], [repo / "rubrics" / "pacing.yaml"])
+    (judged,) = read_transcripts(source)
+    source.unlink()
+    assert read_transcript_snapshot(run_dir) == [judged]
+
+
+def test_a_run_folder_in_use_is_refused_to_a_second_process(tmp_path: Path, repo: Path) -> None:
+    run_dir, _ = _run(tmp_path, [SLOWING_SEED], [repo / "rubrics" / "pacing.yaml"])
+    before = (run_dir / JUDGMENTS).read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, stdin=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}.*writing this run"):
+            run(RunConfig(resume=run_dir, retry_failed=True, show_progress=False))
+    finally:
+        holder.communicate(b"")
+    assert (run_dir / JUDGMENTS).read_bytes() == before
+    assert run(RunConfig(resume=run_dir, show_progress=False)).manifest.complete  # the lock died with its holder
+
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from evaluator.store import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_an_existing_run_id_is_refused_unless_resuming(tmp_path: Path, repo: Path) -> None:
+    run_dir, _ = _run(tmp_path, [SLOWING_SEED], [repo / "rubrics" / "pacing.yaml"], run_id="mine")
+    before = (run_dir / JUDGMENTS).read_bytes()
+    with pytest.raises(ResultsError, match="already exists.*--resume"):
+        _run(tmp_path, [IGNORING_SEED], [repo / "rubrics" / "pacing.yaml"], run_id="mine")
+    assert (run_dir / JUDGMENTS).read_bytes() == before
+    with pytest.raises(ResultsError, match="cannot name a folder"):
+        _run(tmp_path, [IGNORING_SEED], [repo / "rubrics" / "pacing.yaml"], run_id="../elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # --- the LLM judge through the runner, against a local OpenAI-compatible server --------------------
