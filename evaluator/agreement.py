@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from evaluator.aggregate import aggregate_samples
+from evaluator.files import InputFileError, check_text, read_text
 from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
@@ -168,9 +169,10 @@ class AgreementReport:
 def read_labels(path: Path) -> list[HumanLabel]:
     """Read a labels CSV. These files are written by hand, so every problem names the file and line."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelsError(f"{path}: cannot read the labels file ({exc}); pass a UTF-8 CSV file") from None
+        text = read_text(path)
+        check_text(path, text)
+    except InputFileError as exc:
+        raise LabelsError(f"{path}: cannot read the labels file ({exc.detail}); pass a UTF-8 CSV file") from None
     reader = csv.DictReader(io.StringIO(text))
     labels: list[HumanLabel] = []
     try:

@@ -13,8 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
-
+from evaluator.files import MAX_CONFIG_BYTES, InputFileError, load_yaml, read_text
 from evaluator.judges.base import JudgeCall
 from evaluator.models import Judgment, Message, Usage
 
@@ -51,9 +50,9 @@ class PriceError(ValueError):
 
 def load_prices(path: Path) -> dict[str, Price]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PriceError(f"{path}: cannot read the price table: {exc}") from None
+        data = load_yaml(path, read_text(path, MAX_CONFIG_BYTES))
+    except InputFileError as exc:
+        raise PriceError(f"{path}: cannot read the price table: {exc.detail}") from None
     if not isinstance(data, dict):
         raise PriceError(f"{path}: expected a mapping of model -> {{input, cached_input, output}}")
     prices = {}

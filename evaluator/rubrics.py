@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 from pydantic import ValidationError
 
+from evaluator.files import MAX_CONFIG_BYTES, BoundedLoader, InputFileError, bad_character, load_yaml, read_text
 from evaluator.judges.rules import check_fits
 from evaluator.markers import MARKERS
 from evaluator.models import CategoricalScale, CountScale, Criterion, Rubric
@@ -22,9 +23,10 @@ from evaluator.models import CategoricalScale, CountScale, Criterion, Rubric
 RUBRIC_SUFFIXES = (".yaml", ".yml")
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. Under PyYAML's YAML 1.1 default, the keys `yes:` and `no:`
-    of a binary scale (and a label such as `no`) would silently turn into True and False."""
+class _Loader(BoundedLoader):
+    """Bounded in depth and alias expansion (see evaluator.files), with YAML 1.2 booleans: only true/false.
+    Under PyYAML's YAML 1.1 default, the keys `yes:` and `no:` of a binary scale (and a label such as
+    `no`) would silently turn into True and False."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -79,6 +81,22 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[str]:
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{_field_path(loc, data)}: {message}")
     return problems
+
+
+def _bad_text(data: Any) -> list[str]:
+    """Strings that could not be sent or written back out: NUL, control characters, lone surrogates (YAML
+    escapes such as "\\ud800" make them); found before validation, so no later stage meets them."""
+    problems: list[str] = []
+    pending: list[tuple[Any, list[Any]]] = [(data, [])]
+    while pending:
+        node, loc = pending.pop()
+        if isinstance(node, dict):
+            pending += [(key, loc) for key in node] + [(value, [*loc, key]) for key, value in node.items()]
+        elif isinstance(node, list):
+            pending += [(item, [*loc, n]) for n, item in enumerate(node)]
+        elif isinstance(node, str) and (found := bad_character(node)) is not None:
+            problems.append(f"{_field_path(loc, data)}: holds {found[1]}")
+    return sorted(set(problems))
 
 
 def _cross_checks(rubric: Rubric, base: Path) -> list[str]:
@@ -177,16 +195,12 @@ def criterion_hash(rubric: Rubric, criterion: Criterion) -> str:
 def load_rubric(path: Path) -> Rubric:
     """Read one YAML rubric; raise RubricError naming the file and every problem found."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
-    except FileNotFoundError:
-        raise RubricError(path, ["file not found"]) from None
-    except UnicodeDecodeError as exc:
-        raise RubricError(path, [f"not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RubricError(path, [f"{where}YAML syntax error: {problem}"]) from None
+        data = load_yaml(path, read_text(path, MAX_CONFIG_BYTES), _Loader)
+    except InputFileError as exc:
+        raise RubricError(path, [exc.detail]) from None
+    problems = _bad_text(data)
+    if problems:
+        raise RubricError(path, problems)
     if not isinstance(data, dict):
         raise RubricError(path, ["expected a mapping with id, title and criteria at the top level"])
     try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from evaluator.rubrics import RubricError, criterion_stages, load_rubric, load_rubrics
+from tests.test_files import bounded
 
 VALID = """\
 id: demo
@@ -141,3 +144,51 @@ def test_a_descriptive_criterion_cannot_have_a_pass_mark(write) -> None:
     with pytest.raises(RubricError, match=r"criteria\[0\] \(id: asked\): pass_at needs a direction"):
         load_rubric(write("neither.yaml", text))
     assert load_rubric(write("ok.yaml", text.replace("    pass_at: 1\n", ""))).criteria[0].better == "neither"
+
+
+# --- hostile files -------------------------------------------------------------------------------
+
+
+def test_an_alias_bomb_is_refused_quickly_and_plain_anchors_still_work(write) -> None:
+    bomb = ['lol: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    bomb += [f"l{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    path = write("bomb.yaml", "\n".join(bomb) + "\nid: x\ntitle: t\ncriteria: *a9\n")
+    with bounded(5), pytest.raises(RubricError) as caught:
+        load_rubric(path)
+    assert caught.value.path == str(path)
+    assert "YAML refused: expands to more than 100,000 values once its aliases (*name) are resolved" in str(
+        caught.value
+    )
+    anchored = VALID.replace("scale: {type: binary}", "scale: &yesno {type: binary}").replace(
+        "question: How well?\n", "question: How well?\n    tags: &t [a, b]\n"
+    )
+    rubric = load_rubric(write("anchored.yaml", anchored + "  - {id: again, name: n, question: q, scale: *yesno}\n"))
+    assert rubric.criteria[2].scale.type == "binary" and rubric.criteria[1].tags == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("id: x\ntitle: " + "[" * 10_000 + "]" * 10_000 + "\n", "YAML refused: nested more than 64 levels deep"),
+        (VALID.replace("Did the patient ask?", '"Did \\0 ask?"'), "criteria[0] (id: asked).question: holds a NUL"),
+        (VALID.replace("title: Demo", 'title: "\\ud800"'), "title: holds a lone surrogate (U+D800)"),
+        (VALID.replace("title: Demo", 'title: "\\e[31m"'), "title: holds the control character U+001B"),
+    ],
+)
+def test_deep_nesting_and_bad_characters_are_refused(write, content: str, expected: str) -> None:
+    with bounded(5), pytest.raises(RubricError, match=re.escape(expected)):
+        load_rubric(write("r.yaml", content))
+
+
+def test_a_rubric_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    for name, kind in (("fifo.yaml", "a named pipe (FIFO)"), ("zero.yaml", "a character device")):
+        with bounded(), pytest.raises(RubricError, match=re.escape(f"is {kind}, not a regular file")):
+            load_rubric(tmp_path / name)
+
+
+def test_a_huge_rubric_file_is_refused(write) -> None:
+    path = write("big.yaml", VALID + "#" + "x" * (5 * 1024 * 1024) + "\n")
+    with pytest.raises(RubricError, match=r"is larger than 4 MiB"):
+        load_rubric(path)

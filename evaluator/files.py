@@ -1,0 +1,206 @@
+"""Read the files a user names, boundedly: every input goes through here.
+
+A path can name anything: a FIFO or a device (`/dev/zero`) would block or never end, a huge file would
+fill memory, and a YAML alias bomb or deep nesting expands a small file into billions of nodes. So a
+file is read only if it is a regular file, opened without blocking, and read up to a size cap; YAML is
+composed with a cap on nesting and on the size of the document once aliases are expanded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MiB = 1024 * 1024
+MAX_DATA_BYTES = 256 * MiB  # transcripts and labels: large corpora are fine, a runaway file is not
+MAX_CONFIG_BYTES = 4 * MiB  # rubrics, templates, price tables: written by hand
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
+
+
+class InputFileError(ValueError):
+    """A file that cannot be read safely; callers turn it into their own error type with `problem`."""
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.line = line
+        super().__init__(f"{self.path}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """The problem with its line, for errors that name the file themselves."""
+        return located(self.line, self.problem)
+
+
+def located(line: int | None, problem: str) -> str:
+    """ "line 3: problem", or "line 3, column 5: problem" when the problem starts with its column."""
+    if line is None:
+        return problem
+    return f"line {line}{', ' if problem.startswith('column ') else ': '}{problem}"
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _refuse_irregular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise InputFileError(path, f"is {_kind(mode)}, not a regular file; name a regular file instead")
+
+
+def read_bytes(path: str | Path, limit: int = MAX_DATA_BYTES) -> bytes:
+    """The file's bytes, refusing what is not a regular file or is larger than `limit`.
+
+    The type is checked before opening (a FIFO would block the open) and again on the open descriptor
+    (the path may have been swapped in between); O_NONBLOCK keeps even that race from blocking.
+    """
+    path = Path(path)
+    try:
+        _refuse_irregular(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except InputFileError:
+        raise
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file; check the path") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        _refuse_irregular(path, info.st_mode)
+        _refuse_size(path, info.st_size, limit)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    _refuse_size(path, len(data), limit)
+    return data
+
+
+def _refuse_size(path: Path, size: int, limit: int) -> None:
+    if size > limit:
+        raise InputFileError(
+            path, f"is larger than {limit // MiB} MiB ({size / MiB:.0f} MiB or more); split it into smaller files"
+        )
+
+
+def read_text(path: str | Path, limit: int = MAX_DATA_BYTES) -> str:
+    """UTF-8 text (a BOM is allowed); a decoding error names the line so the user finds the bad byte."""
+    data = read_bytes(path, limit)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        raise InputFileError(
+            path, f"byte 0x{byte} is not valid UTF-8 ({exc.reason}); re-save the file as UTF-8", line
+        ) from None
+
+
+# C0 and C1 control characters other than tab, newline, vertical tab, form feed and carriage return,
+# and lone surrogates (from JSON escapes such as "\ud800", which cannot be written back as UTF-8).
+_BAD_CHARACTER = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def bad_character(text: str) -> tuple[int, str] | None:
+    """The offset of the first character no input should hold, and what it is; None when all are fine."""
+    match = _BAD_CHARACTER.search(text)
+    if match is None:
+        return None
+    char = match.group()
+    if char == "\x00":
+        what = "a NUL byte (U+0000), which text never holds (a binary or UTF-16 file?); remove it or re-save as UTF-8"
+    elif "\ud800" <= char <= "\udfff":
+        what = f"a lone surrogate (U+{ord(char):04X}), which is not a character and cannot be written as UTF-8"
+    else:
+        what = f"the control character U+{ord(char):04X}, which text never needs (binary data or a terminal escape?)"
+    return match.start(), what if char == "\x00" else what + "; remove it"
+
+
+def check_text(path: str | Path, text: str) -> None:
+    """Refuse text holding a bad character, naming its line and column."""
+    found = bad_character(text)
+    if found is not None:
+        offset, what = found
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        raise InputFileError(path, f"column {column}: {what}", line)
+
+
+# --- YAML ----------------------------------------------------------------------------------------
+
+
+class YamlBoundsError(yaml.composer.ComposerError):
+    """A YAML document that is well formed but too deep or too large to load."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses deep nesting, recursive aliases and documents that aliases expand past
+    MAX_YAML_NODES (a "billion laughs" file is a few hundred bytes). Sizes are counted as nodes are
+    composed, before anything is constructed, so the refusal costs no more than reading the file."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise YamlBoundsError(
+                    None, None, f"alias *{event.anchor} refers to a node that contains it", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise YamlBoundsError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+            )
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = size = 1 + sum(self._sizes[id(child)] for child in _children(node))
+        if size > MAX_YAML_NODES:
+            raise YamlBoundsError(
+                None,
+                None,
+                f"expands to more than {MAX_YAML_NODES:,} values once its aliases (*name) are resolved; "
+                "use fewer or smaller aliases",
+                node.start_mark,
+            )
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def load_yaml(path: str | Path, text: str, loader: type[BoundedLoader] = BoundedLoader) -> Any:
+    """Parse YAML text read from `path`; a syntax or size problem is an InputFileError naming the line."""
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        column = f"column {mark.column + 1}: " if mark else ""
+        kind = "YAML refused" if isinstance(exc, YamlBoundsError) else "YAML syntax error"
+        raise InputFileError(path, f"{column}{kind}: {problem}", mark.line + 1 if mark else None) from None
