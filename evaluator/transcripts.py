@@ -28,14 +28,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast, get_args
 
+from evaluator.files import InputFileError, bad_character, check_text, located, read_text
 from evaluator.models import Speaker, Transcript, Turn
 
 SUPPORTED_SUFFIXES = (".txt", ".json", ".jsonl", ".csv")
@@ -71,8 +75,7 @@ class TranscriptError(ValueError):
         self.path = str(path)
         self.line = line
         self.problem = problem
-        where = f"{self.path}, line {line}" if line is not None else self.path
-        super().__init__(f"{where}: {problem}")
+        super().__init__(f"{self.path}{': ' if line is None else ', '}{located(line, problem)}")
 
 
 @dataclass(frozen=True)
@@ -170,21 +173,22 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     does not exist or a folder without transcripts raises TranscriptError: both are typos to stop on.
     """
     found: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if _is_transcript_file(p, path))
+            files = sorted(p for p in _walk(path) if _is_transcript_file(p))
             if not files:
                 raise TranscriptError(
                     path, None, f"folder holds no transcript files (supported: {', '.join(SUPPORTED_SUFFIXES)})"
                 )
-        elif path.exists():
+        elif os.path.lexists(path):  # a broken link or a link loop is reported when it is read
             files = [path]
         else:
             raise TranscriptError(path, None, "no such file or folder; check the path")
         for file in files:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
+            real = os.path.realpath(file)  # unlike Path.resolve, never raises on a symlink loop
+            if real not in seen:
+                seen.add(real)
                 found.append(file)
     return found
 
@@ -242,27 +246,46 @@ def read_all(
 # --- shared helpers ------------------------------------------------------------------------------
 
 
-def _is_transcript_file(path: Path, root: Path) -> bool:
-    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return (
-        path.is_file() and not hidden and path.suffix.lower() in SUPPORTED_SUFFIXES and path.stem.casefold() != "readme"
-    )
+def _walk(root: Path) -> Iterator[Path]:
+    """Every non-folder entry under `root`, skipping hidden names; a folder reached twice (through a
+    symlink loop) is walked once, so a hostile tree cannot make discovery endless."""
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(Path(entry.path))
+            else:
+                yield Path(entry.path)
+
+
+def _is_transcript_file(path: Path) -> bool:
+    """Anything but a folder counts, so a FIFO or device named like a transcript is reported, not skipped."""
+    return path.suffix.lower() in SUPPORTED_SUFFIXES and path.stem.casefold() != "readme"
 
 
 def _read_text(path: Path) -> str:
-    """UTF-8 (a BOM is allowed); a decoding error names the line so the user finds the bad byte."""
+    """UTF-8 text from a regular file of bounded size, without NUL bytes or stray control characters."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TranscriptError(path, None, f"cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        byte = exc.object[exc.start : exc.start + 1].hex()
-        raise TranscriptError(
-            path, line, f"byte 0x{byte} is not valid UTF-8 ({exc.reason}); re-save the file as UTF-8"
-        ) from exc
+        text = read_text(path)
+        check_text(path, text)
+    except InputFileError as exc:
+        raise TranscriptError(path, exc.line, exc.problem) from None
     if not text.strip():
         raise TranscriptError(path, None, "file is empty; it needs at least one therapist turn")
     return text
@@ -359,11 +382,109 @@ def _text_turn(path: Path, block: list[tuple[int, str]], options: ReadOptions) -
 # --- JSON and JSONL ------------------------------------------------------------------------------
 
 
-def _parse_json(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
+MAX_JSON_DEPTH = 64
+# Integers must fit the 64-bit range every JSON writer downstream supports (records are written back out).
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+class _NumberError(ValueError):
+    """A number literal that cannot be carried through the pipeline; `literal` is how it was written."""
+
+    def __init__(self, literal: str, problem: str) -> None:
+        super().__init__(problem)
+        self.literal = literal
+        self.problem = problem
+
+
+def _json_int(literal: str) -> int:
+    value = int(literal) if len(literal) <= 21 else None
+    if value is None or not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        digits = len(literal.lstrip("-"))
+        raise _NumberError(
+            literal, f"the integer {literal[:20]}... ({digits} digits) is too large; quote it as a string"
+        )
+    return value
+
+
+def _json_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NumberError(literal, f"the number {literal[:40]} is too large to represent; quote it as a string")
+    return value
+
+
+def _json_constant(literal: str) -> float:
+    raise _NumberError(literal, f"{literal} is not a JSON number; quote it as a string or use null")
+
+
+def _loads(path: Path, text: str, line: int | None) -> Any:
+    """json.loads with every failure a TranscriptError: syntax, depth, numbers beyond what can be stored.
+    `line` is the line `text` starts on (JSONL), None for a whole .json file."""
+    base = (line or 1) - 1
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except json.JSONDecodeError as exc:
-        raise TranscriptError(path, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
+        raise TranscriptError(path, base + exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        offset = _too_deep_at(text)
+        raise TranscriptError(
+            path,
+            base + text.count("\n", 0, offset) + 1,
+            f"JSON nested more than {MAX_JSON_DEPTH} levels deep; flatten it",
+        ) from None
+    except _NumberError as exc:
+        found = re.search(rf"(?<![\w.+-]){re.escape(exc.literal)}(?![\w.])", text)
+        at = base + text.count("\n", 0, found.start()) + 1 if found else line
+        raise TranscriptError(path, at, exc.problem) from None
+
+
+def _too_deep_at(text: str) -> int:
+    """Where brackets (outside strings) first nest deeper than MAX_JSON_DEPTH; only run on a failure."""
+    depth = 0
+    for token in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        if token.group() in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return token.start()
+        elif token.group() in "]}":
+            depth -= 1
+    return 0
+
+
+def _check_json(path: Path, value: Any, line: int | None, where: str) -> None:
+    """Every key and string is text that can be written back out, and nesting stays shallow: both matter
+    later (a lone surrogate from "\\ud800" fails only when a judgment or prompt is encoded)."""
+    pending = [(value, where, 0)]
+    while pending:
+        node, at, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise TranscriptError(
+                path, line, f"at {_short(at)}: JSON nested more than {MAX_JSON_DEPTH} levels deep; flatten it"
+            )
+        if isinstance(node, str):
+            found = bad_character(node)
+            if found is not None:
+                raise TranscriptError(path, line, f"at {_short(at)}: the string holds {found[1]}")
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                found = bad_character(key)
+                if found is not None:
+                    raise TranscriptError(path, line, f"at {_short(at)}: a key holds {found[1]}")
+                pending.append((item, f"{at}.{key}" if at else key, depth + 1))
+        elif isinstance(node, list):
+            pending.extend((item, f"{at}[{n}]", depth + 1) for n, item in enumerate(node))
+
+
+def _short(where: str, limit: int = 60) -> str:
+    """A JSON path for a message: deep paths are cut, since their start is what locates them."""
+    if not where:
+        return "the top level"
+    return where if len(where) <= limit else where[:limit] + "..."
+
+
+def _parse_json(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
+    data = _loads(path, text, None)
+    _check_json(path, data, None, "")
     if isinstance(data, dict):
         return [_session(path, data, path.stem, None, "", options)]
     if not isinstance(data, list):
@@ -381,11 +502,12 @@ def _parse_jsonl(path: Path, text: str, options: ReadOptions) -> list[Transcript
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TranscriptError(
-                path, number, f"invalid JSON: {exc.msg} (column {exc.colno}); each line must be one session object"
-            ) from exc
+            record = _loads(path, line, number)
+        except TranscriptError as exc:
+            if not exc.problem.startswith("invalid JSON"):
+                raise
+            raise TranscriptError(path, number, f"{exc.problem}; each line must be one session object") from None
+        _check_json(path, record, number, "")
         transcripts.append(_session(path, record, f"{path.stem}-{len(transcripts)}", number, "", options))
     return transcripts
 
@@ -500,7 +622,7 @@ def _parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
         _build(
             path,
             transcript_id,
-            [_csv_turn(path, row, options) for row in _sorted_rows(group, columns.order)],
+            [_csv_turn(path, row, options) for row in _sorted_rows(path, group, columns.order)],
             {"source_format": "csv", **_constant_columns(group, [c for c in header if c not in used])},
         )
         for transcript_id, group in groups.items()
@@ -531,14 +653,38 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[_Row]]:
     return header, rows
 
 
-def _sorted_rows(rows: list[_Row], order: str | None) -> list[_Row]:
-    """Numeric order when every value is a number (so 10 follows 9), else text order; ties keep file order."""
+_ORDER_VALUE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _sorted_rows(path: Path, rows: list[_Row], order: str | None) -> list[_Row]:
+    """Rows in the order column's numeric order. The order is never guessed: an empty, non-numeric or
+    repeated value is an error, since a wrong order shows the judge the wrong context."""
     if order is None:
         return rows
-    try:
-        return sorted(rows, key=lambda row: float(row.values[order]))
-    except ValueError:
-        return sorted(rows, key=lambda row: row.values[order])
+    positions: dict[Decimal, _Row] = {}
+    for row in rows:
+        value = row.values[order].strip()
+        if not value:
+            raise TranscriptError(
+                path, row.line, f'the order column "{order}" is empty; give every row its position in the session'
+            )
+        if len(value) > 40 or not _ORDER_VALUE.fullmatch(value):
+            raise TranscriptError(
+                path,
+                row.line,
+                f'the order column "{order}" holds "{value[:40]}", not a number; give every row its position '
+                f"as a number, or name the column that holds it with {CSV_COLUMN_OPTION} order=COLUMN",
+            )
+        position = Decimal(value)
+        if position in positions:
+            raise TranscriptError(
+                path,
+                row.line,
+                f'the order column "{order}" repeats {value} from line {positions[position].line} of the same '
+                "transcript; give every row its own position",
+            )
+        positions[position] = row
+    return [positions[position] for position in sorted(positions)]
 
 
 def _csv_turn(path: Path, row: _Row, options: ReadOptions) -> _Utterance:

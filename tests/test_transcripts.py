@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from evaluator.transcripts import (
     read_all,
     read_transcripts,
 )
+from tests.test_files import bounded
 
 SEEDS = Path(__file__).resolve().parent.parent / "transcripts"
 SEED_000 = SEEDS / "000_76910fef4a2e608d.txt"
@@ -265,7 +267,7 @@ def test_csv_custom_columns_and_multiline_cells(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "custom.csv",
-        'conv,step,who,said,rater\nA,b,Doctor,"Hi,\nwelcome.",x\nA,a,Patient,Hello.,y\n',
+        'conv,step,who,said,rater\nA,2,Doctor,"Hi,\nwelcome.",x\nA,1,Patient,Hello.,y\n',
     )
     options = ReadOptions(csv_columns=CsvColumns(transcript="conv", order="step", speaker="who", text="said"))
     transcript = read_one(path, options.with_aliases({"Doctor": "therapist"}))
@@ -516,9 +518,40 @@ def test_csv_header_without_rows(tmp_path: Path) -> None:
     assert str(error_of(path)) == f"{path}: the CSV has a header but no rows; add one row per utterance"
 
 
-def test_csv_non_numeric_order_falls_back_to_text_order(tmp_path: Path) -> None:
-    path = write(tmp_path, "o.csv", ANNOMI_HEADER + "h,1,t,b2,client,0,Second.\nh,1,t,a1,therapist,0,First.\n")
-    assert [t.text for t in read_one(path).turns] == ["First.", "Second."]
+def test_csv_order_is_numeric_so_ten_follows_nine(tmp_path: Path) -> None:
+    rows = "h,1,t,10,client,0,Third.\nh,1,t,9.5,therapist,0,Second.\nh,1,t,-1,therapist,0,First.\n"
+    path = write(tmp_path, "o.csv", ANNOMI_HEADER + rows)
+    assert [t.text for t in read_one(path).turns] == ["First.", "Second.", "Third."]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", 'the order column "utterance_id" is empty; give every row its position in the session'),
+        ("  ", 'the order column "utterance_id" is empty; give every row its position in the session'),
+        ("b2", 'the order column "utterance_id" holds "b2", not a number'),
+        ("NaN", 'the order column "utterance_id" holds "NaN", not a number'),
+        ("1e999999", 'the order column "utterance_id" holds "1e999999", not a number'),
+        ("9" * 100_000, 'the order column "utterance_id" holds "' + "9" * 40 + '", not a number'),
+    ],
+)
+def test_csv_order_that_is_not_a_number_is_an_error_naming_the_line(tmp_path: Path, value: str, problem: str) -> None:
+    path = write(tmp_path, "o.csv", ANNOMI_HEADER + f"h,1,t,1,client,0,Hi.\nh,1,t,{value},therapist,0,Hello.\n")
+    with pytest.raises(TranscriptError) as caught:
+        read_transcripts(path)
+    assert caught.value.line == 3
+    assert caught.value.problem.startswith(problem)
+
+
+def test_csv_order_repeated_within_a_transcript_names_both_lines(tmp_path: Path) -> None:
+    rows = "h,1,t,1,client,0,Hi.\nh,2,t,1,client,0,Other session.\nh,1,t,2,therapist,0,A.\nh,1,t,2.0,therapist,0,B.\n"
+    path = write(tmp_path, "o.csv", ANNOMI_HEADER + rows)
+    with pytest.raises(TranscriptError) as caught:
+        read_transcripts(path)
+    assert str(caught.value) == (
+        f'{path}, line 5: the order column "utterance_id" repeats 2.0 from line 4 of the same transcript; '
+        "give every row its own position"
+    )
 
 
 @pytest.mark.parametrize(
@@ -544,3 +577,86 @@ def test_csv_non_numeric_order_falls_back_to_text_order(tmp_path: Path) -> None:
 def test_malformed_sessions(tmp_path: Path, name: str, content: str, line: int | None, problem: str) -> None:
     error = error_of(write(tmp_path, name, content))
     assert (error.path, error.line, error.problem) == (str(tmp_path / name), line, problem)
+
+
+# --- hostile files -------------------------------------------------------------------------------
+
+GOOD_SESSION = {
+    "session_id": "g",
+    "messages": [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}],
+}
+
+
+def test_special_files_in_a_folder_are_reported_not_read(tmp_path: Path) -> None:
+    good = write(tmp_path, "good.jsonl", json.dumps(GOOD_SESSION))
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    (tmp_path / "loop.json").symlink_to(tmp_path / "loop.json")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to(tmp_path)  # a folder loop is walked once
+    with bounded():
+        transcripts, failures = read_all([tmp_path])
+    assert [t.id for t in transcripts] == ["g"] and transcripts[0].source == str(good)
+    assert {Path(path).name: error.problem for path, error in failures} == {
+        "loop.json": "cannot read the file: Too many levels of symbolic links",
+        "pipe.txt": "is a named pipe (FIFO), not a regular file; name a regular file instead",
+        "zero.csv": "is a character device, not a regular file; name a regular file instead",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "problem"),
+    [
+        ("deep.json", "[" * 100_000 + "]" * 100_000, 1, "JSON nested more than 64 levels deep; flatten it"),
+        (
+            "deep.jsonl",
+            json.dumps(GOOD_SESSION) + '\n{"messages": [], "x": ' + "[" * 200 + "]" * 200 + "}\n",
+            2,
+            "at x[0][0][0]",
+        ),
+        (
+            "int.json",
+            '{"session_id": "h",\n "n": ' + "9" * 100_000 + ', "messages": []}',
+            2,
+            "the integer 99999999999999999999... (100000 digits) is too large; quote it as a string",
+        ),
+        (
+            "int.jsonl",
+            json.dumps(GOOD_SESSION) + '\n{"n": 18446744073709551616, "messages": []}',
+            2,
+            "the integer 18446744073709551616... (20 digits) is too large; quote it as a string",
+        ),
+        ("float.jsonl", '{"n": 1e999999, "messages": []}', 1, "the number 1e999999 is too large to represent"),
+        ("nan.jsonl", '{"n": -Infinity, "messages": []}', 1, "-Infinity is not a JSON number"),
+        (
+            "surrogate.json",
+            '{"messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            None,
+            "at messages[0].content: the string holds a lone surrogate (U+D800)",
+        ),
+        (
+            "nul.jsonl",
+            '{"messages": [], "meta": {"a\\u0000": 1}}',
+            1,
+            "at meta: a key holds a NUL byte (U+0000)",
+        ),
+        ("nul.txt", b"Patient: Hi.\nTherapist: He\x00llo.\n", 2, "column 14: a NUL byte (U+0000)"),
+        ("esc.csv", "speaker,text\nTherapist,\x1b]8;;x\x1b\\\n", 2, "column 11: the control character U+001B"),
+        ("bad.jsonl", b'{"messages": []}\n{"a": "\xc3\x28"}\n', 2, "byte 0xc3 is not valid UTF-8"),
+    ],
+)
+def test_hostile_json_and_bytes_are_errors_naming_file_and_line(
+    tmp_path: Path, name: str, content: str | bytes, line: int | None, problem: str
+) -> None:
+    path = write(tmp_path, name, content)
+    with bounded():
+        error = error_of(path)
+    assert error.path == str(path) and error.line == line
+    assert error.problem.startswith(problem)
+
+
+def test_harmless_control_characters_and_big_ints_within_range_are_kept(tmp_path: Path) -> None:
+    record = {**GOOD_SESSION, "n": 2**63, "neg": -(2**63), "x": [[[1]]]}
+    record["messages"][1]["content"] = "Hello\tthere.\x0cOK \U0001f600"
+    transcript = read_one(write(tmp_path, "ok.json", json.dumps(record)))
+    assert transcript.metadata["n"] == 2**63 and transcript.turns[1].text == "Hello\tthere.\x0cOK \U0001f600"
