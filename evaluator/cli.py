@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 from evaluator.agreement import LabelsError, print_agreement, write_agreement
@@ -27,6 +29,7 @@ from evaluator.html_report import write_html_report
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptError, PromptRenderer
+from evaluator.redact import Redactor, api_key_env_problem, url_secrets
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.runner import RunConfig, RunError, run_async
@@ -34,6 +37,7 @@ from evaluator.store import ResultsError, resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
+DEBUG_ENV = "EVALUATOR_DEBUG"
 
 EXAMPLES = """\
 examples:
@@ -224,9 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=6,
         metavar="N",
-        help="tries per request on 429, 5xx, timeouts and dropped connections (default 6)",
+        help="tries per request on 429, 5xx and failed connections (default 6); 5 requests in a row that get no "
+        "answer at all stop the run, to be continued with --resume",
     )
-    llm.add_argument("--timeout", type=float, default=120.0, metavar="S", help="seconds per request (default 120)")
+    llm.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to wait for a reply (default 120); a timed-out request is sent again at most once, since a "
+        "slow server is usually still working on it",
+    )
     llm.add_argument("--rpm", type=float, metavar="N", help="at most N requests a minute")
     llm.add_argument("--tpm", type=float, metavar="N", help="at most N tokens a minute")
     llm.add_argument(
@@ -362,7 +374,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         run_id=args.run_id,
         resume=resume,
         retry_failed=args.retry_failed,
-        command=["evaluator", *sys.argv[1:]],
+        command=["evaluator", *args.argv],
         show_progress=not args.no_progress,
     )
     if args.dry_run:
@@ -512,32 +524,60 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
 }
 
 
+USER_ERRORS = (
+    CliError,
+    RubricError,
+    TranscriptError,
+    PromptError,
+    RunError,
+    ResultsError,
+    JudgeConfigError,
+    PriceError,
+    LabelsError,
+    KeyError,
+)
+
+
+def _error_redactor(args: argparse.Namespace) -> Redactor:
+    """Masks the secrets this invocation could know of, before any message is printed: the key from the
+    environment, credentials in the base URL, and a key pasted where a variable name belongs."""
+    env = getattr(args, "api_key_env", "OPENAI_API_KEY")
+    pasted = env if api_key_env_problem(env) else None
+    base_url = getattr(args, "base_url", None) or os.environ.get("OPENAI_BASE_URL")
+    return Redactor([os.environ.get(env) if not pasted else None, pasted, *url_secrets(base_url)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     console = Console(soft_wrap=True)
     errors = Console(stderr=True, soft_wrap=True)
+    redact = _error_redactor(args)
     try:
         if args.command == "run":
             return asyncio.run(_cmd_run(args, console))
         return COMMANDS[args.command](args, console)
-    except (
-        CliError,
-        RubricError,
-        TranscriptError,
-        PromptError,
-        RunError,
-        ResultsError,
-        JudgeConfigError,
-        PriceError,
-        LabelsError,
-        KeyError,
-    ) as exc:
+    except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        errors.print(f"[red]error:[/red] {message}", highlight=False)
+        errors.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)
+        return EXIT_FAILED
+    except OSError as exc:
+        errors.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:
         errors.print("interrupted; finished judgments are saved - continue with `evaluator run --resume RUN`")
         return 130
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        errors.print(
+            f"[red]internal error:[/red] {escape(redact(f'{type(exc).__name__}: {exc}'))}\n"
+            f"This is a bug in the evaluator, not in your input: please report it with the command you ran "
+            f"(set {DEBUG_ENV}=1 to see the traceback).",
+            highlight=False,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -279,7 +279,7 @@ def _new_manifest(
     return RunManifest(
         run_id=run_id,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        command=list(config.command),
+        command=config.judge.redactor().argv(config.command),
         package_version=package_version(),
         transcripts=[t.id for t in transcripts],
         transcript_metadata={t.id: t.metadata for t in transcripts},
@@ -401,7 +401,9 @@ async def _run_with(
             kept = ("ok", "not_applicable") if config.retry_failed else STATUSES
             done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
         write_manifest(run_dir, manifest)
-        return await _judge_all(judge, config, manifest, run_dir, renderer, plans, planned, done, skipped, console, started)
+        return await _judge_all(
+            judge, config, manifest, run_dir, renderer, plans, planned, done, skipped, console, started
+        )
 
 
 async def _judge_all(
