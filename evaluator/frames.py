@@ -65,13 +65,29 @@ def load_results(run: Path | str) -> pd.DataFrame:
     return frame.astype({"turn_index": "int64", "sample": "int64"}) if len(frame) else frame
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (`=HYPERLINK(...)` in a rationale or a
+    transcript) get a leading apostrophe, so opening an export never executes what a judge or a
+    transcript wrote. Numbers stay numbers."""
+    text_columns = frame.select_dtypes(exclude=["number", "bool"]).columns
+    return frame.assign(
+        **{
+            column: frame[column].map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+            for column in text_columns
+        }
+    )
+
+
 def export(run: Path | str, format: Literal["csv", "parquet"] = "csv") -> Path:
     """judgments.csv or judgments.parquet beside the judgments; written whole, then moved into place."""
     run_dir = Path(run)
     frame = load_results(run_dir)
     target = run_dir / f"judgments.{format}"
     if format == "csv":
-        write_atomic(target, frame.to_csv(index=False))
+        write_atomic(target, neutralise_formulas(frame).to_csv(index=False))
     else:
         tmp = target.with_name(f".{target.name}.tmp")
         frame.to_parquet(tmp, index=False)

@@ -8,6 +8,7 @@ through each criterion's `pass_at`.
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,15 +145,28 @@ def _header_lines(summary: RunSummary) -> list[str]:
         lines[1] = f"Items, each folded over {m.samples} samples ({m.aggregate}; see aggregates.jsonl): {counts}"
     if m.skipped_files:
         lines.append(f"Skipped files: {len(m.skipped_files)} (" + "; ".join(s.path for s in m.skipped_files) + ")")
+    if m.stopped:
+        lines.append(f"Stopped early: {m.stopped}")
     if not m.complete:
-        lines.append("This run is incomplete: continue it with `evaluator run --resume " + str(summary.run_dir) + "`.")
+        judged = len({j.key for j in summary.judgments})
+        missing = max(m.items_planned - judged, 0)
+        lines.append(
+            f"This run is incomplete: {missing} of {m.items_planned} planned judgments are missing; "
+            f"continue it with `evaluator run --resume {summary.run_dir}`."
+        )
     return lines
+
+
+def md_escape(text: str) -> str:
+    """User text as markdown shows it literally: HTML in a transcript id, a model name or a rubric title
+    is displayed, never run by whatever renders summary.md, and a `|` cannot split a table cell."""
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def render_markdown(summary: RunSummary) -> str:
     """summary.md: the same figures as the terminal, for a lab notebook or a pull request."""
-    out = [f"# Summary of run {summary.manifest.run_id}", ""]
-    out += [f"- {line}" for line in _header_lines(summary)]
+    out = [f"# Summary of run {md_escape(summary.manifest.run_id)}", ""]
+    out += [f"- {md_escape(line)}" for line in _header_lines(summary)]
     out += [
         "",
         "Columns: `better` says which direction is the better therapy (· for descriptive criteria); `meets` is the share of scored "
@@ -160,7 +174,7 @@ def render_markdown(summary: RunSummary) -> str:
         "",
     ]
     for rs in summary.rubrics:
-        out += [f"## {rs.rubric.title} (`{rs.rubric.id}` v{rs.rubric.version})", ""]
+        out += [f"## {md_escape(rs.rubric.title)} (`{rs.rubric.id}` v{md_escape(str(rs.rubric.version))})", ""]
         out += _md_table(COLUMNS, [_row(f"{c.name} (`{cid}`)", rs.overall[cid]) for cid, c in _criteria(rs)])
         out += ["", "### Per transcript", ""]
         rows = [
@@ -179,7 +193,7 @@ def _criteria(rs: RubricSummary) -> list[tuple[str, Criterion]]:
 
 def _md_table(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows]
     return lines
 
 

@@ -33,3 +33,28 @@ def test_export_writes_csv_and_parquet_that_read_back(seed_run, capsys) -> None:
     assert len(from_csv) == len(from_parquet) == len(expected)
     assert list(from_parquet["key"]) == list(expected["key"])
     assert from_csv["score"].sum() == expected["score"].sum()
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tmp_path, repo) -> None:
+    import csv
+
+    from evaluator.runner import RunConfig, run
+
+    hostile = tmp_path / "in.jsonl"
+    hostile.write_text(
+        '{"session_id": "=HYPERLINK(\\"http://x\\")", "site": "@SUM(A1)", "arm": "+1", "messages": ['
+        '{"role": "user", "content": "Can we slow down?"}, {"role": "assistant", "content": "-Of course."}]}\n'
+    )
+    result = run(
+        RunConfig(
+            transcripts=[hostile], rubrics=[repo / "rubrics" / "pacing.yaml"], output=tmp_path, show_progress=False
+        )
+    )
+    assert main(["export", str(result.run_dir)]) == 0
+    with (result.run_dir / "judgments.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+    assert {row["transcript_id"] for row in rows} == {'\'=HYPERLINK("http://x")'}
+    assert {row["meta.site"] for row in rows} == {"'@SUM(A1)"}
+    scored = [row for row in rows if row["score"]]
+    assert scored and all(float(row["score"]) >= 0 for row in scored)

@@ -13,6 +13,7 @@ from statistics import mean
 import pytest
 
 from evaluator.models import Judgment
+from evaluator.report import render_markdown, summarize
 from evaluator.runner import RunConfig, RunError, run
 from evaluator.store import JUDGMENTS, ResultsError, RunLocked, load_judgments, read_transcript_snapshot
 from evaluator.transcripts import read_transcripts
@@ -368,6 +369,11 @@ def test_max_cost_stops_cleanly_before_the_budget(tmp_path: Path, repo: Path, fa
     assert manifest.stopped and "--max-cost 5.0" in manifest.stopped
     assert not manifest.complete and 0 < manifest.cost_usd <= 5.0
     assert sum(manifest.counts.values()) < manifest.items_planned
+    assert not result.ok  # the command exits non-zero: not everything planned was judged
+    missing = manifest.items_planned - sum(manifest.counts.values())
+    summary = render_markdown(summarize(result.run_dir))
+    assert "Stopped early: stopped before exceeding --max-cost 5.0 USD" in summary
+    assert f"{missing} of {manifest.items_planned} planned judgments are missing" in summary
 
 
 def test_sigkill_mid_batch_then_resume_judges_every_item_once(tmp_path: Path, repo: Path, fake_server) -> None:
