@@ -34,6 +34,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from evaluator.aggregate import aggregate_samples
 from evaluator.files import InputFileError, check_text, read_text
 from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
+from evaluator.report import md_escape
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 AGREEMENT_FILE = "agreement.md"
@@ -722,7 +723,7 @@ def print_agreement(report: AgreementReport, console: Console) -> None:
 
 def _md_table(header: tuple[str, ...], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows]
     return lines
 
 

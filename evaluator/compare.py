@@ -24,6 +24,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Aggregate, Criterion, Judgment, Rubric, RunManifest, Status
+from evaluator.report import md_escape
 from evaluator.rubrics import criterion_hash
 from evaluator.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
 from evaluator.store import load_judgments, read_manifest, write_atomic
@@ -616,7 +617,7 @@ def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> No
 
 
 def _md_cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    return md_escape(" ".join(text.split()))
 
 
 def _md_table(header: Iterable[str], rows: list[list[str]]) -> list[str]:

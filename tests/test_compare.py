@@ -149,6 +149,20 @@ def test_a_verdict_that_moves_without_an_edit_is_flagged(same_twice, tmp_path: P
     assert comparison.criterion("pacing", "questions_asked").kappa < 1
 
 
+def test_html_in_a_rationale_is_shown_not_run_in_compare_md(same_twice, tmp_path: Path) -> None:
+    run_a, run_b = same_twice
+    copy = tmp_path / "b"
+    shutil.copytree(run_b, copy)
+    rejudged = next(j for j in load_judgments(copy) if j.criterion_id == "questions_asked" and j.status == "ok")
+    hostile = "<script>alert(1)</script> | asked"
+    with (copy / JUDGMENTS).open("a", encoding="utf-8") as handle:
+        handle.write(rejudged.model_copy(update={"score": rejudged.score + 1, "rationale": hostile}).model_dump_json())
+        handle.write("\n")
+    _, path = write_comparison(run_a, copy)
+    text = path.read_text(encoding="utf-8")
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; \\| asked" in text
+
+
 def test_a_changed_template_or_judge_is_warned_and_blamed(same_twice, tmp_path: Path) -> None:
     run_a, run_b = same_twice
     copy = tmp_path / "b"
