@@ -23,7 +23,7 @@ from evaluator.models import Evidence, Judgment
 from evaluator.report import summarize
 from evaluator.runner import RunConfig, run
 from evaluator.stats import cluster_bootstrap_mean
-from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
+from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -79,10 +79,14 @@ def variant(run_dir: Path, tmp_path: Path) -> Callable[..., str]:
     """Render a copy of the run with its manifest or judgments edited, leaving the shared run intact."""
 
     def _render(
-        manifest: Callable[[dict], None] | None = None, judgments: Callable[[list[Judgment]], None] | None = None
+        manifest: Callable[[dict], None] | None = None,
+        judgments: Callable[[list[Judgment]], None] | None = None,
+        snapshot: bool = True,
     ) -> str:
         copy = tmp_path / "run"
         shutil.copytree(run_dir, copy)
+        if not snapshot:  # as written before runs kept their transcripts
+            (copy / TRANSCRIPTS).unlink()
         if manifest is not None:
             data = json.loads((copy / MANIFEST).read_text())
             manifest(data)
@@ -172,16 +176,23 @@ def test_evidence_is_highlighted_after_escaping_and_unfound_quotes_are_flagged(v
     assert flagged and html.unescape(flagged.group(1)).startswith(f"⚠ “{invented}”")
 
 
-def test_a_missing_transcript_file_shows_the_judgments_without_the_conversation(
+def _move_hostile(manifest: dict) -> None:
+    manifest["transcript_files"] = [
+        f if not f.endswith(f"{HOSTILE_ID}.txt") else "/nonexistent/hostile.txt" for f in manifest["transcript_files"]
+    ]
+
+
+def test_the_conversation_comes_from_the_run_snapshot_not_the_files(variant: Callable[..., str]) -> None:
+    text = variant(manifest=_move_hostile)
+    section = text.split(f'data-transcript="{HOSTILE_ID}"', 1)[1].split("</section>", 1)[0]
+    assert "could not be read" not in section and "(turn text unavailable)" not in section
+    assert "&lt;script&gt;" in section and "<script>alert" not in section
+
+
+def test_an_old_run_without_snapshot_and_a_missing_file_shows_the_judgments_without_the_conversation(
     run_dir: Path, variant: Callable[..., str]
 ) -> None:
-    def move_hostile(manifest: dict) -> None:
-        manifest["transcript_files"] = [
-            f if not f.endswith(f"{HOSTILE_ID}.txt") else "/nonexistent/hostile.txt"
-            for f in manifest["transcript_files"]
-        ]
-
-    text = variant(manifest=move_hostile)
+    text = variant(manifest=_move_hostile, snapshot=False)
     section = text.split(f'data-transcript="{HOSTILE_ID}"', 1)[1].split("</section>", 1)[0]
     assert "could not be read" in section and "/nonexistent/hostile.txt: file not found" in section
     assert "shown without the conversation" in section and "(turn text unavailable)" in section
