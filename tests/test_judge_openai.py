@@ -356,3 +356,30 @@ async def test_cached_prompt_tokens_reported_by_the_endpoint_are_recorded(fake_s
         await judge.aclose()
     assert first.usage.cached_tokens == 0
     assert 0 < second.usage.cached_tokens < second.usage.prompt_tokens
+
+
+def test_evidence_quoted_with_the_speaker_labels_the_prompt_shows_is_found() -> None:
+    from evaluator.judges.base import check_evidence
+
+    session = Transcript(
+        id="labelled",
+        source="labelled.txt",
+        turns=[
+            Turn(index=0, speaker="patient", label="Client", text="Can we take it slow today?"),
+            Turn(index=1, speaker="therapist", label="Counselor", text="Yes, let's go gently."),
+            Turn(index=2, speaker="patient", label="Client", text="Thank you."),
+        ],
+    )
+    quotes = [
+        "Counselor: Yes, let's go gently.",
+        "Therapist: Yes, let's go gently.",
+        "[1] Therapist: Yes, let's go gently.",
+        "patient: Can we take it slow today?",
+        "Yes, let's go gently. Client: Thank you.",
+        "[1] Therapist: Yes, let's go gently.\n\n[2] Patient: Thank you.",
+        "Therapist: Yes, let's rush ahead.",
+        "Supervisor: Yes, let's go gently.",
+        "Therapist:",
+    ]
+    found = [e.found for e in check_evidence(quotes, session)]
+    assert found == [True, True, True, True, True, True, False, False, False]

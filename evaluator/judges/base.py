@@ -84,22 +84,34 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text.translate(_QUOTES)).strip().casefold()
 
 
-_HAYSTACKS: OrderedDict[int, tuple[Transcript, str]] = OrderedDict()
+_HAYSTACKS: OrderedDict[int, tuple[Transcript, str, re.Pattern[str]]] = OrderedDict()
 
 
-def _haystack(transcript: Transcript) -> str:
-    """The transcript's normalised text, computed once per transcript rather than once per judgment."""
+def _haystack(transcript: Transcript) -> tuple[str, re.Pattern[str]]:
+    """The transcript's normalised text, and a pattern for its speaker labels as a quote may carry them
+    ("[3] Therapist:", "Counselor:"); computed once per transcript rather than once per judgment."""
     entry = _HAYSTACKS.get(id(transcript))
     if entry is None or entry[0] is not transcript:
-        entry = (transcript, _normal("\n".join(t.text for t in transcript.turns)))
+        text = _normal("\n".join(t.text for t in transcript.turns))
+        labels = sorted({_normal(name) for t in transcript.turns for name in (t.speaker, t.label) if name.strip()})
+        names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+        entry = (transcript, text, re.compile(rf"(?:^|(?<=\s))(?:\[\d+\] ?)?(?:{names}) ?: ?"))
         _HAYSTACKS[id(transcript)] = entry
         if len(_HAYSTACKS) > 256:
             _HAYSTACKS.popitem(last=False)
-    return entry[1]
+    return entry[1], entry[2]
 
 
 def check_evidence(quotes: tuple[str, ...] | list[str], transcript: Transcript) -> list[Evidence]:
     """Mark each quote found or not in the transcript, ignoring case, spacing and typographic quotes:
-    a quote a judge invented is flagged, not silently trusted."""
-    haystack = _haystack(transcript)
-    return [Evidence(quote=q, found=_normal(q) in haystack) for q in quotes]
+    a quote a judge invented is flagged, not silently trusted. A quote may carry the speaker labels the
+    prompt shows ("Therapist: ...", "[3] Counselor: ..."), also where it runs on into the next turn."""
+    haystack, labels = _haystack(transcript)
+    return [Evidence(quote=q, found=_found(_normal(q), haystack, labels)) for q in quotes]
+
+
+def _found(quote: str, haystack: str, labels: re.Pattern[str]) -> bool:
+    if quote in haystack:
+        return True
+    unlabelled = " ".join(labels.sub(" ", quote).split())
+    return bool(unlabelled) and unlabelled != quote and unlabelled in haystack
