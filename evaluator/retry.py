@@ -1,7 +1,10 @@
-"""One transport retry policy for judge calls: rate limits, timeouts, dropped connections and 5xx are
-retried with exponential backoff and jitter, honouring the server's Retry-After; client errors
-(400/401/403/404) are not retried, since repeating them only spends time. The openai client's own
-retries are switched off so attempts do not multiply."""
+"""One transport retry policy for judge calls: rate limits, dropped connections and 5xx are retried
+with exponential backoff and jitter, honouring the server's Retry-After; client errors
+(400/401/403/404) are not retried, since repeating them only spends time. A request that timed out is
+resent at most TIMEOUT_RETRIES times: a reply slower than the timeout usually means a busy server
+still generating it, and resending only queues the same work again behind it (a connection that
+could not be made is retried like any other failure: nothing was queued). The openai client's
+own retries are switched off so attempts do not multiply."""
 
 from __future__ import annotations
 
@@ -10,7 +13,15 @@ import time
 from typing import Callable
 
 import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 RETRYABLE: tuple[type[BaseException], ...] = (
@@ -20,6 +31,35 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     openai.InternalServerError,
     openai.ConflictError,
 )
+TIMEOUT_RETRIES = 1
+FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output")
+NOT_FORMAT_REFUSALS = (401, 403, 404, 429)
+
+
+def refuses_output_format(exc: BaseException) -> bool:
+    """An error reply that names the output format: the endpoint refuses the format, whatever its status
+    (llama-cpp-python's server answers a json_schema request with HTTP 500), so resending cannot help."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code in NOT_FORMAT_REFUSALS:
+        return False
+    text = str(exc).lower()
+    return any(word in text for word in FORMAT_WORDS)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """A request that never reached the server: the connection was refused or not made in time. The
+    aiohttp transport reports a refused connection as a connect timeout, so the cause decides, not the
+    openai exception class."""
+    cause = exc.__cause__
+    return isinstance(exc, openai.APIConnectionError) and type(cause).__name__ in ("ConnectError", "ConnectTimeout")
+
+
+def waited_in_vain(exc: BaseException) -> bool:
+    """A request the server got but did not answer in time."""
+    return isinstance(exc, openai.APITimeoutError) and not never_sent(exc)
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RETRYABLE) and not refuses_output_format(exc)
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
@@ -55,13 +95,27 @@ class wait_retry_after(wait_base):
         return min(asked, self.cap) if asked is not None else self.fallback(retry_state)
 
 
+class stop_after_timeouts(stop_base):
+    """Stop once a request has timed out more than `retries` times, whatever else failed in between.
+    It counts what it is shown, so each retry loop needs its own."""
+
+    def __init__(self, retries: int) -> None:
+        self.retries, self.seen = retries, 0
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is not None and waited_in_vain(exc):
+            self.seen += 1
+        return self.seen > self.retries
+
+
 def transport_retrying(
     attempts: int, initial: float = 0.5, cap: float = 60.0, on_retry: Callable[[RetryCallState], None] | None = None
 ) -> AsyncRetrying:
     return AsyncRetrying(
-        retry=retry_if_exception_type(RETRYABLE),
+        retry=retry_if_exception(retryable),
         wait=wait_retry_after(wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial), cap),
-        stop=stop_after_attempt(attempts),
+        stop=stop_any(stop_after_attempt(attempts), stop_after_timeouts(TIMEOUT_RETRIES)),
         before_sleep=on_retry,
         reraise=True,
     )

@@ -18,6 +18,12 @@ import orjson
 from evaluator.models import CategoricalScale, CountScale, Criterion
 
 REPLY_FIELDS = ("rationale", "evidence", "applicable", "score")
+VERDICT_TOKENS = 400
+"""Reply tokens per verdict: a rationale of a few sentences and a few short quotes take 150-250, the JSON
+around them a few dozen; the rest is headroom, since a verdict cut off is a verdict lost."""
+REPLY_OVERHEAD_TOKENS = 64
+TEXT_PREAMBLE_TOKENS = 256
+"""In plain-text mode a model may write a few lines before its JSON block."""
 
 
 class ReplyProblem(ValueError):
@@ -66,6 +72,12 @@ def group_schema(keys: list[str], schemas: list[dict[str, Any]]) -> dict[str, An
         "required": keys,
         "additionalProperties": False,
     }
+
+
+def reply_token_budget(verdicts: int, output: str) -> int:
+    """A cap on a reply's tokens sized to what it must hold. Without one a local server generates until its
+    context is full when a model loses its way, which takes minutes and ends in a reply cut off anyway."""
+    return REPLY_OVERHEAD_TOKENS + verdicts * VERDICT_TOKENS + (TEXT_PREAMBLE_TOKENS if output == "text" else 0)
 
 
 def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:

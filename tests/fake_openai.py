@@ -402,6 +402,7 @@ class FakeOpenAI:
         fault_seed: int = 0,
         retry_after: float = 0.01,
         supports_json_schema: bool = True,
+        json_schema_refusal: int = 400,
         unsupported: Sequence[str] = (),
         slow_seconds: float = 0.5,
         record: bool = True,
@@ -415,6 +416,7 @@ class FakeOpenAI:
         self.latency, self.script, self.chooser = latency, tuple(script), chooser
         self.faults, self._rng = faults, random.Random(fault_seed)
         self.retry_after, self.supports_json_schema = retry_after, supports_json_schema
+        self.json_schema_refusal = json_schema_refusal  # 500 as llama-cpp-python's server answers, else 400
         self.slow_seconds, self.record = slow_seconds, record
         self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
         self.url = ""
@@ -572,6 +574,13 @@ class FakeOpenAI:
             )
         if behaviour == "server_error":
             return _error(500, "The server had an error", "server_error")
+        if behaviour == "no_json_schema" and self.json_schema_refusal >= 500:
+            return _error(
+                self.json_schema_refusal,
+                'response_format type must be one of "text" or "json_object", but got: json_schema',
+                "server_error",
+                code=str(self.json_schema_refusal),
+            )
         if behaviour == "no_json_schema":
             return _error(
                 400,
@@ -714,6 +723,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=float, default=0.01)
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--no-json-schema", action="store_true", help="refuse response_format json_schema")
+    parser.add_argument(
+        "--json-schema-refusal", type=int, default=400, metavar="STATUS", help="status of that refusal (500: llama-cpp)"
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAI(
         latency=args.latency,
@@ -722,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         retry_after=args.retry_after,
         slow_seconds=args.slow_seconds,
         supports_json_schema=not args.no_json_schema,
+        json_schema_refusal=args.json_schema_refusal,
         record=False,
     )  # nobody reads it: no growth
     asyncio.run(server.serve_until_signalled(args.port))

@@ -5,7 +5,10 @@ Nothing patches the openai client: every reply, fault and retry crosses a socket
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -160,15 +163,16 @@ async def test_a_bad_reply_is_re_asked_with_what_was_wrong(fake_server, rubric) 
 @pytest.mark.parametrize("fault", ["rate_limit", "server_error"])
 async def test_transport_faults_are_retried_without_counting_as_attempts(fake_server, rubric, fault) -> None:
     server = fake_server(script=[fault, fault])
-    (judgment,) = await _judge(server, _call(rubric))
+    (judgment,) = await _judge(server, _call(rubric), backoff_s=0.01)
     assert judgment.status == "ok" and judgment.attempts == 1 and judgment.transport_retries == 2
     assert len(server.received) == 3
 
 
 async def test_transport_faults_that_never_end_are_an_error_not_a_grade(fake_server, rubric) -> None:
     server = fake_server(script=["server_error"] * 10)
-    (judgment,) = await _judge(server, _call(rubric), transport_attempts=3)
+    (judgment,) = await _judge(server, _call(rubric), transport_attempts=3, backoff_s=0.01)
     assert judgment.status == "error" and "InternalServerError" in judgment.error and judgment.score is None
+    assert judgment.transport_retries == 2
     assert len(server.received) == 3
 
 
@@ -356,6 +360,237 @@ async def test_cached_prompt_tokens_reported_by_the_endpoint_are_recorded(fake_s
         await judge.aclose()
     assert first.usage.cached_tokens == 0
     assert 0 < second.usage.cached_tokens < second.usage.prompt_tokens
+
+
+# --- real endpoints: what local OpenAI-compatible servers do ----------------------------------------
+
+MI_RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "mi_relational.yaml"
+
+
+def _kinds(server) -> list[str]:
+    return [r.body.get("response_format", {}).get("type", "text") for r in server.received]
+
+
+@pytest.mark.parametrize(("concurrency", "status"), [(8, 400), (64, 400), (8, 500), (64, 500)])
+def test_a_refused_json_schema_settles_on_json_mode_once_at_any_concurrency(
+    tmp_path, fake_server, concurrency, status
+) -> None:
+    """Many calls in flight, each refused, used to step the format down once per refusal (to plain
+    text); the refusal comes as a 400, or as llama-cpp-python's 500, which is not retried."""
+    from evaluator.runner import RunConfig, run
+    from evaluator.store import load_judgments
+    from tests.conftest import IGNORING_SEED, SLOWING_SEED
+
+    server = fake_server(supports_json_schema=False, json_schema_refusal=status, latency=0.02)
+    result = run(
+        RunConfig(
+            transcripts=[IGNORING_SEED, SLOWING_SEED],
+            rubrics=[MI_RUBRIC],
+            output=tmp_path / "results",
+            judge=_settings(server),
+            concurrency=concurrency,
+            show_progress=False,
+        )
+    )
+    judgments = load_judgments(result.run_dir)
+    assert len(judgments) == 100 and {j.status for j in judgments} == {"ok"}
+    assert {j.parameters["output"] for j in judgments} == {"json_object"}
+    assert _kinds(server) == ["json_schema"] + ["json_object"] * 100
+    assert sum(j.transport_retries for j in judgments) == 1  # the refused request, sent again as json_object
+
+
+async def test_calls_gathered_on_one_judge_all_wait_for_the_format_to_settle(fake_server, rubric) -> None:
+    server = fake_server(supports_json_schema=False, latency=0.02)
+    calls = [
+        _sample_call(_call(rubric, (c,), turn=t), n)
+        for n in range(8)
+        for t in (1, 3)
+        for c in ("length", "acknowledges")
+    ]
+    judge = OpenAIJudge(_settings(server))
+    try:
+        results = await asyncio.gather(*(judge.judge(call) for call in calls))
+    finally:
+        await judge.aclose()
+    assert [j.parameters["output"] for (j,) in results] == ["json_object"] * len(calls)
+    assert _kinds(server).count("json_schema") == 1 and len(server.received) == len(calls) + 1
+
+
+def _sample_call(call: JudgeCall, sample: int) -> JudgeCall:
+    requests = tuple(
+        JudgeRequest(r.item.model_copy(update={"sample": sample}), r.rubric, r.criterion, r.transcript, r.turn)
+        for r in call.requests
+    )
+    return JudgeCall(requests, call.mode, call.messages, call.template_hash, call.prompt_hash)
+
+
+async def test_verdicts_of_a_grouped_call_survive_a_failed_re_ask(fake_server, rubric) -> None:
+    """The first reply holds one good verdict of two; the re-ask for the other never gets through."""
+    server = fake_server(script=["out_of_range", "server_error", "server_error"])
+    call = _call(rubric, ("responsiveness", "acknowledges"), mode="per-turn")
+    first, second = await _judge(server, call, transport_attempts=2, backoff_s=0.01)
+    assert second.status == "ok" and second.score in {0, 1} and second.rationale
+    assert first.status == "error" and "InternalServerError" in first.error and first.score is None
+    assert len(server.received) == 3 and first.attempts == 2 and first.transport_retries == 1
+
+
+async def test_replies_are_capped_by_a_budget_sized_to_the_verdicts(fake_server, rubric) -> None:
+    from evaluator.judges.select import estimate_call
+    from evaluator.verdicts import reply_token_budget
+
+    server = fake_server()
+    one = _call(rubric)
+    three = _call(rubric, ("acknowledges", "responsiveness", "length"), mode="per-turn")
+    (single,) = await _judge(server, one)
+    grouped = await _judge(server, three)
+    caps = [r.body["max_tokens"] for r in server.received]
+    assert caps == [reply_token_budget(1, "json_schema"), reply_token_budget(3, "json_schema")]
+    assert caps[0] < caps[1]
+    assert single.parameters["max_tokens"] == caps[0] and grouped[2].parameters["max_tokens"] == caps[1]
+    settings = _settings(server)
+    assert [estimate_call(c, settings).completion_tokens for c in (one, three)] == caps
+
+
+@pytest.mark.parametrize(
+    ("settings", "rubric_parameters", "sent"),
+    [
+        ({"max_tokens": 50}, "", 50),
+        ({"max_tokens": 50}, "parameters: {max_tokens: 70}\n", 70),
+        ({"parameters": {"max_tokens": 90}}, "parameters: {max_tokens: 70}\n", 90),
+        ({"max_tokens": 50, "parameters": {"max_tokens": None}}, "", None),
+        ({}, "parameters: {max_tokens: null}\n", None),
+    ],
+)
+async def test_the_reply_cap_is_overridden_or_left_out_as_asked(
+    fake_server, write, settings, rubric_parameters, sent
+) -> None:
+    from evaluator.judges.select import estimate_call
+
+    custom = load_rubric(write("capped.yaml", RUBRIC.replace("criteria:\n", rubric_parameters + "criteria:\n")))
+    server = fake_server()
+    call = _call(custom)
+    (judgment,) = await _judge(server, call, **settings)
+    assert server.received[0].body.get("max_tokens", None) == sent and ("max_tokens" in server.received[0].body) == (
+        sent is not None
+    )
+    assert judgment.status == "ok" and judgment.parameters["max_tokens"] == sent
+    if sent is not None:
+        assert estimate_call(call, _settings(server, **settings)).completion_tokens == sent
+
+
+async def test_a_refused_default_cap_is_left_out_but_a_chosen_one_stops_the_run(fake_server, rubric) -> None:
+    """Reasoning models refuse max_tokens: the default cap is dropped, a cap the user asked for is not."""
+    server = fake_server(unsupported=["max_tokens"])
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "ok" and judgment.parameters["max_tokens"] is None
+    assert ["max_tokens" in r.body for r in server.received] == [True, False]
+    with pytest.raises(JudgeFatalError, match="refused the parameter 'max_tokens'.*--max-tokens"):
+        await _judge(fake_server(unsupported=["max_tokens"]), _call(rubric), max_tokens=64)
+
+
+async def test_recorded_transport_retries_account_for_every_request(fake_server, rubric) -> None:
+    """Faults of every kind, re-asks, a format step-down and retries that run out, 48 calls in flight:
+    each request the server saw is either a reply asked for (an attempt) or a repeat (a transport retry)."""
+    faults = {"rate_limit": 0.3, "server_error": 0.3, "out_of_range": 0.1, "malformed": 0.05}
+    server = fake_server(supports_json_schema=False, faults=faults, fault_seed=3)
+    calls = [
+        _sample_call(_call(rubric, (c,), turn=t), n)
+        for n in range(12)
+        for t in (1, 3)
+        for c in ("length", "acknowledges")
+    ]
+    judge = OpenAIJudge(_settings(server, transport_attempts=3, backoff_s=0.001))
+    try:
+        results = await asyncio.gather(*(judge.judge(call) for call in calls))
+    finally:
+        await judge.aclose()
+    judgments = [j for result in results for j in result]
+    assert {"ok", "error"} <= {j.status for j in judgments}, "the faults reached both outcomes"
+    assert len(server.received) == sum(j.attempts + j.transport_retries for j in judgments)
+
+
+@pytest.mark.parametrize(
+    ("script", "attempts", "retries"),
+    [
+        (["out_of_range", "rate_limit", "valid"], 2, 1),
+        (["rate_limit", "malformed", "server_error", "server_error", "valid"], 2, 3),
+    ],
+)
+async def test_a_re_ask_that_is_retried_counts_its_repeats(fake_server, rubric, script, attempts, retries) -> None:
+    server = fake_server(script=script)
+    (judgment,) = await _judge(server, _call(rubric), backoff_s=0.001)
+    assert judgment.status == "ok" and (judgment.attempts, judgment.transport_retries) == (attempts, retries)
+    assert len(server.received) == len(script)
+
+
+async def test_transport_retries_that_run_out_are_still_counted(fake_server, rubric) -> None:
+    server = fake_server(script=["rate_limit"] * 4)
+    (judgment,) = await _judge(server, _call(rubric), transport_attempts=4)
+    assert judgment.status == "error" and judgment.transport_retries == 3 and len(server.received) == 4
+
+
+async def test_a_reply_slower_than_the_timeout_is_sent_at_most_twice(fake_server, rubric) -> None:
+    """However many retries are allowed: resending a slow request only queues it again on the server."""
+    server = fake_server(script=["slow"] * 10, slow_seconds=1.0)
+    (judgment,) = await _judge(server, _call(rubric), timeout_s=0.2, transport_attempts=6, backoff_s=0.01)
+    assert judgment.status == "error" and "APITimeoutError" in judgment.error
+    assert len(server.received) == 2 and judgment.transport_retries == 1
+
+
+def test_run_help_states_the_retry_and_timeout_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    from evaluator.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "timed-out request is sent again at most once" in help_text
+    assert "5 requests in a row that get no answer at all stop the run" in help_text
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+async def test_an_endpoint_refusing_connections_stops_the_judge_naming_it(rubric) -> None:
+    url = _closed_port_url()
+    judge = OpenAIJudge(
+        JudgeSettings(
+            kind="openai", model="fake-judge", base_url=url, cache_path=None, transport_attempts=2, backoff_s=0.001
+        )
+    )
+    try:
+        with pytest.raises(JudgeFatalError, match=f"endpoint {re.escape(url)} gave no answer 5 times in a row"):
+            await judge.judge(_call(rubric))
+        with pytest.raises(JudgeFatalError, match="check that the server is running"):
+            await judge.judge(_call(rubric, turn=3))
+    finally:
+        await judge.aclose()
+
+
+def test_a_down_endpoint_stops_the_run_and_resume_completes_it(
+    tmp_path, fake_server, no_llm_env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluator.cli import main
+    from evaluator.store import load_judgments
+    from tests.conftest import SLOWING_SEED
+
+    url = _closed_port_url()
+    common = ["--model", "fake-judge", "--no-cache", "--no-progress", "-o", str(tmp_path / "results")]
+    args = ["run", str(SLOWING_SEED), "-r", str(MI_RUBRIC), "--run-id", "down", "--retries", "1", *common]
+    assert main([*args, "--base-url", url]) != 0
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"the judge endpoint {url} gave no answer" in error and "--resume" in error
+    run_dir = tmp_path / "results" / "down"
+    assert all(j.status != "error" for j in load_judgments(run_dir))
+    server = fake_server()
+    assert main(["run", "--resume", str(run_dir), "--base-url", server.url, *common]) == 0
+    judgments = load_judgments(run_dir)
+    lines = [json.loads(line)["key"] for line in (run_dir / "judgments.jsonl").read_text().splitlines()]
+    assert len(lines) == len(set(lines)) == len(judgments) == 50
+    assert {j.status for j in judgments} == {"ok"}
 
 
 def test_evidence_quoted_with_the_speaker_labels_the_prompt_shows_is_found() -> None:

@@ -8,7 +8,7 @@ import time
 import httpx2
 import openai
 
-from evaluator.retry import retry_after_seconds
+from evaluator.retry import refuses_output_format, retry_after_seconds, retryable
 
 
 def _rate_limited(headers: dict[str, str]) -> openai.RateLimitError:
@@ -24,3 +24,21 @@ def test_milliseconds_win_then_seconds_then_an_http_date() -> None:
     assert 8 <= retry_after_seconds(_rate_limited({"retry-after": in_ten})) <= 10
     assert retry_after_seconds(_rate_limited({})) is None
     assert retry_after_seconds(openai.APIConnectionError(request=httpx2.Request("GET", "http://x"))) is None
+
+
+def _status_error(cls: type[openai.APIStatusError], status: int, message: str) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, request=request)
+    return cls(message, response=response, body={"message": message})
+
+
+def test_a_server_error_naming_the_output_format_is_a_refusal_and_not_retried() -> None:
+    """llama-cpp-python's server answers a json_schema request with HTTP 500."""
+    refusal = _status_error(
+        openai.InternalServerError, 500, 'response_format type must be one of "text" or "json_object", got json_schema'
+    )
+    outage = _status_error(openai.InternalServerError, 500, "The server had an error")
+    limited = _status_error(openai.RateLimitError, 429, "Rate limit for json_schema requests reached")
+    assert refuses_output_format(refusal) and not retryable(refusal)
+    assert not refuses_output_format(outage) and retryable(outage)
+    assert not refuses_output_format(limited) and retryable(limited)

@@ -10,11 +10,12 @@ backoff that honours Retry-After; client errors fail fast with what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -30,21 +31,33 @@ from evaluator.judges.base import (
     check_evidence,
     judgment_for,
 )
-from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode
+from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode, max_tokens_for
 from evaluator.limits import RateLimiter
 from evaluator.models import CategoricalScale, Judgment, Usage
-from evaluator.retry import RETRYABLE, transport_retrying
+from evaluator.retry import (
+    RETRYABLE,
+    never_sent,
+    refuses_output_format,
+    retryable,
+    transport_retrying,
+    waited_in_vain,
+)
 from evaluator.verdicts import (
     ReplyProblem,
     Verdict,
     extract_json,
     group_schema,
     parse_verdict,
+    reply_token_budget,
     response_format,
     verdict_schema,
 )
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+CONSECUTIVE_FAILURES = 5
+"""Calls in a row that get no answer at all (connection refused, timed out), each after its retries,
+before the run stops: by then the endpoint is down, not flaky."""
 LAYOUT_CACHE_SIZE = 1024
 REFUSED_PARAMETER_HINT = (
     "change it with --temperature, --seed, --max-tokens or --param NAME=VALUE (or the rubric's `parameters:`); "
@@ -132,8 +145,21 @@ def _logprobs(tokens: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], .
     return tuple(result)
 
 
-class _UnsupportedFormat(Exception):
-    """The endpoint rejected the response_format we sent; try the next one down."""
+@dataclass
+class _Tally:
+    """The requests one call sent: how many in all, and how many were the first send of a reply asked
+    for; the rest repeated a request (a transport failure, or a format the endpoint refused)."""
+
+    output: OutputMode
+    max_tokens: int | None = None
+    sent: int = 0
+    asked: int = 0
+    unanswered_since: int | None = None
+    """The endpoint's answer count when this round's first request got no answer."""
+
+    @property
+    def repeats(self) -> int:
+        return self.sent - self.asked
 
 
 def _redacted_url(url: str | None) -> str | None:
@@ -220,6 +246,12 @@ class OpenAIJudge:
         self.requests_per_minute = RateLimiter(settings.rpm)
         self.tokens_per_minute = RateLimiter(settings.tpm)
         self._layouts: dict[tuple[Any, ...], _Layout] = {}
+        self._settled = asyncio.Event()
+        self._probing = asyncio.Lock()
+        self._cap_refused = False
+        self._answers = 0
+        self._unreachable_streak = 0
+        self._down: str | None = None
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -260,21 +292,20 @@ class OpenAIJudge:
         return layout
 
     async def judge(self, call: JudgeCall) -> list[Judgment]:
+        self._raise_if_down()
         started = time.perf_counter()
         layout = self._layout(call)
         sample = call.requests[0].item.sample
         conversation = _message_dicts(call)
         found: dict[int, Verdict] = {}
-        usage, attempts, retries, from_cache = Usage(), 0, 0, True
+        tally = _Tally(self.output)
+        usage, attempts, from_cache = Usage(), 0, True
         problem = "no reply"
         weighted: dict[int, float] = {}
         while attempts < self.settings.content_attempts and len(found) < len(call.requests):
             attempts += 1
             try:
-                reply, cached, retried = await self._complete(call, conversation, layout, sample)
-            except _UnsupportedFormat:
-                attempts -= 1
-                continue
+                reply, cached = await self._complete(call, conversation, layout, sample, tally)
             except ReplyProblem as exc:
                 problem = str(exc)
                 continue
@@ -284,8 +315,10 @@ class OpenAIJudge:
                     f"the judge endpoint said {exc.status_code}: {self._redact(exc.message)}; {hint}"
                 ) from None
             except (openai.APIStatusError, *RETRYABLE) as exc:
-                return self._failed(call, started, attempts, usage, f"{type(exc).__name__}: {self._redact(str(exc))}")
-            retries += retried
+                error = f"{type(exc).__name__}: {self._redact(str(exc))}"
+                return self._judgments(
+                    call, started, attempts, tally, usage, found, weighted, error, False, failed=True
+                )
             from_cache = from_cache and cached
             if not cached:
                 usage = usage + reply.usage
@@ -299,7 +332,7 @@ class OpenAIJudge:
                         "Reply again with only the JSON object described above.",
                     },
                 ]
-        return self._judgments(call, started, attempts, retries, usage, found, weighted, problem, from_cache)
+        return self._judgments(call, started, attempts, tally, usage, found, weighted, problem, from_cache)
 
     def _read(
         self, reply: _Reply, layout: _Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]
@@ -327,14 +360,14 @@ class OpenAIJudge:
 
     def request_body(self, call: JudgeCall) -> dict[str, Any]:
         """The body of the first request for a call, exactly as it would be sent (for benchmarks and audits)."""
-        return self._body(call, _message_dicts(call), self._layout(call), call.requests[0].item.sample)
+        return self._body(call, _message_dicts(call), self._layout(call), call.requests[0].item.sample, self.output)
 
     def _body(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, output: OutputMode
     ) -> dict[str, Any]:
         s = self.settings
         messages = conversation
-        if self.output != "json_schema":
+        if output != "json_schema":
             schema_text = json.dumps(layout.schema, indent=1)
             system = dict(messages[0])
             system["content"] += f"\n\nThe JSON object must match this JSON schema:\n```json\n{schema_text}\n```"
@@ -342,11 +375,10 @@ class OpenAIJudge:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature}
         if s.seed is not None:
             body["seed"] = s.seed + sample
-        if s.max_tokens is not None:
-            body["max_tokens"] = s.max_tokens
-        if self.output == "json_schema":
+        body["max_tokens"] = max_tokens_for(call, s, output, default=not self._cap_refused)
+        if output == "json_schema":
             body["response_format"] = response_format(f"{call.mode.replace('-', '_')}_verdict", layout.schema)
-        elif self.output == "json_object":
+        elif output == "json_object":
             body["response_format"] = {"type": "json_object"}
         if s.logprobs and call.mode == "per-criterion":
             body["logprobs"] = True
@@ -356,85 +388,166 @@ class OpenAIJudge:
         return {name: value for name, value in body.items() if value is not None}  # null: do not send
 
     async def _complete(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int
-    ) -> tuple[_Reply, bool, int]:
-        """One reply: from the cache, else from the endpoint within the rate limits and retry policy.
-        Returns the reply, whether it came from the cache, and how many transport retries it took.
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, tally: _Tally
+    ) -> tuple[_Reply, bool]:
+        """One reply, and whether it came from the cache. Until one reply has shown that the request's
+        shape works (output format, parameters), calls go one at a time: an endpoint that refuses
+        json_schema then refuses it once and every call gets json_object, instead of many calls in flight
+        each stepping the format down (to plain text) or each stopping the run."""
+        if not self._settled.is_set():
+            async with self._probing:
+                if not self._settled.is_set():
+                    return await self._ask(call, conversation, layout, sample, tally)
+        return await self._ask(call, conversation, layout, sample, tally)
+
+    async def _ask(
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, tally: _Tally
+    ) -> tuple[_Reply, bool]:
+        """A reply from the cache, else from the endpoint within the rate limits and retry policy; a
+        request the endpoint refuses for its format or the default reply cap is adapted and sent again.
 
         The body goes out as JSON bytes through the client's generic `post`, and the reply comes back
         as text: `chat.completions.create` would walk every message through the SDK's parameter
         transformer, deep-copy it, and build a typed response object, which together cost more CPU
         than the whole rest of a judgment."""
-        body = self._body(call, conversation, layout, sample)
-        key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            return _Reply.parse(hit), True, 0
-        estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + (self.settings.max_tokens or 200)
-        await self.requests_per_minute.acquire(1)
-        await self.tokens_per_minute.acquire(estimate)
-        payload = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-        try:
-            raw, retries = await self._post(payload)
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-            if self._fall_back(exc):
-                raise _UnsupportedFormat from None
-            if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
-                raise JudgeFatalError(
-                    f"the judge endpoint refused the parameter {exc.param!r} that every call sends: "
-                    f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINTS.get(exc.param, REFUSED_PARAMETER_HINT)}"
-                ) from None
-            raise
-        reply = _Reply.parse(raw)
-        used = reply.usage.prompt_tokens + reply.usage.completion_tokens
-        self.tokens_per_minute.refund(estimate - used)
-        if self.cache is not None:
-            self.cache.put(key, raw)
-        return reply, False, retries
+        fresh = True
+        while True:
+            output = self.output
+            body = self._body(call, conversation, layout, sample, output)
+            key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
+            if self.cache is not None and (hit := self.cache.get(key)) is not None:
+                return _Reply.parse(hit), True
+            cap = body.get("max_tokens")
+            reply_tokens = cap if isinstance(cap, int) else reply_token_budget(len(call.requests), output)
+            estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + reply_tokens
+            await self.requests_per_minute.acquire(1)
+            await self.tokens_per_minute.acquire(estimate)
+            tally.asked += fresh
+            fresh = False
+            tally.output, tally.max_tokens = output, cap
+            try:
+                raw = await self._post(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), tally)
+            except openai.APIStatusError as exc:
+                if self._adapt(exc, call, body, output):
+                    continue
+                raise
+            self._settled.set()
+            reply = _Reply.parse(raw)
+            used = reply.usage.prompt_tokens + reply.usage.completion_tokens
+            self.tokens_per_minute.refund(estimate - used)
+            if self.cache is not None:
+                self.cache.put(key, raw)
+            return reply, False
 
-    async def _post(self, payload: bytes) -> tuple[str, int]:
-        """The raw reply and how many transport retries it took. Most calls succeed at once, so the
-        first attempt goes out directly; only a retryable failure starts the retry policy, which
-        counts that failure as its first attempt and waits as it asks (Retry-After included)."""
+    def _adapt(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any], output: OutputMode) -> bool:
+        """True when the next request can avoid what the endpoint refused: an output format (auto mode
+        steps down, once per mode, only from the mode in force) or the default reply cap (left out, as
+        reasoning models refuse max_tokens). A parameter chosen by the user and refused stops the run."""
+        if "response_format" in body and refuses_output_format(exc):
+            if self.settings.output == "auto" and output in FALLBACKS:
+                if self.output == output:
+                    self.output = FALLBACKS[output]
+                return True
+            self._refused_parameter(exc, "response_format")
+        if not isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            return False
+        if exc.param == "max_tokens" and max_tokens_for(call, self.settings, output, default=False) is None:
+            self._cap_refused = True
+            return True
+        if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
+            self._refused_parameter(exc, exc.param)
+        return False
+
+    def _refused_parameter(self, exc: openai.APIStatusError, name: str) -> NoReturn:
+        raise JudgeFatalError(
+            f"the judge endpoint refused the parameter {name!r} that every call sends: "
+            f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINTS.get(name, REFUSED_PARAMETER_HINT)}"
+        ) from None
+
+    async def _post(self, payload: bytes, tally: _Tally) -> str:
+        """The raw reply, within the retry policy. Calls that get no answer at all after their retries
+        (connection refused or dropped, or timed out) count towards CONSECUTIVE_FAILURES in a row, across
+        calls, which stop the run. A request that could not connect, when no other call got an answer
+        meanwhile, goes round again instead of becoming an error judgment, so a down endpoint ends in a
+        stopped run that `--resume` completes. A request the server did not answer in time does not:
+        resending it would only queue the same slow work again on the server."""
+        rounds = 0
+        while True:
+            self._raise_if_down()
+            tally.unanswered_since = None
+            try:
+                return await self._retried(payload, tally)
+            except openai.APIConnectionError as exc:
+                self._unreachable(exc)
+                rounds += 1
+                if not never_sent(exc) or rounds >= CONSECUTIVE_FAILURES or self._answers != tally.unanswered_since:
+                    raise  # or the endpoint answers other calls, and the trouble is this request's own
+
+    async def _retried(self, payload: bytes, tally: _Tally) -> str:
+        """Most calls succeed at once, so the first attempt goes out directly; only a retryable failure
+        starts the retry policy, which counts that failure as its first attempt and waits as it asks
+        (Retry-After included)."""
         try:
-            return await self._send(payload), 0
+            return await self._send(payload, tally)
         except RETRYABLE as exc:
+            if not retryable(exc):
+                raise
             failed: BaseException | None = exc
-        tries = 0
-        async for attempt in transport_retrying(self.settings.transport_attempts):
+        async for attempt in transport_retrying(self.settings.transport_attempts, self.settings.backoff_s):
             with attempt:
-                tries += 1
                 if failed is not None:
                     failure, failed = failed, None
                     raise failure
-                raw = await self._send(payload)
-        return raw, tries - 1
+                raw = await self._send(payload, tally)
+        return raw
 
-    async def _send(self, payload: bytes) -> str:
-        return await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
+    async def _send(self, payload: bytes, tally: _Tally) -> str:
+        """One request; counts it, and notes whether the endpoint answered at all."""
+        tally.sent += 1
+        try:
+            raw = await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
+        except openai.APIStatusError:
+            self._answered()
+            raise
+        except openai.APIConnectionError:
+            if tally.unanswered_since is None:
+                tally.unanswered_since = self._answers
+            raise
+        self._answered()
+        return raw
 
-    def _fall_back(self, exc: openai.APIStatusError) -> bool:
-        """Step down the output modes when the endpoint rejects the one we sent (auto mode only)."""
-        text = str(exc).lower()
-        rejected = any(word in text for word in ("response_format", "json_schema", "json_object", "structured"))
-        if self.settings.output != "auto" or not rejected or self.output not in FALLBACKS:
-            return False
-        self.output = FALLBACKS[self.output]
-        return True
+    def _answered(self) -> None:
+        self._answers += 1
+        self._unreachable_streak = 0
 
-    def _failed(self, call: JudgeCall, started: float, attempts: int, usage: Usage, error: str) -> list[Judgment]:
-        fields = self._call_fields(call, started, attempts, usage)
-        return [
-            judgment_for(request, self.name, call, status="error", error=error, **shared)
-            for request, shared in zip(call.requests, fields)
-        ]
+    def _unreachable(self, exc: openai.APIConnectionError) -> None:
+        """Count a request that got no answer after its retries; stop the run once too many in a row did."""
+        self._unreachable_streak += 1
+        if self._unreachable_streak >= CONSECUTIVE_FAILURES and self._down is None:
+            url = _redacted_url(self.base_url) or DEFAULT_BASE_URL
+            if waited_in_vain(exc):
+                why = f"no reply within --timeout {self.settings.timeout_s:g} s"
+                fix = "if the server is busy, raise --timeout or lower --concurrency"
+            else:
+                why = f"could not connect: {exc.__cause__ or exc}"
+                fix = "check that the server is running and that --base-url points at it"
+            self._down = (
+                f"the judge endpoint {url} gave no answer {self._unreachable_streak} times in a row, each after "
+                f"its retries ({self._redact(why)}); {fix}"
+            )
+        self._raise_if_down()
+
+    def _raise_if_down(self) -> None:
+        if self._down is not None:
+            raise JudgeFatalError(self._down) from None
 
     def _call_fields(
-        self, call: JudgeCall, started: float, attempts: int, usage: Usage, retries: int = 0, from_cache: bool = False
+        self, call: JudgeCall, started: float, attempts: int, tally: _Tally, usage: Usage, from_cache: bool
     ) -> list[dict[str, Any]]:
         """Per request, what the call cost and how it went; the call's usage is charged to its first
         request only, so sums over judgments stay true."""
         latency = time.perf_counter() - started
-        parameters = self._parameters()
+        parameters = self._parameters(tally)
         return [
             {
                 "model": self.model,
@@ -442,20 +555,21 @@ class OpenAIJudge:
                 "usage": usage if index == 0 else Usage(),
                 "latency_s": latency,
                 "attempts": attempts,
-                "transport_retries": retries,
+                "transport_retries": tally.repeats,
                 "from_cache": from_cache,
             }
             for index in range(len(call.requests))
         ]
 
-    def _parameters(self) -> dict[str, Any]:
+    def _parameters(self, tally: _Tally) -> dict[str, Any]:
+        """The parameters the call's last request went out with."""
         s = self.settings
         return {
             "temperature": s.temperature,
             "seed": s.seed,
-            "max_tokens": s.max_tokens,
-            "output": self.output,
             **s.parameters,
+            "max_tokens": tally.max_tokens,
+            "output": tally.output,
         }
 
     def _judgments(
@@ -463,18 +577,23 @@ class OpenAIJudge:
         call: JudgeCall,
         started: float,
         attempts: int,
-        retries: int,
+        tally: _Tally,
         usage: Usage,
         found: dict[int, Verdict],
         weighted: dict[int, float],
         problem: str,
         from_cache: bool,
+        failed: bool = False,
     ) -> list[Judgment]:
-        """One Judgment per request: its verdict, or why it has none."""
+        """One Judgment per request: its verdict, or why it has none. Verdicts a grouped call already
+        has are kept when a later request of the call fails; only the missing ones carry the failure."""
         judgments = []
-        fields = self._call_fields(call, started, attempts, usage, retries, from_cache)
+        fields = self._call_fields(call, started, attempts, tally, usage, from_cache)
         for index, (request, common) in enumerate(zip(call.requests, fields)):
             verdict = found.get(index)
+            if verdict is None and failed:
+                judgments.append(judgment_for(request, self.name, call, status="error", error=problem, **common))
+                continue
             if verdict is None:
                 reason = f"no valid reply after {attempts} attempt(s): {problem or 'unknown problem'}"
                 judgments.append(

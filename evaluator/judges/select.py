@@ -15,8 +15,9 @@ from evaluator.cost import DEFAULT_PRICES, Price, estimate_prompt_tokens, load_p
 from evaluator.judges.base import Judge, JudgeCall, JudgeConfigError
 from evaluator.judges.rules import RulesJudge
 from evaluator.models import Usage
+from evaluator.verdicts import reply_token_budget
 
-__all__ = ["JudgeConfigError", "JudgeSettings", "estimate_call", "judge_price", "make_judge"]
+__all__ = ["JudgeConfigError", "JudgeSettings", "estimate_call", "judge_price", "make_judge", "max_tokens_for"]
 
 JudgeKind = Literal["auto", "rules", "openai"]
 OutputMode = Literal["auto", "json_schema", "json_object", "text"]
@@ -39,6 +40,8 @@ class JudgeSettings:
     content_attempts: int = 3
     transport_attempts: int = 6
     timeout_s: float = 120.0
+    backoff_s: float = 0.5
+    """The first wait before a transport retry; later waits double, up to a minute."""
     logprobs: bool = False
     top_logprobs: int = 5
     rpm: float | None = None
@@ -89,8 +92,22 @@ def judge_price(settings: JudgeSettings) -> Price | None:
     return price_for(settings.model or DEFAULT_MODEL, table)
 
 
+def max_tokens_for(call: JudgeCall, settings: JudgeSettings, output: str, default: bool = True) -> int | None:
+    """The reply cap a call is sent with: --param max_tokens, else the rubric's `parameters`, else
+    --max-tokens, else (when `default`) a budget sized to the verdicts the reply holds. A null leaves it out."""
+    for parameters in (settings.parameters, call.requests[0].rubric.parameters):
+        if "max_tokens" in parameters:
+            return parameters["max_tokens"]
+    if settings.max_tokens is not None:
+        return settings.max_tokens
+    return reply_token_budget(len(call.requests), output) if default else None
+
+
 def estimate_call(call: JudgeCall, settings: JudgeSettings) -> Usage:
-    """Tokens a call is expected to use, before it is sent: for budgets and dry runs."""
+    """Tokens a call may use, before it is sent, for budgets and dry runs: the completion is counted at the
+    cap the call is sent with, so a budget is never exceeded by replies that stay within it."""
     count, _ = token_counter()
-    completion = settings.max_tokens or 150 * len(call.requests)
+    output = "json_schema" if settings.output == "auto" else settings.output
+    cap = max_tokens_for(call, settings, output)
+    completion = cap if isinstance(cap, int) else reply_token_budget(len(call.requests), output)
     return Usage(prompt_tokens=estimate_prompt_tokens(call.messages, count), completion_tokens=completion)
