@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evaluator import patterns
 
 Speaker = Literal["therapist", "patient", "other"]
 Status = Literal["ok", "not_applicable", "unscored", "error"]
@@ -158,13 +159,13 @@ class AppliesWhen(_Strict):
 
     @field_validator("previous_patient_turn_matches")
     @classmethod
-    def _patterns_compile(cls, patterns: list[str] | None) -> list[str] | None:
-        for pattern in patterns or []:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
-        return patterns
+    def _patterns_are_safe(cls, values: list[str] | None) -> list[str] | None:
+        """Compiled and probed for catastrophic backtracking now, so a bad pattern is refused at load."""
+        for pattern in values or []:
+            problem = patterns.problem(pattern)
+            if problem is not None:
+                raise ValueError(f"pattern {pattern[:200]!r} {problem}")
+        return values
 
 
 class Example(_Strict):

@@ -9,14 +9,15 @@ for precision.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 
+from evaluator import patterns
 from evaluator.judges.base import JudgeRequest
 from evaluator.markers import MARKERS
 from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Transcript, Turn
-from evaluator.rubrics import criterion_stages
+from evaluator.rubrics import RubricError, criterion_stages
+
+MATCH_CACHE_SIZE = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,18 @@ class TurnPlan:
         ]
 
 
-@lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+_matches: dict[tuple[tuple[str, ...], str], bool] = {}
+
+
+def _matches_any(rule_patterns: tuple[str, ...], text: str) -> bool:
+    """Searched once per patient turn: planning checks every pattern on every turn (so a pattern that
+    times out stops the run before it starts) and the judging that follows reads the answer from here."""
+    key = (rule_patterns, text)
+    if key not in _matches:
+        if len(_matches) >= MATCH_CACHE_SIZE:
+            _matches.clear()
+        _matches[key] = any(patterns.search(p, text) for p in rule_patterns)
+    return _matches[key]
 
 
 def static_applicability(criterion: Criterion, transcript: Transcript, turn: Turn) -> str | None:
@@ -67,8 +77,8 @@ def static_applicability(criterion: Criterion, transcript: Transcript, turn: Tur
     previous = transcript.previous_patient_turn(turn.index)
     if previous is None:
         return "no patient turn before this therapist turn"
-    patterns = rule.previous_patient_turn_matches
-    if patterns is not None and not any(_compiled(p).search(previous.text) for p in patterns):
+    rule_patterns = rule.previous_patient_turn_matches
+    if rule_patterns is not None and not _matches_any(tuple(rule_patterns), previous.text):
         return "the patient's previous turn matches none of the applies_when patterns"
     marker = rule.previous_patient_turn_marker
     if marker is not None and MARKERS[marker](previous.text) is None:
@@ -100,8 +110,31 @@ def plan_turns(transcripts: list[Transcript], rubrics: list[Rubric], samples: in
         stages = tuple(tuple(stage) for stage in criterion_stages(rubric))
         for transcript in transcripts:
             for turn in transcript.therapist_turns():
+                _check_patterns(rubric, transcript, turn)
                 plans.append(TurnPlan(rubric, transcript, turn, stages, samples))
     return plans
+
+
+def _check_patterns(rubric: Rubric, transcript: Transcript, turn: Turn) -> None:
+    """Run the rubric's patterns on this turn now, so a pattern that backtracks without end on some
+    patient turn is a RubricError before anything is judged, not a hang or a wrong "not applicable"."""
+    for index, criterion in enumerate(rubric.criteria):
+        if criterion.applies_when is None or criterion.applies_when.previous_patient_turn_matches is None:
+            continue
+        try:
+            static_applicability(criterion, transcript, turn)
+        except patterns.PatternTimeout as exc:
+            previous = transcript.previous_patient_turn(turn.index)
+            line = f", line {previous.line}" if previous is not None and previous.line is not None else ""
+            raise RubricError(
+                rubric.source,
+                [
+                    f"criteria[{index}] (id: {criterion.id}).applies_when.previous_patient_turn_matches: {exc} on "
+                    f"the patient turn before turn {turn.index} of transcript {transcript.id!r} "
+                    f"({transcript.source}{line}); rewrite the pattern so that no repeated group can match the "
+                    "same text in several ways"
+                ],
+            ) from None
 
 
 def work_units(plans: list[TurnPlan], mode: JudgeMode) -> list[tuple[TurnPlan, ...]]:

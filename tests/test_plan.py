@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from evaluator import patterns
 from evaluator.plan import applicability_after, plan_turns, static_applicability
-from evaluator.rubrics import load_rubric, load_rubrics
+from evaluator.rubrics import RubricError, load_rubric, load_rubrics
 from evaluator.transcripts import read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
+from tests.test_files import bounded
 from tests.test_store import _judgment
 
 
@@ -71,3 +75,37 @@ def test_verdict_condition_waits_for_the_prerequisite(rubrics_dir: Path) -> None
     status, reason = applicability_after(responsiveness, _judgment(1, status="unscored"))
     assert status == "unscored" and "slow_down_requested, which is unscored" in reason
     assert applicability_after(responsiveness, None)[0] == "not_applicable"
+
+
+def test_a_pattern_that_times_out_on_a_turn_is_a_rubric_error_at_plan_time(
+    write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Load-time probes are built from a pattern's letters; '~' is not one, so this pattern loads and
+    only a patient turn full of tildes shows it backtracking. Planning refuses it, naming everything."""
+    rubric_path = write(
+        "tilde.yaml",
+        "id: tilde\ntitle: t\ncriteria:\n  - id: calm\n    name: n\n    question: q\n    scale: {type: binary}\n"
+        "    applies_when: {previous_patient_turn_matches: ['(?:~+)+$']}\n",
+    )
+    transcript_path = write(
+        "t.txt", "Patient: Hi.\n\nTherapist: Hello.\n\nPatient: " + "~" * 3000 + "!\n\nTherapist: Ok.\n"
+    )
+    rubric, (transcript,) = load_rubric(rubric_path), read_transcripts(transcript_path)
+    monkeypatch.setattr(patterns, "SEARCH_TIMEOUT_S", 0.05)
+    with bounded(), pytest.raises(RubricError) as caught:
+        plan_turns([transcript], [rubric])
+    assert caught.value.path == str(rubric_path)
+    assert caught.value.problems == [
+        "criteria[0] (id: calm).applies_when.previous_patient_turn_matches: pattern '(?:~+)+$' did not finish "
+        f"within 0.05 s on the patient turn before turn 3 of transcript 't' ({transcript_path}, line 5); "
+        "rewrite the pattern so that no repeated group can match the same text in several ways"
+    ]
+
+
+def test_patterns_are_searched_once_per_patient_turn(rubrics_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    transcripts = read_transcripts(SLOWING_SEED)
+    rubrics = load_rubrics([rubrics_dir])
+    plans = plan_turns(transcripts, rubrics)
+    monkeypatch.setattr(patterns, "search", lambda pattern, text: pytest.fail("searched again after planning"))
+    reasons = [static_applicability(c, p.transcript, p.turn) for p in plans for c in p.rubric.criteria]
+    assert None in reasons and any(r and "matches none" in r for r in reasons)

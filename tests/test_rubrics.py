@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -192,3 +193,41 @@ def test_a_huge_rubric_file_is_refused(write) -> None:
     path = write("big.yaml", VALID + "#" + "x" * (5 * 1024 * 1024) + "\n")
     with pytest.raises(RubricError, match=r"is larger than 4 MiB"):
         load_rubric(path)
+
+
+def _with_pattern(pattern: str) -> str:
+    return VALID.replace(
+        "    question: Did the patient ask?\n",
+        "    question: Did the patient ask?\n    applies_when:\n"
+        f"      previous_patient_turn_matches: ['slow down', {json.dumps(pattern)}]\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("(a+)+$", "backtracks catastrophically"),
+        ("(\\w+\\s?)+$", "backtracks catastrophically"),
+        ("(x+x+)+y", "backtracks catastrophically"),
+        ("(slow|slo)+w$", "backtracks catastrophically"),
+        ("(.*a){20}$", "backtracks catastrophically"),
+        ("((((a{100}){100}){100}){100})", "repeats expand to about 100,000,000 steps (limit 10,000)"),
+        ("x" * 1001, "is 1001 characters long; keep a pattern under 1000"),
+    ],
+)
+def test_a_pathological_pattern_is_refused_at_load_naming_criterion_and_pattern(
+    write, pattern: str, problem: str
+) -> None:
+    path = write("slow.yaml", _with_pattern(pattern))
+    with bounded(10), pytest.raises(RubricError) as caught:
+        load_rubric(path)
+    (message,) = caught.value.problems
+    assert caught.value.path == str(path)
+    assert message.startswith(
+        f"criteria[0] (id: asked).applies_when.previous_patient_turn_matches: pattern {pattern[:200]!r} {problem}"
+    )
+
+
+def test_ordinary_patterns_load() -> None:
+    rubric = load_rubrics([Path(__file__).resolve().parent.parent / "rubrics" / "pacing.yaml"])[0]
+    assert any(c.applies_when and c.applies_when.previous_patient_turn_matches for c in rubric.criteria)
