@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,8 @@ def test_a_run_with_credentials_in_the_base_url_writes_and_prints_none_of_them(
         assert secret.encode() not in written, secret
     manifest = (workdir / "results" / "r" / "manifest.json").read_text()
     assert f"http://{host}" in manifest and MASK in manifest
+    basic = "Basic " + base64.b64encode(f"bob:{PASSWORD}".encode()).decode()
+    assert server.received and all(r.headers["authorization"] == basic for r in server.received)
 
 
 def test_an_error_message_never_shows_the_key(

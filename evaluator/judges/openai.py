@@ -11,12 +11,13 @@ backoff that honours Retry-After; client errors fail fast with what to fix.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx2
 import openai
@@ -34,6 +35,7 @@ from evaluator.judges.base import (
 from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode, max_tokens_for
 from evaluator.limits import RateLimiter
 from evaluator.models import CategoricalScale, Judgment, Usage
+from evaluator.redact import redact_url
 from evaluator.retry import (
     RETRYABLE,
     never_sent,
@@ -162,14 +164,33 @@ class _Tally:
         return self.sent - self.asked
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """A base URL taken apart as the client needs it: the SDK appends paths to the base URL as text, so a
+    query string (`?api-key=...`) goes out as default query parameters, and user:password as Basic
+    authorization, as curl sends them (HTTP clients refuse credentials in the URL beside a bearer key)."""
+
+    base_url: str | None
+    headers: dict[str, str] | None = None
+    query: dict[str, str] | None = None
+
+    @classmethod
+    def parse(cls, url: str | None) -> _Endpoint:
+        if not url:
+            return cls(url)
+        parts = urlsplit(url)
+        headers = None
+        if parts.username is not None or parts.password is not None:
+            user, password = unquote(parts.username or ""), unquote(parts.password or "")
+            headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+        query = dict(parse_qsl(parts.query, keep_blank_values=True)) or None
+        base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
+        return cls(base, headers, query)
+
+
 def _redacted_url(url: str | None) -> str | None:
-    """A base URL as it may be written to a manifest: without any user:password part."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urlunsplit(parts)
+    """A base URL as it may be written to a manifest or a message: without credentials."""
+    return redact_url(url) if url else url
 
 
 @dataclass(frozen=True)
@@ -227,8 +248,10 @@ class OpenAIJudge:
 
     def __init__(self, settings: JudgeSettings) -> None:
         self.settings = settings
-        self.base_url = settings.resolved_base_url()
+        endpoint = _Endpoint.parse(settings.resolved_base_url())
+        self.base_url = endpoint.base_url
         self._key = settings.api_key()
+        self._redactor = settings.redactor()
         if self._key is None and self.base_url is None:
             raise JudgeConfigError(
                 f"no API key: set {settings.api_key_env}, or pass --base-url for a local server that needs none"
@@ -240,6 +263,8 @@ class OpenAIJudge:
             max_retries=0,
             timeout=settings.timeout_s,
             http_client=settings.http_client or _http_client(),
+            default_headers=endpoint.headers,
+            default_query=endpoint.query,
         )
         self.output: OutputMode = "json_schema" if settings.output == "auto" else settings.output
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
@@ -258,7 +283,7 @@ class OpenAIJudge:
         return {
             "judge": self.name,
             "model": self.model,
-            "base_url": _redacted_url(self.base_url) or "https://api.openai.com/v1",
+            "base_url": _redacted_url(self.settings.resolved_base_url()) or "https://api.openai.com/v1",
             "api_key_env": s.api_key_env,
             "temperature": s.temperature,
             "seed": s.seed,
@@ -279,7 +304,7 @@ class OpenAIJudge:
             self.cache.close()
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return self._redactor(text)
 
     def _layout(self, call: JudgeCall) -> _Layout:
         """Layouts are built once per criterion (or group) and reused for every turn."""

@@ -15,6 +15,7 @@ from evaluator.cost import DEFAULT_PRICES, Price, estimate_prompt_tokens, load_p
 from evaluator.judges.base import Judge, JudgeCall, JudgeConfigError
 from evaluator.judges.rules import RulesJudge
 from evaluator.models import Usage
+from evaluator.redact import Redactor, api_key_env_problem
 from evaluator.verdicts import reply_token_budget
 
 __all__ = ["JudgeConfigError", "JudgeSettings", "estimate_call", "judge_price", "make_judge", "max_tokens_for"]
@@ -51,8 +52,17 @@ class JudgeSettings:
     http_client: Any = None
     """A custom httpx2.AsyncClient (proxies, a private CA, an in-process transport); default: aiohttp."""
 
+    def __post_init__(self) -> None:
+        problem = api_key_env_problem(self.api_key_env)
+        if problem is not None:
+            raise JudgeConfigError(problem)
+
     def resolved_base_url(self) -> str | None:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def redactor(self) -> Redactor:
+        """Masks this configuration's secrets (the key, credentials in the base URL) in any text."""
+        return Redactor.for_endpoint(self.api_key(), self.resolved_base_url())
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
