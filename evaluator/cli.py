@@ -28,7 +28,7 @@ from evaluator.frames import export as export_judgments
 from evaluator.html_report import write_html_report
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
-from evaluator.prompts import PromptError, PromptRenderer
+from evaluator.prompts import PromptError, PromptRenderer, check_templates
 from evaluator.redact import Redactor, api_key_env_problem, url_secrets
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once",
     )
     run.add_argument(
-        "--retry-failed", action="store_true", help="with --resume: judge unscored and errored items again"
+        "--retry-failed", action="store_true", help="with --resume: ask again for unscored items too (errored items are always sent again on resume)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     llm = run.add_argument_group("LLM judge (any OpenAI-compatible endpoint)")
@@ -432,6 +432,7 @@ def _cmd_render(args: argparse.Namespace, console: Console) -> int:
 def _validate_one(path: Path, options: ReadOptions) -> str:
     if path.suffix in RUBRIC_SUFFIXES:
         rubric: Rubric = load_rubric(path)
+        check_templates([rubric], PromptRenderer())
         return f"rubric {rubric.id} v{rubric.version}, {len(rubric.criteria)} criteria: " + ", ".join(
             f"{c.id} ({scale_summary(c)})" for c in rubric.criteria
         )

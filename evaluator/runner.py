@@ -57,6 +57,11 @@ from evaluator.store import (
 )
 from evaluator.transcripts import ReadOptions, discover, read_all
 
+# An `error` is no judgment (the endpoint failed, or never answered), so a resume sends it again; an
+# `unscored` item was answered, invalidly, and is asked again only with --retry-failed.
+RESUME_KEEPS_FAILED: tuple[Status, ...] = ("ok", "not_applicable", "unscored")
+RETRY_FAILED_KEEPS: tuple[Status, ...] = ("ok", "not_applicable")
+
 
 class RunError(RuntimeError):
     """A run that cannot start, or cannot go on; the message says what to fix."""
@@ -398,7 +403,7 @@ async def _run_with(
             write_transcripts(run_dir, transcripts)
             done: dict[str, Judgment] = {}
         else:
-            kept = ("ok", "not_applicable") if config.retry_failed else STATUSES
+            kept = RETRY_FAILED_KEEPS if config.retry_failed else RESUME_KEEPS_FAILED
             done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
         write_manifest(run_dir, manifest)
         return await _judge_all(

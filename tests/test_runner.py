@@ -443,6 +443,19 @@ def test_samples_are_judged_with_distinct_seeds_and_folded(tmp_path: Path, repo:
     assert all(a["method"] == "majority" for a in aggregates)
 
 
+def test_resume_sends_errored_items_again_since_they_hold_no_judgment(tmp_path: Path, repo: Path, fake_server) -> None:
+    rubrics = [repo / "rubrics" / "act_fidelity.yaml"]
+    failing = fake_server(script=["bad_request"] * 2, faults={})
+    first = run(_llm_config(tmp_path, failing, rubrics, concurrency=1, run_id="r"))
+    errored = {j.key for j in load_judgments(first.run_dir) if j.status == "error"}
+    assert len(errored) == 2 and not first.ok
+    server = fake_server()
+    again = run(_llm_config(tmp_path, server, [], resume=first.run_dir))
+    assert len(server.received) == 2
+    after = {j.key: j for j in load_judgments(again.run_dir)}
+    assert all(after[key].status == "ok" for key in errored) and again.ok
+
+
 def test_resume_retries_unscored_items_only_when_asked(tmp_path: Path, repo: Path, fake_server) -> None:
     rubrics = [repo / "rubrics" / "act_fidelity.yaml"]
     refusing = fake_server(script=["refusal"] * 9, faults={})
