@@ -9,17 +9,22 @@ typo into an error before any call is made, instead of a silently empty prompt.
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
+from jinja2.environment import Environment
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
+from evaluator.files import MAX_CONFIG_BYTES, InputFileError, read_text
 from evaluator.models import Criterion, JudgeMode, Message, Rubric, Transcript, Turn
-from evaluator.rubrics import scale_summary
+from evaluator.rubrics import RubricError, scale_summary
 
 BLOCKS = ("system", "user")
 SESSION_VARIABLES = frozenset(
@@ -36,6 +41,37 @@ MODE_TEMPLATES: dict[JudgeMode, str] = {
 
 class PromptError(ValueError):
     """A template that cannot be rendered; names the template and what to fix."""
+
+
+# What a template's own expressions can raise while rendering ({{ 1 / 0 }}, {{ "a" + 1 }}), besides Jinja's errors.
+_RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError)
+
+
+class _BoundedLoader(FileSystemLoader):
+    """Templates read through evaluator.files: a FIFO or device named like a template is refused (Jinja's
+    own loader would call it "not found"), and a template is capped in size like any hand-written file."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        pieces = split_template_path(template)
+        for folder in self.searchpath:
+            filename = posixpath.join(folder, *pieces)
+            if os.path.lexists(filename) and not os.path.isdir(filename):
+                break
+        else:
+            raise TemplateNotFound(template, f"{template!r} not found in {', '.join(map(str, self.searchpath))}")
+        try:
+            source = read_text(filename, MAX_CONFIG_BYTES)
+        except InputFileError as exc:
+            raise TemplateError(str(exc)) from None
+        mtime = os.path.getmtime(filename)
+        return source, os.path.normpath(filename), lambda: _mtime(filename) == mtime
+
+
+def _mtime(filename: str) -> float | None:
+    try:
+        return os.path.getmtime(filename)
+    except OSError:
+        return None
 
 
 def bundled_prompts_dir() -> Path:
@@ -69,7 +105,7 @@ class PromptRenderer:
 
     def _new_environment(self, rubric_dir: Path) -> SandboxedEnvironment:
         env = SandboxedEnvironment(
-            loader=FileSystemLoader([str(rubric_dir), str(self.prompts_dir)]),
+            loader=_BoundedLoader([str(rubric_dir), str(self.prompts_dir)]),
             undefined=StrictUndefined,
             autoescape=False,
             auto_reload=False,
@@ -102,12 +138,16 @@ class PromptRenderer:
             seen.add(current)
             try:
                 source, _, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
-            except TemplateError as exc:
+                included = [t for t in meta.find_referenced_templates(env.parse(source)) if t]
+            except TemplateNotFound as exc:
                 raise PromptError(
                     f"template {current!r} not found in {rubric_dir} or {self.prompts_dir}: {exc}"
                 ) from None
+            except TemplateError as exc:
+                where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                raise PromptError(f"template {current!r}{where}: {exc.message or exc}") from None
             sources.append(f"{current}\n{source}")
-            pending += [t for t in meta.find_referenced_templates(env.parse(source)) if t]
+            pending += included
         return hashlib.sha256("\n\0".join(sorted(sources)).encode()).hexdigest()[:16]
 
     def template_hash_for(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
@@ -147,9 +187,10 @@ class PromptRenderer:
             contents = {"system": system, "user": "".join(template.blocks["user"](context)).strip()}
         except PromptError:
             raise
-        except TemplateError as exc:
+        except _RENDER_ERRORS as exc:
             where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-            raise PromptError(f"template {name!r}{where}: {exc.message or exc}") from None
+            detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise PromptError(f"template {name!r}{where}: {detail}") from None
         messages = tuple(Message.model_construct(role=b, content=contents[b]) for b in BLOCKS)
         prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
         return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
@@ -237,6 +278,55 @@ class _TurnFormatter:
             entry = (first, last, self.env.get_template(TURNS_TEMPLATE).render(conversation=turns))
             self._texts[key] = entry
         return entry[2]
+
+
+class _AnyMetadata(dict[str, Any]):
+    """Metadata of the sample session: any field a template reads exists, since real sessions carry
+    fields (condition, model) that a sample cannot guess."""
+
+    def __missing__(self, key: str) -> str:
+        return f"({key})"
+
+
+def _sample_transcript() -> Transcript:
+    """A small made-up session for checking templates: three exchanges, the last a slow-down request."""
+    texts = [
+        ("patient", "Patient", "I have been feeling on edge all week."),
+        ("therapist", "Therapist", "That sounds exhausting. What has been the hardest part?"),
+        ("patient", "Patient", "Work, mostly. Everything piles up."),
+        ("therapist", "Therapist", "Let's try a short breathing exercise, then plan your week."),
+        ("patient", "Patient", "Can we slow down a bit? This is a lot."),
+        ("therapist", "Therapist", "Of course. We can pause here; what would help right now?"),
+    ]
+    turns = [Turn(index=n, speaker=s, label=label, text=text, line=n + 1) for n, (s, label, text) in enumerate(texts)]
+    return Transcript.model_construct(id="sample", source="(sample session)", turns=turns, metadata=_AnyMetadata())
+
+
+def check_templates(
+    rubrics: Sequence[Rubric], renderer: PromptRenderer, modes: Sequence[JudgeMode] = tuple(MODE_TEMPLATES)
+) -> None:
+    """Render every template each rubric uses in `modes` (its own `template:` included) on a sample
+    session, so a syntax error, an undefined variable or a missing include stops `validate` and `run`
+    before any call and before a run folder exists, instead of failing mid-run. Raises RubricError."""
+    sample = _sample_transcript()
+    for rubric in rubrics:
+        problems = []
+        for mode in modes:
+            try:
+                _render_sample(renderer, rubric, mode, sample)
+            except PromptError as exc:
+                problems.append(f"template for {mode} mode: {exc}")
+        if problems:
+            raise RubricError(rubric.source or rubric.id, problems)
+
+
+def _render_sample(renderer: PromptRenderer, rubric: Rubric, mode: JudgeMode, sample: Transcript) -> None:
+    therapist = sample.therapist_turns()
+    if mode == "per-criterion":
+        for criterion in rubric.criteria:
+            renderer.render(rubric, criterion, sample, therapist[-1], mode)
+    else:
+        renderer.render(rubric, rubric.criteria, sample, therapist if mode == "per-transcript" else therapist[-1], mode)
 
 
 @lru_cache(maxsize=256)

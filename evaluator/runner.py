@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
@@ -42,7 +43,7 @@ from evaluator.models import (
     item_key,
 )
 from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
-from evaluator.prompts import PromptRenderer
+from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
     JudgmentWriter,
@@ -367,7 +368,7 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
         )
     rubrics, transcripts, skipped, files = read_inputs(config)
     for entry in skipped:
-        console.print(f"[red]skipped[/red] {entry.error}", highlight=False)
+        console.print(f"[red]skipped[/red] {escape(entry.error)}", highlight=False)
     judge = make_judge(config.judge, console)
     try:
         return await _run_with(judge, config, previous, rubrics, transcripts, skipped, files, console, started)
@@ -387,6 +388,7 @@ async def _run_with(
     started: float,
 ) -> RunResult:
     renderer = PromptRenderer(config.prompts_dir)
+    check_templates(rubrics, renderer, (config.mode,))
     plans = plan_turns(transcripts, rubrics, config.samples)
     planned = sum(p.n_items for p in plans)
     if previous is not None and config.resume is not None:

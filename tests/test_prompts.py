@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from evaluator.models import Transcript, Turn
-from evaluator.prompts import PromptError, PromptRenderer
-from evaluator.rubrics import load_rubric
+from evaluator.prompts import PromptError, PromptRenderer, check_templates
+from evaluator.rubrics import RubricError, load_rubric, load_rubrics
+from tests.test_files import bounded
 
 RUBRIC = """\
 id: demo
@@ -149,3 +151,55 @@ def test_every_bundled_rubric_renders_on_the_seeds(rubrics_dir: Path) -> None:
             rendered = renderer.render(rubric, criterion, transcript, transcript.turns[1])
             assert criterion.question.split()[0] in rendered.messages[0].content
             assert transcript.turns[1].text in rendered.messages[1].content
+
+
+# --- templates checked before a run ----------------------------------------------------------------
+
+
+def test_bundled_rubrics_pass_the_template_check(rubrics_dir: Path) -> None:
+    check_templates(load_rubrics([rubrics_dir]), PromptRenderer())
+
+
+BLOCKS = "{% block system %}S{% endblock %}{% block user %}"
+
+
+@pytest.mark.parametrize(
+    ("files", "mode", "expected"),
+    [
+        ({"custom.j2": BLOCKS + "{{ turn.text }{% endblock %}"}, "per-criterion", "custom.j2', line 1: unexpected '}'"),
+        ({"custom.j2": BLOCKS + "{{ turnn.text }}{% endblock %}"}, "per-criterion", "'turnn' is undefined"),
+        ({"custom.j2": BLOCKS + "{% include 'nope.j2' %}{% endblock %}"}, "per-criterion", "nope.j2"),
+        ({"custom.j2": BLOCKS + "{{ 1 / 0 }}{% endblock %}"}, "per-criterion", "division by zero"),
+        ({"per_turn.j2": BLOCKS + "{{ criterion.nam }}{% endblock %}"}, "per-turn", "has no attribute 'nam'"),
+        ({"_conversation.j2": "{% for t in conversation %}{{ t.txt }}{% endfor %}"}, "per-transcript", "'txt'"),
+        (
+            {"custom.j2": BLOCKS + "{% if false %}{% include '_bad.j2' %}{% endif %}{% endblock %}", "_bad.j2": "{%"},
+            "per-criterion",
+            "_bad.j2",
+        ),
+    ],
+)
+def test_a_template_error_in_any_mode_is_a_rubric_error_naming_mode_and_template(
+    write, files: dict[str, str], mode: str, expected: str
+) -> None:
+    for name, source in files.items():
+        write(f"mine/{name}", source)
+    override = "template: custom.j2\n" if "custom.j2" in files else ""
+    rubric = load_rubric(write("mine/demo.yaml", override + RUBRIC))
+    with pytest.raises(RubricError) as caught:
+        check_templates([rubric], PromptRenderer())
+    assert caught.value.path == rubric.source
+    problems = [p for p in caught.value.problems if p.startswith(f"template for {mode} mode: template ")]
+    assert problems and expected in problems[0]
+
+
+def test_templates_may_read_any_metadata_field(write) -> None:
+    write("mine/custom.j2", BLOCKS + "{{ transcript.metadata.condition }} {{ turn.text }}{% endblock %}")
+    check_templates([load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))], PromptRenderer())
+
+
+def test_a_template_that_is_not_a_regular_file_is_refused_without_blocking(write, tmp_path: Path) -> None:
+    rubric = load_rubric(write("mine/demo.yaml", RUBRIC))
+    os.mkfifo(tmp_path / "mine" / "_conversation.j2")
+    with bounded(), pytest.raises(RubricError, match=r"_conversation.j2: is a named pipe \(FIFO\), not a regular"):
+        check_templates([rubric], PromptRenderer(), ["per-turn"])
