@@ -382,12 +382,16 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     result = await run_async(config)
     if result.manifest.stopped:
-        console.print(f"[yellow]{result.manifest.stopped}[/yellow]; continue with --resume {result.run_dir}")
+        console.print(
+            f"[yellow]{escape(result.manifest.stopped)}[/yellow]; continue with --resume {escape(str(result.run_dir))}"
+        )
     summary, summary_path = write_summary(result.run_dir)
     report_path = write_html_report(result.run_dir, summary)
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
     console.print(
-        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}", highlight=False
+        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}",
+        markup=False,
+        highlight=False,
     )
     if result.skipped:
         console.print(f"[red]{len(result.skipped)} file(s) skipped; see above and manifest.json[/red]")
@@ -422,7 +426,7 @@ def _cmd_render(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
         return EXIT_OK
     for criterion, result in rendered:
-        console.print(Rule(f"{rubric.id} / {criterion.id} on {transcript.id} turn {args.turn}"))
+        console.print(Rule(escape(f"{rubric.id} / {criterion.id} on {transcript.id} turn {args.turn}")))
         for message in result.messages:
             console.print(f"[bold]--- {message.role} ---[/bold]")
             console.print(message.content, markup=False, highlight=False)
@@ -459,10 +463,10 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     failed = 0
     for file in files:
         try:
-            console.print(f"[green]ok[/green]   {file}: {_validate_one(file, options)}", highlight=False)
+            console.print(f"[green]ok[/green]   {escape(f'{file}: {_validate_one(file, options)}')}", highlight=False)
         except (RubricError, TranscriptError) as exc:
             failed += 1
-            console.print(f"[red]FAIL[/red] {exc}", highlight=False)
+            console.print(f"[red]FAIL[/red] {escape(str(exc))}", highlight=False)
     console.print(f"{len(files) - failed} ok, {failed} invalid", highlight=False)
     return EXIT_ATTENTION if failed else EXIT_OK
 
@@ -470,7 +474,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
     report, path = write_agreement(resolve_run(args.run, args.output), args.labels)
     print_agreement(report, console)
-    console.print(f"\nAgreement: {path}", highlight=False)
+    console.print(f"\nAgreement: {path}", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -478,27 +482,27 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     run_a, run_b = (resolve_run(r, args.output) for r in (args.run_a, args.run_b))
     comparison, path = write_comparison(run_a, run_b)
     print_comparison(comparison, console, top=args.top)
-    console.print(f"\nComparison: {path}", highlight=False)
+    console.print(f"\nComparison: {path}", markup=False, highlight=False)
     return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     path = export_judgments(resolve_run(args.run, args.output), args.format)
-    console.print(f"Wrote {path}", highlight=False)
+    console.print(f"Wrote {path}", markup=False, highlight=False)
     return EXIT_OK
 
 
 def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
     if not args.cache.exists():
-        console.print(f"{args.cache}: no cache yet", highlight=False)
+        console.print(f"{args.cache}: no cache yet", markup=False, highlight=False)
         return EXIT_OK
     cache = ResponseCache(args.cache)
     try:
         if args.action == "clear":
-            console.print(f"{args.cache}: removed {cache.clear()} cached replies", highlight=False)
+            console.print(f"{args.cache}: removed {cache.clear()} cached replies", markup=False, highlight=False)
         else:
             size = args.cache.stat().st_size / 1e6
-            console.print(f"{args.cache}: {len(cache)} cached replies, {size:.1f} MB", highlight=False)
+            console.print(f"{args.cache}: {len(cache)} cached replies, {size:.1f} MB", markup=False, highlight=False)
     finally:
         cache.close()
     return EXIT_OK
@@ -508,9 +512,9 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     run_dir = resolve_run(args.run, args.output)
     summary, path = write_summary(run_dir)
     print_summary(summary, console)
-    console.print(f"\nSummary: {path}", highlight=False)
+    console.print(f"\nSummary: {path}", markup=False, highlight=False)
     if args.html:
-        console.print(f"Report:  {write_html_report(run_dir, summary)}", highlight=False)
+        console.print(f"Report:  {write_html_report(run_dir, summary)}", markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -585,7 +585,8 @@ def print_comparison(comparison: Comparison, console: Console, top: int = 20) ->
                 overflow="fold",
             )
         for c in criteria:
-            table.add_row(*_terminal_row(c, unpaired), style="yellow" if c.edited else "red" if c.moved else None)
+            cells = (escape(cell) for cell in _terminal_row(c, unpaired))
+            table.add_row(*cells, style="yellow" if c.edited else "red" if c.moved else None)
         console.print(table)
         for note in _notes(criteria):
             console.print(f"  {escape(note)}", style="dim", highlight=False)

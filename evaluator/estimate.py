@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evaluator.cost import token_counter
@@ -88,7 +89,10 @@ async def dry_run(config: RunConfig) -> DryRun:
 
 def print_dry_run(estimate: DryRun, console: Console) -> None:
     judge = estimate.judge + (f" ({estimate.model})" if estimate.model else "")
-    console.print(f"Dry run: {estimate.transcripts} transcripts, judge {judge}, mode {estimate.mode}; nothing is sent.")
+    console.print(
+        f"Dry run: {estimate.transcripts} transcripts, judge {escape(judge)}, mode {estimate.mode}; nothing is sent.",
+        highlight=False,
+    )
     if estimate.skipped_files:
         console.print(f"[red]{estimate.skipped_files} file(s) would be skipped (see above)[/red]")
     table = Table(title_justify="left")
@@ -96,7 +100,7 @@ def print_dry_run(estimate: DryRun, console: Console) -> None:
         table.add_column(column, justify="left" if column == "rubric" else "right", no_wrap=column == "rubric")
     for rubric_id, e in [*estimate.per_rubric.items(), ("total", estimate.total)]:
         table.add_row(
-            rubric_id,
+            escape(rubric_id),
             f"{e.items:,}",
             f"{e.decided_by_rules:,}",
             f"{e.calls:,}",

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import mean
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evaluator.aggregate import aggregate_samples
@@ -205,23 +206,23 @@ def print_summary(summary: RunSummary, console: Console, per_transcript: bool = 
     ·: descriptive);
     distributions are in summary.md, where width is not a constraint."""
     for line in _header_lines(summary):
-        console.print(line, highlight=False)
+        console.print(escape(line), highlight=False)
     for rs in summary.rubrics:
-        table = Table(title=f"{rs.rubric.title} ({rs.rubric.id} v{rs.rubric.version})", title_justify="left")
+        table = Table(title=escape(f"{rs.rubric.title} ({rs.rubric.id} v{rs.rubric.version})"), title_justify="left")
         for column in TERMINAL_COLUMNS:
             table.add_column(column, justify="left" if column == "criterion" else "right", no_wrap=True)
         for cid, criterion in _criteria(rs):
             row = _row(f"{_direction(criterion)} {cid}", rs.overall[cid])
-            table.add_row(row[0], *row[2:8])
+            table.add_row(*(escape(cell) for cell in (row[0], *row[2:8])))
         console.print(table)
         if per_transcript:
             by_t = Table(title="per transcript: mean (share meeting the criterion)", title_justify="left")
             by_t.add_column("criterion", no_wrap=True)
             for tid in rs.by_transcript:
-                by_t.add_column(tid, justify="right")
+                by_t.add_column(escape(tid), justify="right")
             for cid, _ in _criteria(rs):
                 cells = [rs.by_transcript[t][cid] for t in rs.by_transcript]
-                by_t.add_row(cid, *(_mean_and_share(cell) for cell in cells))
+                by_t.add_row(escape(cid), *(escape(_mean_and_share(cell)) for cell in cells))
             console.print(by_t)
 
 
