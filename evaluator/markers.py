@@ -111,12 +111,14 @@ _FRAME = r"""
       | maybe \s+ we \s+ (?:can|could)
     )
 """
-# What may stand between the frame and the action: blanks, commas, ellipses and hedges.
+# What may stand between the frame and the action: blanks, commas, ellipses and hedges. Bounded
+# (a few hedges, not any number): unbounded, every "please" of an unpunctuated run of them would try
+# all the rest, and one long turn would take minutes.
 _HEDGE = r"""
     (?: [\s,…] | \.{2,}
       | \b(?: i \s+ guess | maybe | just | please | um+ | uh+ | perhaps | possibly | actually | all | both
             | try \s+ to | kind \s+ of | sort \s+ of )\b
-    )+
+    ){1,24}
 """
 _TIME = r"(?:second|sec|moment|minute|bit|beat)"
 _A_BIT = r"(?:(?:really|super|very|much|way|more|extra|a \s+ (?:bit|little|lot)) \s+)"
@@ -149,11 +151,11 @@ _FRAMED_REQUEST = _compile(_FRAME, _HEDGE, _SLOWING)
 _OPENING = r"""
     (?: ^ | (?<=,) ) \s*
     (?: (?: okay | ok | sorry | honestly | so | and | but | oh | hey | just | please | wait | really | actually
-          | um+ | uh+ | i \s+ think | i \s+ guess | i \s+ don't \s+ know | i'm \s+ sorry ) [\s,…]+ )*
+          | um+ | uh+ | i \s+ think | i \s+ guess | i \s+ don't \s+ know | i'm \s+ sorry ) [\s,…]+ ){0,8}
 """
 _SAID_TO_SESSION = r"""
     (?= (?: \s* ,? \s* (?: please | here | now | right \s+ now
-                         | from \s+ (?:this|that|all \s+ this|talking|these \s+ questions) ) \b )*
+                         | from \s+ (?:this|that|all \s+ this|talking|these \s+ questions) ) \b ){0,8}
         \s* (?: $ | [.?!;,…\-–—] ) )
 """
 _IMPERATIVE = _compile(
