@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -118,7 +119,8 @@ def _cross_checks(rubric: Rubric, base: Path) -> list[str]:
             if allowed is not None and example.verdict not in allowed:
                 problems.append(f"{where}.examples[{n}].verdict: {example.verdict!r} is not on the scale {allowed}")
     problems += _cycle_problems(rubric)
-    if rubric.template is not None and not (base / rubric.template).is_file():
+    template = base / rubric.template if rubric.template is not None else None
+    if template is not None and (not os.path.lexists(template) or template.is_dir()):  # a FIFO is refused on reading
         problems.append(f"template: file {rubric.template!r} not found next to the rubric ({base / rubric.template})")
     return problems
 

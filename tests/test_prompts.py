@@ -203,3 +203,11 @@ def test_a_template_that_is_not_a_regular_file_is_refused_without_blocking(write
     os.mkfifo(tmp_path / "mine" / "_conversation.j2")
     with bounded(), pytest.raises(RubricError, match=r"_conversation.j2: is a named pipe \(FIFO\), not a regular"):
         check_templates([rubric], PromptRenderer(), ["per-turn"])
+
+
+def test_a_rubric_template_override_that_is_a_fifo_is_named_as_such(write, tmp_path: Path) -> None:
+    path = write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC)
+    os.mkfifo(tmp_path / "mine" / "custom.j2")
+    rubric = load_rubric(path)
+    with bounded(), pytest.raises(RubricError, match=r"custom.j2: is a named pipe \(FIFO\)"):
+        check_templates([rubric], PromptRenderer(), ["per-criterion"])
