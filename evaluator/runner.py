@@ -42,8 +42,9 @@ from evaluator.models import (
     Usage,
     item_key,
 )
+from evaluator.patterns import PatternTimeout
 from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
-from evaluator.prompts import PromptRenderer, check_templates
+from evaluator.prompts import PromptError, PromptRenderer, check_templates
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
     JudgmentWriter,
@@ -200,7 +201,11 @@ class _UnitWorker:
 
     async def _judge_group(self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore) -> None:
         async with slots:
-            call = make_call(self.renderer, group, self.mode)
+            try:
+                call = make_call(self.renderer, group, self.mode)
+            except PromptError as exc:
+                self._record_errors(group, f"the prompt could not be rendered: {exc}")
+                return
             if not budget.reserve(call):
                 return
             if self.first_call is None:
@@ -217,7 +222,11 @@ class _UnitWorker:
             request = plan.request(criterion, sample)
             if request.item.key in self.done:
                 continue
-            status, reason = self._decided_without_judge(plan, criterion)
+            try:
+                status, reason = self._decided_without_judge(plan, criterion)
+            except PatternTimeout as exc:
+                self._record_errors([request], f"applies_when could not be decided: {exc}")
+                continue
             if status is None:
                 pending.append(request)
             else:
@@ -231,6 +240,12 @@ class _UnitWorker:
                     )
                 )
         return pending
+
+    def _record_errors(self, requests: Sequence[JudgeRequest], error: str) -> None:
+        """An item that this turn's data cannot be prepared for is an error for it alone, named and kept
+        for --resume once fixed, while the rest of the batch goes on."""
+        for request in requests:
+            self.sink(judgment_for(request, self.judge.name, status="error", error=error))
 
     def _decided_without_judge(self, plan: TurnPlan, criterion: Criterion) -> tuple[Status | None, str | None]:
         reason = static_applicability(criterion, plan.transcript, plan.turn)

@@ -249,6 +249,33 @@ def test_an_existing_run_id_is_refused_unless_resuming(tmp_path: Path, repo: Pat
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_a_template_that_fails_on_one_session_errors_its_items_and_the_batch_goes_on(
+    tmp_path: Path, repo: Path
+) -> None:
+    """The sample session of `validate` has every metadata field; a real one may not. Its items are
+    errors naming the template and the problem, the other session is judged, and the exit says so."""
+    template = (repo / "prompts" / "per_criterion.j2").read_text()
+    (tmp_path / "custom.j2").write_text(
+        template.replace("{% block user %}", "{% block user %}Arm: {{ transcript.metadata.arm }}")
+    )
+    rubric = (repo / "rubrics" / "pacing.yaml").read_text().replace("context:", "template: custom.j2\ncontext:", 1)
+    (tmp_path / "pacing.yaml").write_text(rubric)
+    session = '"messages": [{"role": "user", "content": "Slow down please"}, {"role": "assistant", "content": "OK."}]'
+    sessions = tmp_path / "s.jsonl"
+    sessions.write_text(f'{{"id": "with", "arm": "a", {session}}}\n{{"id": "without", {session}}}\n')
+    result = run(
+        RunConfig(
+            transcripts=[sessions], rubrics=[tmp_path / "pacing.yaml"], output=tmp_path / "out", show_progress=False
+        )
+    )
+    judgments = load_judgments(result.run_dir)
+    assert {j.status for j in judgments if j.transcript_id == "with"} <= {"ok", "not_applicable", "unscored"}
+    errors = [j for j in judgments if j.status == "error"]
+    assert errors and {j.transcript_id for j in errors} == {"without"}
+    assert all("could not be rendered" in j.error and "arm" in j.error for j in errors)
+    assert len(judgments) == result.manifest.items_planned and not result.ok
+
+
 # --- the LLM judge through the runner, against a local OpenAI-compatible server --------------------
 
 KEY = "sk-runner-test-0123456789abcdefghij"
