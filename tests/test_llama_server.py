@@ -45,6 +45,15 @@ criteria:
       type: count
       unit: questions
 """
+SHORT_SESSION = """\
+Patient: Everything feels like too much this week. Can we slow down a little?
+
+Therapist: Of course. Let's take it slowly. Would you like to pause for a moment first?
+
+Patient: Yes, please.
+
+Therapist: Take all the time you need. I'm here.
+"""
 
 
 def corpus() -> str:
@@ -73,7 +82,7 @@ def settings(server: LlamaServer, **overrides: object) -> JudgeSettings:
 
 def judge_run(
     server: LlamaServer,
-    output: Path,
+    folder: Path,
     mode: str,
     rubrics: tuple[Path, ...] = (RUBRICS,),
     transcripts: tuple[Path, ...] = (TRANSCRIPTS,),
@@ -83,7 +92,7 @@ def judge_run(
     config = evaluator.RunConfig(
         transcripts=transcripts,
         rubrics=rubrics,
-        output=output,
+        output=folder,
         judge=settings(server, **judge),
         mode=mode,
         concurrency=SLOTS,
@@ -147,15 +156,62 @@ def test_per_transcript_judges_every_item_with_the_default_max_tokens(
 
 
 @pytest.mark.usefixtures("no_llm_env")
-def test_a_reply_cut_off_by_max_tokens_is_unscored_with_the_reason(llama_server: LlamaServer, tmp_path: Path) -> None:
+def test_a_reply_cut_off_by_max_tokens_is_unscored_with_the_reason(
+    llama_server: LlamaServer, tmp_path: Path, write
+) -> None:
     rubric = RUBRICS / "mi_relational.yaml"
+    session = write("short.txt", SHORT_SESSION)
     manifest, judgments = judge_run(
-        llama_server, tmp_path, "per-criterion", (rubric,), (SLOWING_SEED,), max_tokens=5, content_attempts=1
+        llama_server, tmp_path, "per-criterion", (rubric,), (session,), max_tokens=5, content_attempts=1
     )
 
     assert len(judgments) == manifest.items_planned > 0
     assert {j.status for j in judgments} == {"unscored"}
     assert all("cut off" in (j.unscored_reason or "") for j in judgments)
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_json_object_mode_records_schema_less_replies_as_unscored_after_re_asking(
+    llama_server: LlamaServer, tmp_path: Path, write
+) -> None:
+    """JSON mode constrains replies to some JSON object, not to the verdict's schema; what the server
+    returns must end as ok or unscored with the reason, never as an error or a made-up grade."""
+    session = write("short.txt", SHORT_SESSION)
+    manifest, judgments = judge_run(
+        llama_server, tmp_path, "per-criterion", (RUBRICS / "mi_relational.yaml",), (session,), output="json_object"
+    )
+
+    assert len(judgments) == manifest.items_planned > 0
+    assert manifest.counts["error"] == 0 and manifest.usage.completion_tokens > 0
+    for judgment in judgments:
+        assert judgment.parameters["output"] == "json_object"
+        if judgment.status == "unscored":
+            assert judgment.attempts == 3 and judgment.unscored_reason
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_a_reply_that_never_ends_is_capped_by_the_default_max_tokens(
+    llama_server: LlamaServer, tmp_path: Path, write
+) -> None:
+    """Plain-text mode leaves the tiny model unconstrained, and it never stops by itself: without a cap
+    sized by the judge, llama-server would generate until the slot's context is full."""
+    session = write("short.txt", SHORT_SESSION)
+    manifest, judgments = judge_run(
+        llama_server,
+        tmp_path,
+        "per-criterion",
+        (RUBRICS / "mi_relational.yaml",),
+        (session,),
+        output="text",
+        content_attempts=1,
+    )
+
+    assert len(judgments) == manifest.items_planned > 0
+    for judgment in judgments:
+        cap = judgment.parameters["max_tokens"]
+        assert isinstance(cap, int) and cap < CONTEXT_PER_SLOT // 4
+        assert judgment.status == "unscored" and "cut off" in (judgment.unscored_reason or "")
+        assert 0 < judgment.usage.completion_tokens <= cap
 
 
 @pytest.mark.xfail(

@@ -2,11 +2,13 @@
 
 No model hub is reachable here, so the tests write their own model with the `gguf` package: 2 layers,
 hidden size 64, a byte-level BPE vocabulary (the 256 GPT-2 byte tokens, so any UTF-8 text can be
-spelled, plus merges learned from a corpus so prompts take fewer tokens) and a ChatML chat template.
-The weights are random from a fixed seed, with one twist so that grammar-constrained replies end:
-the residual stream carries a constant first dimension that the output layer turns into a logit bias
-towards `"`, `]` and digits. Strings then close at once, lists end, and every score token has digits
-among its top logprobs; the rest of each logit is random and depends on the context.
+spelled, plus merges learned from the judge's prompts and reply shapes, so calls take few tokens) and a
+ChatML chat template. The weights are random from a fixed seed, with one twist so that replies shaped
+by a grammar end soon: the residual stream carries a constant first dimension that the output layer
+turns into a per-token logit bias, towards `"`, `]`, digits and longer tokens, away from whitespace.
+Strings then close at once, lists end, keys take a token or two, and every score token has digits
+among its top logprobs; the rest of each logit is random and depends on the context. Unconstrained,
+the model never stops by itself.
 """
 
 from __future__ import annotations
