@@ -47,7 +47,7 @@ class LlamaServer:
         self.args = [
             str(binary),
             *("--model", str(model), "--host", "127.0.0.1", "--port", str(self.port)),
-            *("--ctx-size", str(context), "--parallel", str(slots), "--no-webui"),
+            *("--ctx-size", str(context), "--parallel", str(slots), "--no-ui"),
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
