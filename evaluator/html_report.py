@@ -186,8 +186,12 @@ def _numeric_axis(criterion: Criterion) -> bool:
     return not isinstance(scale, CategoricalScale) or all(c.value is not None for c in scale.categories)
 
 
+MAX_COUNT_BARS = 40
+
+
 def _bars(criterion: Criterion, cell: Cell) -> list[_Bar]:
-    """Every level the scale allows (zero bars included, so shape is comparable), in scale order."""
+    """Every level the scale allows (zero bars included, so shape is comparable), in scale order; a count
+    beyond MAX_COUNT_BARS shows the levels observed only, so one outlandish count cannot blow the chart up."""
     scale, verdicts, top = criterion.scale, cell.verdicts, max(cell.scores, default=None)
     if isinstance(scale, CategoricalScale):
         numeric = _numeric_axis(criterion)
@@ -205,8 +209,9 @@ def _bars(criterion: Criterion, cell: Cell) -> list[_Bar]:
     if scale.type == "likert":
         levels = list(range(scale.min, scale.max + 1))
     else:
-        observed = [int(float(v)) for v in verdicts]
-        levels = list(range(max([*observed, scale.max or 0]) + 1))
+        observed = sorted({int(float(v)) for v in verdicts})
+        high = max([*observed, scale.max or 0])
+        levels = list(range(high + 1)) if high <= MAX_COUNT_BARS else observed
     return [_Bar(v, str(v), verdicts.get(str(v), 0), _tone(criterion, v, top)) for v in levels]
 
 

@@ -17,6 +17,9 @@ import orjson
 
 from evaluator.models import CategoricalScale, CountScale, Criterion
 
+# A count scale without a max still has a plausible bound: no turn holds a thousand questions, and a
+# runaway number from a confused judge must be re-asked, not averaged into a summary.
+COUNT_CEILING = 1000
 REPLY_FIELDS = ("rationale", "evidence", "applicable", "score")
 VERDICT_TOKENS = 400
 """Reply tokens per verdict: a rationale of a few sentences and a few short quotes take 150-250, the JSON
@@ -149,6 +152,10 @@ def _on_scale(score: Any, criterion: Criterion) -> tuple[float | None, str | Non
     if isinstance(scale, CountScale) and allowed is None:
         if score < 0:
             raise ReplyProblem(f"'score' counts {scale.unit} and cannot be negative, got {score!r}")
+        if score > COUNT_CEILING:
+            raise ReplyProblem(
+                f"'score' counts {scale.unit} in one turn; {score!r} is more than any turn holds (at most {COUNT_CEILING})"
+            )
     elif int(score) not in (allowed or []):
         raise ReplyProblem(f"'score' must be one of {allowed}, got {score!r}")
     return float(score), None

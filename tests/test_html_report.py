@@ -214,6 +214,17 @@ def test_an_incomplete_run_and_skipped_files_are_announced(variant: Callable[...
     assert 'id="skipped-notice"' in text and "in/&lt;bad&gt;.txt" in text
 
 
+def test_an_outlandish_count_in_a_run_does_not_blow_up_the_chart(variant: Callable[..., str]) -> None:
+    """Runs written before counts were bounded may hold any count; the chart shows observed levels."""
+
+    def outlandish(judgments: list[Judgment]) -> None:
+        index = next(i for i, j in enumerate(judgments) if j.criterion_id == "questions_asked" and j.status == "ok")
+        judgments[index] = judgments[index].model_copy(update={"score": 10.0**15})
+
+    card = _cards(variant(judgments=outlandish))["pacing:questions_asked"]
+    assert "<svg" in card and "1000000000000000" in card
+
+
 def test_repeated_samples_are_summarised_as_items_and_shown_one_by_one(tmp_path: Path) -> None:
     config = RunConfig(
         transcripts=[SLOWING_SEED],

@@ -61,6 +61,8 @@ def test_scores_must_be_on_the_scale_and_of_the_right_type() -> None:
     with pytest.raises(ReplyProblem, match="cannot be negative"):
         parse_verdict(_reply(-1), COUNT)
     assert parse_verdict(_reply(12), COUNT).score == 12
+    with pytest.raises(ReplyProblem, match="more than any turn holds"):
+        parse_verdict(_reply(10**16), COUNT)
 
 
 def test_labels_map_to_their_values() -> None:
