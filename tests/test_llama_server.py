@@ -214,14 +214,12 @@ def test_a_reply_that_never_ends_is_capped_by_the_default_max_tokens(
         assert 0 < judgment.usage.completion_tokens <= cap
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a count scale has no upper bound: the judge accepts a 16-digit count, and the HTML report's bar chart "
-    "builds one bar per level up to it (evaluator/html_report.py _bars) and dies with MemoryError, so "
-    "`evaluator run` ends with 'internal error' (exit 2) after every judgment is stored",
-)
 @pytest.mark.usefixtures("no_llm_env")
-def test_a_huge_count_from_the_judge_does_not_crash_the_run(llama_server: LlamaServer, tmp_path: Path, write) -> None:
+def test_a_huge_count_from_the_judge_is_not_a_grade_and_does_not_crash_the_run(
+    llama_server: LlamaServer, tmp_path: Path, write
+) -> None:
+    """The tiny model answers a count with 16 digits (the count schema has no bound). This once ended
+    the run with an internal error: the HTML report drew one bar per level up to the count."""
     rubric = write("counting.yaml", COUNT_RUBRIC)
     args = ["run", str(SLOWING_SEED), "-r", str(rubric), "-o", str(tmp_path / "out"), "--run-id", "run"]
     args += ["--judge", "openai", "--base-url", llama_server.base_url, "--model", "tiny-random"]
@@ -230,4 +228,7 @@ def test_a_huge_count_from_the_judge_does_not_crash_the_run(llama_server: LlamaS
     code = main(args)
 
     assert code == 0
-    assert (tmp_path / "out" / "run" / "report.html").is_file()
+    run_dir = tmp_path / "out" / "run"
+    assert (run_dir / "report.html").is_file()
+    judgments = load_judgments(run_dir)
+    assert judgments and all(j.status == "unscored" or (j.score or 0) <= 1000 for j in judgments)
