@@ -20,12 +20,12 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from evaluator.agreement import LabelsError, print_agreement, write_agreement
-from evaluator.cache import DEFAULT_CACHE, ResponseCache
 from evaluator.compare import print_comparison, write_comparison
-from evaluator.cost import PriceError
 from evaluator.estimate import dry_run, print_dry_run
 from evaluator.frames import export as export_judgments
 from evaluator.html_report import write_html_report
+from evaluator.judges.cache import DEFAULT_CACHE, ResponseCache
+from evaluator.judges.pricing import PriceError
 from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptError, PromptRenderer, check_templates

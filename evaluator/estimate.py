@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from evaluator.cost import token_counter
 from evaluator.judges.base import JudgeRequest
+from evaluator.judges.pricing import token_counter
 from evaluator.judges.select import DEFAULT_MODEL, estimate_call, judge_price
 from evaluator.models import Usage
 from evaluator.plan import group_requests, plan_turns, static_applicability, work_units

@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
-from evaluator.cost import Budget, Price
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, JudgeRequest, judgment_for
+from evaluator.judges.pricing import Budget, Price
 from evaluator.judges.select import JudgeSettings, estimate_call, judge_price, make_judge
 from evaluator.models import (
     STATUSES,

@@ -436,7 +436,7 @@ async def test_verdicts_of_a_grouped_call_survive_a_failed_re_ask(fake_server, r
 
 async def test_replies_are_capped_by_a_budget_sized_to_the_verdicts(fake_server, rubric) -> None:
     from evaluator.judges.select import estimate_call
-    from evaluator.verdicts import reply_token_budget
+    from evaluator.judges.verdicts import reply_token_budget
 
     server = fake_server()
     one = _call(rubric)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from evaluator.limits import RateLimiter
+from evaluator.judges.limits import RateLimiter
 
 
 async def test_no_limit_never_waits_and_a_full_bucket_serves_at_once() -> None:

@@ -8,7 +8,7 @@ import time
 import httpx2
 import openai
 
-from evaluator.retry import refuses_output_format, retry_after_seconds, retryable
+from evaluator.judges.retry import refuses_output_format, retry_after_seconds, retryable
 
 
 def _rate_limited(headers: dict[str, str]) -> openai.RateLimitError:

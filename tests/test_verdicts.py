@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from evaluator.judges.verdicts import ReplyProblem, extract_json, parse_verdict, verdict_schema
 from evaluator.models import Criterion
-from evaluator.verdicts import ReplyProblem, extract_json, parse_verdict, verdict_schema
 
 LIKERT = Criterion.model_validate(
     {

@@ -23,7 +23,6 @@ import httpx2
 import openai
 import orjson
 
-from evaluator.cache import ResponseCache, cache_key
 from evaluator.judges.base import (
     JudgeCall,
     JudgeConfigError,
@@ -32,11 +31,9 @@ from evaluator.judges.base import (
     check_evidence,
     judgment_for,
 )
-from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode, max_tokens_for
-from evaluator.limits import RateLimiter
-from evaluator.models import CategoricalScale, Judgment, Usage
-from evaluator.redact import redact_url
-from evaluator.retry import (
+from evaluator.judges.cache import ResponseCache, cache_key
+from evaluator.judges.limits import RateLimiter
+from evaluator.judges.retry import (
     RETRYABLE,
     never_sent,
     refuses_output_format,
@@ -44,7 +41,8 @@ from evaluator.retry import (
     transport_retrying,
     waited_in_vain,
 )
-from evaluator.verdicts import (
+from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode, max_tokens_for
+from evaluator.judges.verdicts import (
     ReplyProblem,
     Verdict,
     extract_json,
@@ -54,6 +52,8 @@ from evaluator.verdicts import (
     response_format,
     verdict_schema,
 )
+from evaluator.models import CategoricalScale, Judgment, Usage
+from evaluator.redact import redact_url
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -10,13 +10,20 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-from evaluator.cache import DEFAULT_CACHE
-from evaluator.cost import DEFAULT_PRICES, Price, estimate_prompt_tokens, load_prices, price_for, token_counter
 from evaluator.judges.base import Judge, JudgeCall, JudgeConfigError
+from evaluator.judges.cache import DEFAULT_CACHE
+from evaluator.judges.pricing import (
+    DEFAULT_PRICES,
+    Price,
+    estimate_prompt_tokens,
+    load_prices,
+    price_for,
+    token_counter,
+)
 from evaluator.judges.rules import RulesJudge
+from evaluator.judges.verdicts import reply_token_budget
 from evaluator.models import Usage
 from evaluator.redact import Redactor, api_key_env_problem
-from evaluator.verdicts import reply_token_budget
 
 __all__ = ["JudgeConfigError", "JudgeSettings", "estimate_call", "judge_price", "make_judge", "max_tokens_for"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator.cost import DEFAULT_PRICES, Budget, Price, PriceError, load_prices, price_for
 from evaluator.judges.base import JudgeCall
+from evaluator.judges.pricing import DEFAULT_PRICES, Budget, Price, PriceError, load_prices, price_for
 from evaluator.models import Judgment, Usage
 
 
