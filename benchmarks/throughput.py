@@ -35,12 +35,12 @@ import httpx2  # noqa: E402
 import openai  # noqa: E402
 import orjson  # noqa: E402
 
+from evaluator.config import JudgeSettings, RunConfig  # noqa: E402
 from evaluator.judges.openai import JSON_HEADERS, OpenAIJudge  # noqa: E402
-from evaluator.judges.select import JudgeSettings  # noqa: E402
 from evaluator.plan import plan_turns  # noqa: E402
 from evaluator.prompts import PromptRenderer  # noqa: E402
 from evaluator.rubrics import load_rubrics  # noqa: E402
-from evaluator.runner import RunConfig, make_call, run_async  # noqa: E402
+from evaluator.runner import make_call, run_async  # noqa: E402
 from evaluator.store import load_judgments  # noqa: E402
 from evaluator.transcripts import discover, read_all  # noqa: E402
 

@@ -3,11 +3,12 @@
 The functions a notebook needs are here; the `evaluator` command calls the same ones.
 """
 
+from evaluator.config import RunConfig
 from evaluator.frames import export, load_results
 from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
 from evaluator.report import summarize
 from evaluator.rubrics import load_rubric, load_rubrics
-from evaluator.runner import RunConfig, RunResult, run, run_async
+from evaluator.runner import RunResult, run, run_async
 from evaluator.transcripts import ReadOptions, read_transcripts
 
 __all__ = [

@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from evaluator.aggregate import aggregate_samples
+from evaluator.errors import EvaluatorError
 from evaluator.files import InputFileError, check_text, read_text
 from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
 from evaluator.report import md_escape
@@ -68,7 +69,7 @@ VerdictKey = tuple[str, str, int, str]  # (rubric id, transcript id, turn index,
 RatingKey = tuple[str, str, int, str, str]  # a VerdictKey and the rater
 
 
-class LabelsError(ValueError):
+class LabelsError(EvaluatorError, ValueError):
     """A labels file that cannot be used: the message names the file, the line, what is wrong and the fix."""
 
 

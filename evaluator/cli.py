@@ -19,24 +19,35 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
-from evaluator.agreement import LabelsError, print_agreement, write_agreement
+from evaluator.agreement import print_agreement, write_agreement
 from evaluator.compare import print_comparison, write_comparison
+from evaluator.config import (
+    AGGREGATE_METHODS,
+    DEFAULT_CACHE,
+    DEFAULT_MODEL,
+    JUDGE_KINDS,
+    MODES,
+    OUTPUT_MODES,
+    JudgeSettings,
+    RunConfig,
+)
+from evaluator.errors import EvaluatorError
 from evaluator.estimate import dry_run, print_dry_run
 from evaluator.frames import export as export_judgments
 from evaluator.html_report import write_html_report
-from evaluator.judges.cache import DEFAULT_CACHE, ResponseCache
-from evaluator.judges.pricing import PriceError
-from evaluator.judges.select import DEFAULT_MODEL, JudgeConfigError, JudgeSettings
+from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric, Transcript
-from evaluator.prompts import PromptError, PromptRenderer, check_templates
+from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.redact import Redactor, api_key_env_problem, url_secrets
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
-from evaluator.runner import RunConfig, RunError, run_async
-from evaluator.store import ResultsError, resolve_run
+from evaluator.runner import run_async
+from evaluator.store import resolve_run
 from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
+RUN = RunConfig()
+JUDGE = RUN.judge
 DEBUG_ENV = "EVALUATOR_DEBUG"
 
 EXAMPLES = """\
@@ -49,7 +60,7 @@ examples:
 """
 
 
-class CliError(Exception):
+class CliError(EvaluatorError):
     """An option that cannot be used; the message says how to fix it."""
 
 
@@ -138,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "transcripts",
         nargs="*",
         type=Path,
-        default=[Path("transcripts")],
+        default=list(RUN.transcripts),
         help="transcript files or folders (.txt, .json, .jsonl, .csv; default: transcripts/)",
     )
     run.add_argument(
@@ -149,28 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="rubric file, folder or bundled id (repeatable; default: rubrics/)",
     )
-    run.add_argument("-o", "--output", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("-o", "--output", type=Path, default=RUN.output, help=f"results folder (default: {RUN.output}/)")
     run.add_argument(
         "--judge",
-        choices=("auto", "rules", "openai"),
-        default="auto",
+        choices=JUDGE_KINDS,
+        default=JUDGE.kind,
         help="auto: an LLM judge when one is configured, else the offline rules judge (default)",
     )
     run.add_argument(
         "--mode",
-        choices=("per-criterion", "per-turn", "per-transcript"),
-        default="per-criterion",
+        choices=MODES,
+        default=RUN.mode,
         help="one call per (turn, criterion) (default, most reliable), per turn, or per transcript",
     )
-    run.add_argument("--samples", type=int, default=1, metavar="N", help="judge each item N times with distinct seeds")
+    run.add_argument(
+        "--samples", type=int, default=RUN.samples, metavar="N", help="judge each item N times with distinct seeds"
+    )
     run.add_argument(
         "--aggregate",
-        choices=("auto", "mean", "median", "majority"),
-        default="auto",
+        choices=AGGREGATE_METHODS,
+        default=RUN.aggregate,
         help="how samples fold into one verdict (auto: majority for yes/no and labels, else mean)",
     )
     run.add_argument(
-        "--concurrency", type=int, default=8, metavar="C", help="judge calls in flight at once (default 8)"
+        "--concurrency",
+        type=int,
+        default=RUN.concurrency,
+        metavar="C",
+        help=f"judge calls in flight at once (default {RUN.concurrency})",
     )
     run.add_argument("--max-cost", type=float, metavar="USD", help="stop cleanly before the run would cost more")
     run.add_argument(
@@ -186,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped run (its folder or id): finished judgments are kept, the rest done once",
     )
     run.add_argument(
-        "--retry-failed", action="store_true", help="with --resume: ask again for unscored items too (errored items are always sent again on resume)"
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: ask again for unscored items too (errored items are always sent again on resume)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     llm = run.add_argument_group("LLM judge (any OpenAI-compatible endpoint)")
@@ -196,12 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--api-key-env",
-        default="OPENAI_API_KEY",
+        default=JUDGE.api_key_env,
         metavar="VAR",
-        help="environment variable holding the API key (default OPENAI_API_KEY); a key is never written anywhere",
+        help=f"environment variable holding the API key (default {JUDGE.api_key_env}); a key is never written anywhere",
     )
-    llm.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
-    llm.add_argument("--seed", type=int, default=0, help="seed; sample n uses seed+n (default 0)")
+    llm.add_argument(
+        "--temperature",
+        type=float,
+        default=JUDGE.temperature,
+        help=f"sampling temperature (default {JUDGE.temperature:g})",
+    )
+    llm.add_argument("--seed", type=int, default=JUDGE.seed, help=f"seed; sample n uses seed+n (default {JUDGE.seed})")
     llm.add_argument("--max-tokens", type=int, metavar="N", help="cap on reply tokens")
     llm.add_argument(
         "--param",
@@ -212,31 +236,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument(
         "--output-format",
-        choices=("auto", "json_schema", "json_object", "text"),
-        default="auto",
+        choices=OUTPUT_MODES,
+        default=JUDGE.output,
         help="how replies are constrained; auto starts with strict json_schema and steps down if refused",
     )
     llm.add_argument(
         "--attempts",
         type=int,
-        default=3,
+        default=JUDGE.content_attempts,
         metavar="N",
-        help="replies asked for per call before an item is recorded unscored (default 3)",
+        help=f"replies asked for per call before an item is recorded unscored (default {JUDGE.content_attempts})",
     )
     llm.add_argument(
         "--retries",
         type=int,
-        default=6,
+        default=JUDGE.transport_attempts,
         metavar="N",
-        help="tries per request on 429, 5xx and failed connections (default 6); 5 requests in a row that get no "
+        help=f"tries per request on 429, 5xx and failed connections (default {JUDGE.transport_attempts}); 5 requests in a row that get no "
         "answer at all stop the run, to be continued with --resume",
     )
     llm.add_argument(
         "--timeout",
         type=float,
-        default=120.0,
+        default=JUDGE.timeout_s,
         metavar="S",
-        help="seconds to wait for a reply (default 120); a timed-out request is sent again at most once, since a "
+        help=f"seconds to wait for a reply (default {JUDGE.timeout_s:g}); a timed-out request is sent again at most once, since a "
         "slow server is usually still working on it",
     )
     llm.add_argument("--rpm", type=float, metavar="N", help="at most N requests a minute")
@@ -248,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument(
         "--cache",
         type=Path,
-        default=DEFAULT_CACHE,
+        default=JUDGE.cache_path,
         metavar="PATH",
-        help="response cache (default .cache/responses.sqlite): unchanged items are never paid twice",
+        help=f"response cache (default {JUDGE.cache_path}): unchanged items are never paid twice",
     )
     llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
@@ -362,7 +386,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     resume = resolve_run(args.resume, args.output) if args.resume is not None else None
     config = RunConfig(
         transcripts=args.transcripts,
-        rubrics=_rubric_paths(args.rubric) or [Path("rubrics")],
+        rubrics=_rubric_paths(args.rubric) or list(RUN.rubrics),
         output=args.output,
         judge=_judge_settings(args),
         read_options=_read_options(args),
@@ -529,20 +553,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
 }
 
 
-USER_ERRORS = (
-    CliError,
-    RubricError,
-    TranscriptError,
-    PromptError,
-    RunError,
-    ResultsError,
-    JudgeConfigError,
-    PriceError,
-    LabelsError,
-    KeyError,
-)
-
-
 def _error_redactor(args: argparse.Namespace) -> Redactor:
     """Masks the secrets this invocation could know of, before any message is printed: the key from the
     environment, credentials in the base URL, and a key pasted where a variable name belongs."""
@@ -563,11 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_cmd_run(args, console))
         return COMMANDS[args.command](args, console)
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        errors.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)
-        return EXIT_FAILED
-    except OSError as exc:
+    except (EvaluatorError, OSError) as exc:
         errors.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from evaluator.errors import EvaluatorError
+
 MiB = 1024 * 1024
 MAX_DATA_BYTES = 256 * MiB  # transcripts and labels: large corpora are fine, a runaway file is not
 MAX_CONFIG_BYTES = 4 * MiB  # rubrics, templates, price tables: written by hand
@@ -23,7 +25,7 @@ MAX_YAML_DEPTH = 64
 MAX_YAML_NODES = 100_000
 
 
-class InputFileError(ValueError):
+class InputFileError(EvaluatorError, ValueError):
     """A file that cannot be read safely; callers turn it into their own error type with `problem`."""
 
     def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:

@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evaluator import patterns
+from evaluator.errors import UnknownCriterion
 
 Speaker = Literal["therapist", "patient", "other"]
 Status = Literal["ok", "not_applicable", "unscored", "error"]
@@ -237,7 +238,7 @@ class Rubric(_Strict):
             if criterion.id == criterion_id:
                 return criterion
         known = ", ".join(c.id for c in self.criteria)
-        raise KeyError(f"rubric {self.id!r} has no criterion {criterion_id!r} (it has: {known})")
+        raise UnknownCriterion(f"rubric {self.id!r} has no criterion {criterion_id!r} (it has: {known})")
 
 
 # --- work and results ----------------------------------------------------------------------------

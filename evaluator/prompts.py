@@ -22,6 +22,7 @@ from jinja2.environment import Environment
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
+from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, InputFileError, read_text
 from evaluator.models import Criterion, JudgeMode, Message, Rubric, Transcript, Turn
 from evaluator.rubrics import RubricError, scale_summary
@@ -39,7 +40,7 @@ MODE_TEMPLATES: dict[JudgeMode, str] = {
 }
 
 
-class PromptError(ValueError):
+class PromptError(EvaluatorError, ValueError):
     """A template that cannot be rendered; names the template and what to fix."""
 
 

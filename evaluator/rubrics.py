@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 from pydantic import ValidationError
 
+from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, BoundedLoader, InputFileError, bad_character, load_yaml, read_text
 from evaluator.judges.rules import check_fits
 from evaluator.markers import MARKERS
@@ -39,7 +40,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-class RubricError(ValueError):
+class RubricError(EvaluatorError, ValueError):
     """A rubric file that cannot be used; the message names the file, the field and what to fix."""
 
     def __init__(self, path: Path | str, problems: Sequence[str]) -> None:

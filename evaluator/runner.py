@@ -14,7 +14,7 @@ import gc
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,12 +25,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
+from evaluator.config import RunConfig
+from evaluator.errors import EvaluatorError
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, JudgeRequest, judgment_for
 from evaluator.judges.pricing import Budget, Price
-from evaluator.judges.select import JudgeSettings, estimate_call, judge_price, make_judge
+from evaluator.judges.select import estimate_call, judge_price, make_judge
 from evaluator.models import (
     STATUSES,
-    AggregateMethod,
     Criterion,
     JudgeMode,
     Judgment,
@@ -57,7 +58,7 @@ from evaluator.store import (
     write_manifest,
     write_transcripts,
 )
-from evaluator.transcripts import ReadOptions, discover, read_all
+from evaluator.transcripts import discover, read_all
 
 # An `error` is no judgment (the endpoint failed, or never answered), so a resume sends it again; an
 # `unscored` item was answered, invalidly, and is asked again only with --retry-failed.
@@ -65,7 +66,7 @@ RESUME_KEEPS_FAILED: tuple[Status, ...] = ("ok", "not_applicable", "unscored")
 RETRY_FAILED_KEEPS: tuple[Status, ...] = ("ok", "not_applicable")
 
 
-class RunError(RuntimeError):
+class RunError(EvaluatorError, RuntimeError):
     """A run that cannot start, or cannot go on; the message says what to fix."""
 
 
@@ -74,26 +75,6 @@ def package_version() -> str:
         return version("therapist-evaluator")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-@dataclass
-class RunConfig:
-    transcripts: Sequence[Path] = (Path("transcripts"),)
-    rubrics: Sequence[Path] = (Path("rubrics"),)
-    output: Path = Path("results")
-    judge: JudgeSettings = field(default_factory=JudgeSettings)
-    read_options: ReadOptions = field(default_factory=ReadOptions)
-    prompts_dir: Path | None = None
-    mode: JudgeMode = "per-criterion"
-    concurrency: int = 8
-    samples: int = 1
-    aggregate: AggregateMethod = "auto"
-    max_cost: float | None = None
-    run_id: str | None = None
-    resume: Path | None = None
-    retry_failed: bool = False
-    command: Sequence[str] = ()
-    show_progress: bool = True
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import IO, Iterator
 
 from pydantic import ValidationError
 
+from evaluator.errors import EvaluatorError
 from evaluator.models import Judgment, RunManifest, Transcript
 
 MANIFEST = "manifest.json"
@@ -29,7 +30,7 @@ LOCK = ".lock"
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class ResultsError(ValueError):
+class ResultsError(EvaluatorError, ValueError):
     """A results folder that cannot be read; names the file and line."""
 
 

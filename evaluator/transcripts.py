@@ -39,6 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast, get_args
 
+from evaluator.errors import EvaluatorError
 from evaluator.files import InputFileError, bad_character, check_text, located, read_text
 from evaluator.models import Speaker, Transcript, Turn
 
@@ -68,7 +69,7 @@ def _key(label: str) -> str:
     return " ".join(label.split()).casefold()
 
 
-class TranscriptError(ValueError):
+class TranscriptError(EvaluatorError, ValueError):
     """Bad input, located precisely enough that the user can open the file and fix it."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str) -> None:

@@ -29,9 +29,9 @@ from evaluator.agreement import (
     render_agreement_markdown,
     write_agreement,
 )
-from evaluator.judges.select import JudgeSettings
+from evaluator.config import JudgeSettings, RunConfig
 from evaluator.models import Judgment
-from evaluator.runner import RunConfig, run
+from evaluator.runner import run
 from evaluator.store import load_judgments
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 

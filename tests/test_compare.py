@@ -15,8 +15,8 @@ from rich.console import Console
 from sklearn.metrics import cohen_kappa_score
 
 from evaluator.compare import Comparison, compare_runs, kappa_between, print_comparison, write_comparison
-from evaluator.judges.select import JudgeSettings
-from evaluator.runner import RunConfig, run
+from evaluator.config import JudgeSettings, RunConfig
+from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 

@@ -38,7 +38,8 @@ def test_export_writes_csv_and_parquet_that_read_back(seed_run, capsys) -> None:
 def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tmp_path, repo) -> None:
     import csv
 
-    from evaluator.runner import RunConfig, run
+    from evaluator.config import RunConfig
+    from evaluator.runner import run
 
     hostile = tmp_path / "in.jsonl"
     hostile.write_text(

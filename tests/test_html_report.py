@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from evaluator.config import JudgeSettings, RunConfig
 from evaluator.html_report import HTML_FILE, render_html, write_html_report
-from evaluator.judges.select import JudgeSettings
 from evaluator.models import Evidence, Judgment
 from evaluator.report import summarize
-from evaluator.runner import RunConfig, run
+from evaluator.runner import run
 from evaluator.stats import cluster_bootstrap_mean
 from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED

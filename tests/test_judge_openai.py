@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from evaluator.config import JudgeSettings
 from evaluator.judges.base import JudgeCall, JudgeFatalError, JudgeRequest
 from evaluator.judges.openai import OpenAIJudge
-from evaluator.judges.select import JudgeSettings
 from evaluator.models import Item, Transcript, Turn
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubric
@@ -377,7 +377,8 @@ def test_a_refused_json_schema_settles_on_json_mode_once_at_any_concurrency(
 ) -> None:
     """Many calls in flight, each refused, used to step the format down once per refusal (to plain
     text); the refusal comes as a 400, or as llama-cpp-python's 500, which is not retried."""
-    from evaluator.runner import RunConfig, run
+    from evaluator.config import RunConfig
+    from evaluator.runner import run
     from evaluator.store import load_judgments
     from tests.conftest import IGNORING_SEED, SLOWING_SEED
 

@@ -20,7 +20,7 @@ import pytest
 
 import evaluator
 from evaluator.cli import main
-from evaluator.judges.select import JudgeSettings
+from evaluator.config import JudgeSettings
 from evaluator.models import CategoricalScale, Judgment, RunManifest
 from evaluator.rubrics import load_rubrics
 from evaluator.store import load_judgments

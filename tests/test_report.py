@@ -38,7 +38,8 @@ def test_markdown_lists_every_rubric_and_status(seed_run) -> None:  # noqa: F811
 
 
 def test_user_text_in_summary_md_is_shown_not_run(tmp_path, repo) -> None:
-    from evaluator.runner import RunConfig, run
+    from evaluator.config import RunConfig
+    from evaluator.runner import run
 
     hostile = tmp_path / "in.jsonl"
     hostile.write_text(

@@ -12,9 +12,10 @@ from statistics import mean
 
 import pytest
 
+from evaluator.config import RunConfig
 from evaluator.models import Judgment
 from evaluator.report import render_markdown, summarize
-from evaluator.runner import RunConfig, RunError, run
+from evaluator.runner import RunError, run
 from evaluator.store import JUDGMENTS, ResultsError, RunLocked, load_judgments, read_transcript_snapshot
 from evaluator.transcripts import read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
@@ -282,7 +283,7 @@ KEY = "sk-runner-test-0123456789abcdefghij"
 
 
 def _llm_config(tmp_path: Path, server, rubrics: list[Path], **overrides) -> RunConfig:
-    from evaluator.judges.select import JudgeSettings
+    from evaluator.config import JudgeSettings
 
     settings = {
         "kind": "openai",

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evaluator.errors import EvaluatorError
 from evaluator.models import Criterion, Evidence, Item, JudgeMode, Judgment, Message, Rubric, Transcript, Turn
 
 
@@ -49,11 +50,7 @@ class Judge(Protocol):
     async def aclose(self) -> None: ...
 
 
-class JudgeConfigError(ValueError):
-    """A judge configuration that cannot work; says what to set."""
-
-
-class JudgeFatalError(RuntimeError):
+class JudgeFatalError(EvaluatorError, RuntimeError):
     """A failure no item can get past (bad key, unknown model): the run stops, with what to fix."""
 
 

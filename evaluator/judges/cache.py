@@ -16,8 +16,6 @@ from typing import Any
 
 import orjson
 
-DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
-
 
 def cache_key(request: dict[str, Any], base_url: str, sample: int) -> str:
     """Keys sorted at every level, so the order parameters were written in does not matter."""

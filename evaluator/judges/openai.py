@@ -23,9 +23,9 @@ import httpx2
 import openai
 import orjson
 
+from evaluator.config import DEFAULT_MODEL, JudgeConfigError, JudgeSettings, OutputMode
 from evaluator.judges.base import (
     JudgeCall,
-    JudgeConfigError,
     JudgeFatalError,
     JudgeRequest,
     check_evidence,
@@ -41,12 +41,12 @@ from evaluator.judges.retry import (
     transport_retrying,
     waited_in_vain,
 )
-from evaluator.judges.select import DEFAULT_MODEL, JudgeSettings, OutputMode, max_tokens_for
 from evaluator.judges.verdicts import (
     ReplyProblem,
     Verdict,
     extract_json,
     group_schema,
+    max_tokens_for,
     parse_verdict,
     reply_token_budget,
     response_format,

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, InputFileError, load_yaml, read_text
 from evaluator.judges.base import JudgeCall
 from evaluator.models import Judgment, Message, Usage
@@ -44,7 +45,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
 }
 
 
-class PriceError(ValueError):
+class PriceError(EvaluatorError, ValueError):
     """A price file that cannot be used."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from evaluator.config import JudgeSettings
+from evaluator.judges.base import JudgeCall
 from evaluator.models import CategoricalScale, CountScale, Criterion
 
 # A count scale without a max still has a plausible bound: no turn holds a thousand questions, and a
@@ -159,3 +161,14 @@ def _on_scale(score: Any, criterion: Criterion) -> tuple[float | None, str | Non
     elif int(score) not in (allowed or []):
         raise ReplyProblem(f"'score' must be one of {allowed}, got {score!r}")
     return float(score), None
+
+
+def max_tokens_for(call: JudgeCall, settings: JudgeSettings, output: str, default: bool = True) -> int | None:
+    """The reply cap a call is sent with: --param max_tokens, else the rubric's `parameters`, else
+    --max-tokens, else (when `default`) a budget sized to the verdicts the reply holds. A null leaves it out."""
+    for parameters in (settings.parameters, call.requests[0].rubric.parameters):
+        if "max_tokens" in parameters:
+            return parameters["max_tokens"]
+    if settings.max_tokens is not None:
+        return settings.max_tokens
+    return reply_token_budget(len(call.requests), output) if default else None

@@ -1,0 +1,102 @@
+"""What configures a run and its judge, validated in one place: the command line takes its defaults and
+choices from here, so `evaluator run` and `evaluator.run()` cannot drift apart."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args
+
+from evaluator.errors import EvaluatorError
+from evaluator.models import AggregateMethod, JudgeMode
+from evaluator.redact import Redactor, api_key_env_problem
+from evaluator.transcripts import ReadOptions
+
+DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+class JudgeConfigError(EvaluatorError, ValueError):
+    """A judge configuration that cannot work; says what to set."""
+
+
+JudgeKind = Literal["auto", "rules", "openai"]
+OutputMode = Literal["auto", "json_schema", "json_object", "text"]
+
+
+@dataclass
+class JudgeSettings:
+    """Everything that configures a judge. The API key itself is never stored here, only the name of
+    the environment variable that holds it, so no settings object can leak it."""
+
+    kind: JudgeKind = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    seed: int | None = 0
+    max_tokens: int | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    output: OutputMode = "auto"
+    content_attempts: int = 3
+    transport_attempts: int = 6
+    timeout_s: float = 120.0
+    backoff_s: float = 0.5
+    """The first wait before a transport retry; later waits double, up to a minute."""
+    logprobs: bool = False
+    top_logprobs: int = 5
+    rpm: float | None = None
+    tpm: float | None = None
+    cache_path: Path | None = DEFAULT_CACHE
+    prices_file: Path | None = None
+    http_client: Any = None
+    """A custom httpx2.AsyncClient (proxies, a private CA, an in-process transport); default: aiohttp."""
+
+    def __post_init__(self) -> None:
+        problem = api_key_env_problem(self.api_key_env)
+        if problem is not None:
+            raise JudgeConfigError(problem)
+
+    def resolved_base_url(self) -> str | None:
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def redactor(self) -> Redactor:
+        """Masks this configuration's secrets (the key, credentials in the base URL) in any text."""
+        return Redactor.for_endpoint(self.api_key(), self.resolved_base_url())
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+    def llm_configured(self) -> bool:
+        """An LLM is configured when a model, a base URL or a key is given, by flag or environment."""
+        return bool(self.model or self.resolved_base_url() or self.api_key())
+
+    def uses_llm(self) -> bool:
+        return self.kind == "openai" or (self.kind == "auto" and self.llm_configured())
+
+
+@dataclass
+class RunConfig:
+    transcripts: Sequence[Path] = (Path("transcripts"),)
+    rubrics: Sequence[Path] = (Path("rubrics"),)
+    output: Path = Path("results")
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    read_options: ReadOptions = field(default_factory=ReadOptions)
+    prompts_dir: Path | None = None
+    mode: JudgeMode = "per-criterion"
+    concurrency: int = 8
+    samples: int = 1
+    aggregate: AggregateMethod = "auto"
+    max_cost: float | None = None
+    run_id: str | None = None
+    resume: Path | None = None
+    retry_failed: bool = False
+    command: Sequence[str] = ()
+    show_progress: bool = True
+
+
+JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)
+OUTPUT_MODES: tuple[OutputMode, ...] = get_args(OutputMode)
+MODES: tuple[JudgeMode, ...] = get_args(JudgeMode)
+AGGREGATE_METHODS: tuple[AggregateMethod, ...] = get_args(AggregateMethod)
