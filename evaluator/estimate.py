@@ -10,12 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from evaluator.config import RunConfig
-from evaluator.judges.base import JudgeRequest
+from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
-from evaluator.judges.select import DEFAULT_MODEL, estimate_call, judge_price
+from evaluator.judges.select import estimate_call, judge_price
 from evaluator.models import Usage
-from evaluator.plan import group_requests, plan_turns, static_applicability, work_units
+from evaluator.plan import JudgeRequest, group_requests, plan_turns, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import make_call, read_inputs
 

@@ -12,12 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluator import patterns
-from evaluator.judges.base import JudgeRequest
 from evaluator.markers import MARKERS
 from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Transcript, Turn
 from evaluator.rubrics import RubricError, criterion_stages
 
 MATCH_CACHE_SIZE = 1 << 18
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One item and everything needed to judge it without the prompt (the rules judge reads turns)."""
+
+    item: Item
+    rubric: Rubric
+    criterion: Criterion
+    transcript: Transcript
+    turn: Turn
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any, Iterable, Sequence
 import yaml
 from pydantic import ValidationError
 
+from evaluator.checks import check_fits
 from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, BoundedLoader, InputFileError, bad_character, load_yaml, read_text
-from evaluator.judges.rules import check_fits
 from evaluator.markers import MARKERS
 from evaluator.models import CategoricalScale, CountScale, Criterion, Rubric
 

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.config import RunConfig
 from evaluator.errors import EvaluatorError
-from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, JudgeRequest, judgment_for
+from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, judgment_for
 from evaluator.judges.pricing import Budget, Price
 from evaluator.judges.select import estimate_call, judge_price, make_judge
 from evaluator.models import (
@@ -44,7 +44,15 @@ from evaluator.models import (
     item_key,
 )
 from evaluator.patterns import PatternTimeout
-from evaluator.plan import TurnPlan, applicability_after, group_requests, plan_turns, static_applicability, work_units
+from evaluator.plan import (
+    JudgeRequest,
+    TurnPlan,
+    applicability_after,
+    group_requests,
+    plan_turns,
+    static_applicability,
+    work_units,
+)
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (

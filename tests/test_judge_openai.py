@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from evaluator.config import JudgeSettings
-from evaluator.judges.base import JudgeCall, JudgeFatalError, JudgeRequest
+from evaluator.judges.base import JudgeCall, JudgeFatalError
 from evaluator.judges.openai import OpenAIJudge
 from evaluator.models import Item, Transcript, Turn
+from evaluator.plan import JudgeRequest
 from evaluator.prompts import PromptRenderer
 from evaluator.rubrics import load_rubric
 from evaluator.runner import make_call

@@ -8,17 +8,12 @@ from typing import Any
 
 import pytest
 
-from evaluator.judges.base import JudgeCall, JudgeRequest
-from evaluator.judges.rules import (
-    CHECKS,
-    Check,
-    RuleContext,
-    RulesJudge,
-    RuleVerdict,
-    check_fits,
-)
+from evaluator.checks import CHECKS, Check, RuleContext, RuleVerdict, check_fits
+from evaluator.judges.base import JudgeCall
+from evaluator.judges.rules import RulesJudge
 from evaluator.markers import pacing_request
 from evaluator.models import Criterion, Item, Rubric, Transcript, Turn
+from evaluator.plan import JudgeRequest
 from evaluator.transcripts import read_transcripts
 
 SEEDS = Path(__file__).resolve().parent.parent / "transcripts"

@@ -13,18 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from evaluator.errors import EvaluatorError
-from evaluator.models import Criterion, Evidence, Item, JudgeMode, Judgment, Message, Rubric, Transcript, Turn
-
-
-@dataclass(frozen=True)
-class JudgeRequest:
-    """One item and everything needed to judge it without the prompt (the rules judge reads turns)."""
-
-    item: Item
-    rubric: Rubric
-    criterion: Criterion
-    transcript: Transcript
-    turn: Turn
+from evaluator.models import Evidence, JudgeMode, Judgment, Message, Transcript
+from evaluator.plan import JudgeRequest
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from evaluator.config import DEFAULT_MODEL, JudgeConfigError, JudgeSettings, Out
 from evaluator.judges.base import (
     JudgeCall,
     JudgeFatalError,
-    JudgeRequest,
     check_evidence,
     judgment_for,
 )
@@ -53,6 +52,7 @@ from evaluator.judges.verdicts import (
     verdict_schema,
 )
 from evaluator.models import CategoricalScale, Judgment, Usage
+from evaluator.plan import JudgeRequest
 from evaluator.redact import redact_url
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
