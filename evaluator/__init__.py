@@ -3,8 +3,8 @@
 The functions a notebook needs are here; the `evaluator` command calls the same ones.
 """
 
+from evaluator.analysis.frames import export, load_results
 from evaluator.config import RunConfig
-from evaluator.frames import export, load_results
 from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
 from evaluator.report import summarize
 from evaluator.rubrics import load_rubric, load_rubrics

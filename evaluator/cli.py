@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from evaluator.agreement import print_agreement, write_agreement
+from evaluator.analysis.frames import export as export_judgments
 from evaluator.compare import print_comparison, write_comparison
 from evaluator.config import (
     AGGREGATE_METHODS,
@@ -33,7 +34,6 @@ from evaluator.config import (
 )
 from evaluator.errors import EvaluatorError
 from evaluator.estimate import dry_run, print_dry_run
-from evaluator.frames import export as export_judgments
 from evaluator.html_report import write_html_report
 from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric, Transcript

@@ -23,10 +23,10 @@ from rich.table import Table
 from sklearn.metrics import cohen_kappa_score
 
 from evaluator.aggregate import aggregate_samples
+from evaluator.analysis.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
 from evaluator.models import Aggregate, Criterion, Judgment, Rubric, RunManifest, Status
 from evaluator.report import md_escape
 from evaluator.rubrics import criterion_hash
-from evaluator.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 COMPARE_FILE = "compare.md"

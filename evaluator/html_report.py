@@ -25,10 +25,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
+from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.models import STATUSES, CategoricalScale, Criterion, Judgment, RunManifest, Transcript
 from evaluator.report import DIRECTION_ARROWS, Cell, RubricSummary, RunSummary, summarize
 from evaluator.rubrics import scale_summary
-from evaluator.stats import Estimate, cluster_bootstrap_mean
 from evaluator.store import read_transcript_snapshot, write_atomic
 from evaluator.transcripts import TranscriptError, read_transcripts
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from evaluator.analysis.frames import load_results
 from evaluator.cli import main
-from evaluator.frames import load_results
 from evaluator.store import load_judgments
 from tests.test_runner import seed_run  # noqa: F401  (module-scoped run shared with the runner tests)
 

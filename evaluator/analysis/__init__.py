@@ -1,0 +1,1 @@
+"""Pure computation over a run read once (evaluator.results): dataclasses out; no printing, no files."""

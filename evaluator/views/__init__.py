@@ -1,0 +1,1 @@
+"""How analyses look: terminal tables, markdown files and the HTML report, all from the same objects."""
