@@ -12,26 +12,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.config import RunConfig
-from evaluator.errors import EvaluatorError
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, judgment_for
-from evaluator.judges.pricing import Budget, Price
+from evaluator.judges.pricing import Budget
 from evaluator.judges.select import estimate_call, judge_price, make_judge
+from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest
 from evaluator.models import (
-    STATUSES,
     Criterion,
     JudgeMode,
     Judgment,
@@ -40,7 +35,6 @@ from evaluator.models import (
     SkippedFile,
     Status,
     Transcript,
-    Usage,
     item_key,
 )
 from evaluator.patterns import PatternTimeout
@@ -53,6 +47,7 @@ from evaluator.plan import (
     static_applicability,
     work_units,
 )
+from evaluator.progress import Ledger, RunProgress
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
@@ -74,17 +69,6 @@ RESUME_KEEPS_FAILED: tuple[Status, ...] = ("ok", "not_applicable", "unscored")
 RETRY_FAILED_KEEPS: tuple[Status, ...] = ("ok", "not_applicable")
 
 
-class RunError(EvaluatorError, RuntimeError):
-    """A run that cannot start, or cannot go on; the message says what to fix."""
-
-
-def package_version() -> str:
-    try:
-        return version("therapist-evaluator")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -96,44 +80,6 @@ class RunResult:
         """Everything planned was judged: no file set aside, no item missing or errored, no early stop."""
         m = self.manifest
         return not self.skipped and m.counts.get("error", 0) == 0 and m.complete and m.stopped is None
-
-
-def total_usage(judgments: Sequence[Judgment]) -> Usage:
-    return sum((j.usage for j in judgments), Usage())
-
-
-class _Ledger:
-    """Running totals for the progress bar: judgments this session, tokens, and cost so far. The bar
-    is told at most every `show_every` seconds: it redraws only a few times a second anyway, and
-    telling it about every judgment would cost more than storing the judgment."""
-
-    def __init__(self, price: Price | None, show_every: float = 0.1) -> None:
-        self.price = price
-        self.show_every = show_every
-        self.judged = 0
-        self.tokens = 0
-        self.cost = 0.0
-        self.last = 0.0
-        self.shown = 0.0
-
-    def add(self, judgment: Judgment) -> bool:
-        """Count a judgment; True when the progress bar is due an update."""
-        self.judged += 1
-        self.last = time.monotonic()
-        self.tokens += judgment.usage.prompt_tokens + judgment.usage.completion_tokens
-        if self.price is not None:
-            self.cost += self.price.cost(judgment.usage)
-        if self.last - self.shown < self.show_every:
-            return False
-        self.shown = self.last
-        return True
-
-    def progress_fields(self, started: float) -> dict[str, object]:
-        return {
-            "rate": self.judged / max(time.monotonic() - started, 1e-9),
-            "tokens": self.tokens,
-            "cost": f"${self.cost:.4f}" if self.price is not None else "",
-        }
 
 
 @contextmanager
@@ -247,23 +193,6 @@ class _UnitWorker:
         return applicability_after(criterion, self.done.get(prerequisite))
 
 
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]judging"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f}/s"),
-        TextColumn("{task.fields[tokens]:,} tok"),
-        TextColumn("{task.fields[cost]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        refresh_per_second=4,
-        transient=False,
-    )
-
-
 def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
     rubrics = load_rubrics(list(config.rubrics))
     files = discover(list(config.transcripts))
@@ -273,87 +202,6 @@ def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list
         detail = "; ".join(s.error for s in skipped) or "no transcript files found"
         raise RunError(f"nothing to evaluate: {detail}")
     return rubrics, transcripts, skipped, files
-
-
-def _new_manifest(
-    config: RunConfig,
-    run_id: str,
-    judge: Judge,
-    rubrics: list[Rubric],
-    renderer: PromptRenderer,
-    transcripts: list[Transcript],
-    files: list[Path],
-    skipped: list[SkippedFile],
-    planned: int,
-) -> RunManifest:
-    return RunManifest(
-        run_id=run_id,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        command=config.judge.redactor().argv(config.command),
-        package_version=package_version(),
-        transcripts=[t.id for t in transcripts],
-        transcript_metadata={t.id: t.metadata for t in transcripts},
-        transcript_files=[str(f) for f in files],
-        transcript_hashes={t.id: t.content_hash() for t in transcripts},
-        skipped_files=skipped,
-        rubrics={
-            r.id: {
-                "version": r.version,
-                "hash": r.hash,
-                "file": r.source,
-                "definition": r.model_dump(mode="json", by_alias=True),
-            }
-            for r in rubrics
-        },
-        template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},
-        judge=judge.describe(),
-        mode=config.mode,
-        samples=config.samples,
-        aggregate=config.aggregate,
-        items_planned=planned,
-    )
-
-
-def _check_unchanged(manifest: RunManifest, rubrics: list[Rubric]) -> None:
-    """A resumed run must judge with the rubrics it started with, or its results would mix two rubrics."""
-    for rubric in rubrics:
-        recorded = manifest.rubrics.get(rubric.id, {}).get("hash")
-        if recorded != rubric.hash:
-            raise RunError(
-                f"cannot resume {manifest.run_id}: rubric {rubric.id!r} ({rubric.source}) changed since the run "
-                "started; start a new run instead"
-            )
-
-
-def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
-    """Resuming with another judge or model would mix two judges' verdicts in one run (the endpoint may
-    change: a restarted local server serving the same model is the same judge)."""
-    now = judge.describe()
-    for field_name in ("judge", "model"):
-        if manifest.judge.get(field_name) != now.get(field_name):
-            was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model") if manifest.judge.get(k))
-            raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
-
-
-def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]) -> None:
-    """A resumed run must judge the transcripts it started with: an edited file would mix judgments of
-    two versions of a session under one id, and a turn index would point at another turn."""
-    if not manifest.transcript_hashes:
-        return
-    now = {t.id: t for t in transcripts}
-    problems = []
-    for transcript_id, recorded in manifest.transcript_hashes.items():
-        current = now.get(transcript_id)
-        if current is None:
-            problems.append(f"{transcript_id} can no longer be read")
-        elif current.content_hash() != recorded:
-            problems.append(f"{transcript_id} ({current.source}) changed")
-    problems += [f"{t.id} ({t.source}) is new" for t in transcripts if t.id not in manifest.transcript_hashes]
-    if problems:
-        raise RunError(
-            f"cannot resume {manifest.run_id}: its transcripts changed since the run started: {'; '.join(problems)}. "
-            "Restore them, or start a new run"
-        )
 
 
 async def run_async(config: RunConfig, console: Console | None = None) -> RunResult:
@@ -396,13 +244,11 @@ async def _run_with(
     plans = plan_turns(transcripts, rubrics, config.samples)
     planned = sum(p.n_items for p in plans)
     if previous is not None and config.resume is not None:
-        _check_unchanged(previous, rubrics)
-        _check_same_judge(previous, judge)
-        _check_same_transcripts(previous, transcripts)
+        check_resumable(previous, rubrics, judge, transcripts)
         run_dir, manifest = config.resume, previous
     else:
         run_id = config.run_id or new_run_id()
-        manifest = _new_manifest(config, run_id, judge, rubrics, renderer, transcripts, files, skipped, planned)
+        manifest = new_manifest(config, run_id, judge, rubrics, renderer, transcripts, files, skipped, planned)
         run_dir = create_run_dir(config.output, run_id)
     with RunLock(run_dir):
         if previous is None:
@@ -432,25 +278,20 @@ async def _judge_all(
 ) -> RunResult:
     price = judge_price(config.judge)
     budget = Budget(config.max_cost, price, lambda call: estimate_call(call, config.judge))
-    ledger = _Ledger(price)
-    progress = _progress(console, config.show_progress)
-    resumed = len(done)
-    task = progress.add_task("judging", total=planned, completed=resumed, rate=0.0, tokens=0, cost="")
+    ledger = Ledger(price)
     fatal: BaseException | None = None
-    with JudgmentWriter(run_dir) as writer, progress:
-
-        def show() -> None:
-            progress.update(task, completed=resumed + ledger.judged, **ledger.progress_fields(started))
+    with (
+        JudgmentWriter(run_dir) as writer,
+        RunProgress(console, config.show_progress, planned, len(done), ledger) as progress,
+    ):
 
         def sink(judgment: Judgment) -> None:
             writer.append(judgment)
             done[judgment.key] = judgment
-            if ledger.add(judgment):
-                show()
+            progress.add(judgment)
 
         units = iter(work_units(plans, config.mode))
         worker = _UnitWorker(judge, renderer, config.mode, done, sink)
-
         slots = asyncio.Semaphore(max(1, config.concurrency))
 
         async def drain() -> None:
@@ -466,23 +307,11 @@ async def _judge_all(
                         group.create_task(drain())
         except* JudgeFatalError as failures:
             fatal = failures.exceptions[0]
-        show()
 
     judgments = load_judgments(run_dir)
-    counts = Counter(j.status for j in judgments)
-    usage = total_usage(judgments)
-    manifest = manifest.model_copy(
-        update={
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "counts": {status: counts.get(status, 0) for status in STATUSES},
-            "usage": usage,
-            "cost_usd": round(price.cost(usage), 6) if price else None,
-            "elapsed_s": round(manifest.elapsed_s + time.monotonic() - started, 3),
-            "judging_s": round(ledger.last - worker.first_call, 3) if worker.first_call else None,
-            "complete": sum(counts.values()) >= planned,
-            "stopped": _stop_reason(fatal, budget, config),
-        }
-    )
+    window = ledger.last - worker.first_call if worker.first_call else None
+    stopped = _stop_reason(fatal, budget, config)
+    manifest = finished_manifest(manifest, judgments, planned, price, time.monotonic() - started, window, stopped)
     write_manifest(run_dir, manifest)
     if manifest.samples > 1:
         aggregates = aggregate_samples(judgments, {p.rubric.id: p.rubric for p in plans}, manifest.aggregate)

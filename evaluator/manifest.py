@@ -1,0 +1,147 @@
+"""A run's record: written when it starts, checked when it is resumed, completed when it ends.
+
+A resumed run must judge exactly what it started with (the same rubrics, transcripts and judge), or
+one judgments.jsonl would mix two experiments; the checks here refuse that with what changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from evaluator.config import RunConfig
+from evaluator.errors import EvaluatorError
+from evaluator.judges.base import Judge
+from evaluator.judges.pricing import Price
+from evaluator.models import STATUSES, Judgment, Rubric, RunManifest, SkippedFile, Transcript, Usage
+from evaluator.prompts import PromptRenderer
+
+
+class RunError(EvaluatorError, RuntimeError):
+    """A run that cannot start, or cannot go on; the message says what to fix."""
+
+
+def package_version() -> str:
+    try:
+        return version("therapist-evaluator")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_manifest(
+    config: RunConfig,
+    run_id: str,
+    judge: Judge,
+    rubrics: list[Rubric],
+    renderer: PromptRenderer,
+    transcripts: list[Transcript],
+    files: list[Path],
+    skipped: list[SkippedFile],
+    planned: int,
+) -> RunManifest:
+    return RunManifest(
+        run_id=run_id,
+        created_at=_now(),
+        command=config.judge.redactor().argv(config.command),
+        package_version=package_version(),
+        transcripts=[t.id for t in transcripts],
+        transcript_metadata={t.id: t.metadata for t in transcripts},
+        transcript_files=[str(f) for f in files],
+        transcript_hashes={t.id: t.content_hash() for t in transcripts},
+        skipped_files=skipped,
+        rubrics={
+            r.id: {
+                "version": r.version,
+                "hash": r.hash,
+                "file": r.source,
+                "definition": r.model_dump(mode="json", by_alias=True),
+            }
+            for r in rubrics
+        },
+        template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},
+        judge=judge.describe(),
+        mode=config.mode,
+        samples=config.samples,
+        aggregate=config.aggregate,
+        items_planned=planned,
+    )
+
+
+def check_resumable(manifest: RunManifest, rubrics: list[Rubric], judge: Judge, transcripts: list[Transcript]) -> None:
+    _check_same_rubrics(manifest, rubrics)
+    _check_same_judge(manifest, judge)
+    _check_same_transcripts(manifest, transcripts)
+
+
+def _check_same_rubrics(manifest: RunManifest, rubrics: list[Rubric]) -> None:
+    for rubric in rubrics:
+        recorded = manifest.rubrics.get(rubric.id, {}).get("hash")
+        if recorded != rubric.hash:
+            raise RunError(
+                f"cannot resume {manifest.run_id}: rubric {rubric.id!r} ({rubric.source}) changed since the run "
+                "started; start a new run instead"
+            )
+
+
+def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
+    """The endpoint may change (a restarted local server serving the same model is the same judge);
+    the judge and the model may not."""
+    now = judge.describe()
+    for field_name in ("judge", "model"):
+        if manifest.judge.get(field_name) != now.get(field_name):
+            was = ", ".join(f"{k}={manifest.judge.get(k)}" for k in ("judge", "model") if manifest.judge.get(k))
+            raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
+
+
+def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]) -> None:
+    """An edited file would mix judgments of two versions of a session under one id, and a turn index
+    would point at another turn."""
+    if not manifest.transcript_hashes:
+        return
+    now = {t.id: t for t in transcripts}
+    problems = []
+    for transcript_id, recorded in manifest.transcript_hashes.items():
+        current = now.get(transcript_id)
+        if current is None:
+            problems.append(f"{transcript_id} can no longer be read")
+        elif current.content_hash() != recorded:
+            problems.append(f"{transcript_id} ({current.source}) changed")
+    problems += [f"{t.id} ({t.source}) is new" for t in transcripts if t.id not in manifest.transcript_hashes]
+    if problems:
+        raise RunError(
+            f"cannot resume {manifest.run_id}: its transcripts changed since the run started: {'; '.join(problems)}. "
+            "Restore them, or start a new run"
+        )
+
+
+def finished_manifest(
+    manifest: RunManifest,
+    judgments: Sequence[Judgment],
+    planned: int,
+    price: Price | None,
+    elapsed_s: float,
+    judging_s: float | None,
+    stopped: str | None,
+) -> RunManifest:
+    """The manifest with what this session of the run did: counts by status, tokens, cost and time."""
+    counts = Counter(j.status for j in judgments)
+    usage = sum((j.usage for j in judgments), Usage())
+    return manifest.model_copy(
+        update={
+            "finished_at": _now(),
+            "counts": {status: counts.get(status, 0) for status in STATUSES},
+            "usage": usage,
+            "cost_usd": round(price.cost(usage), 6) if price else None,
+            "elapsed_s": round(manifest.elapsed_s + elapsed_s, 3),
+            "judging_s": round(judging_s, 3) if judging_s is not None else None,
+            "complete": sum(counts.values()) >= planned,
+            "stopped": stopped,
+        }
+    )
