@@ -1,6 +1,6 @@
 """Comparing two runs, on results of the real pipeline with the offline rules judge: what moved, by
 how much, and whether a rubric edit explains it. Expected figures are recomputed here from the raw
-judgments, independently of evaluator.compare."""
+judgments, independently of evaluator.analysis.compare."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import cohen_kappa_score
 
-from evaluator.compare import Comparison, compare_runs, kappa_between, print_comparison, write_comparison
+from evaluator.analysis.compare import Comparison, compare_runs, kappa_between
 from evaluator.config import JudgeSettings, RunConfig
 from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
+from evaluator.views.compare import print_comparison, write_comparison
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
 EDITED = "acknowledges_request"

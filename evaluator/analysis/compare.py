@@ -6,35 +6,31 @@ rubric snapshots, so a criterion that moved although its definition did not is f
 judge nondeterminism, a template or judge change, or an edit upstream, never the edit's effect.
 Means and differences are over paired items (ok in both runs), and their interval resamples whole
 sessions, since the turns of one session are not independent.
+
+Pure computation on two opened runs (results.RunData, samples already folded there); the terminal and
+compare.md are drawn from the Comparison by evaluator.views.compare.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import Any, Literal
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from sklearn.metrics import cohen_kappa_score
 
-from evaluator.aggregate import aggregate_samples
 from evaluator.analysis.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
-from evaluator.models import Aggregate, Criterion, Judgment, Rubric, RunManifest, Status
-from evaluator.report import md_escape
+from evaluator.models import Criterion, Judgment, Rubric, RunManifest, Status
+from evaluator.results import RunData, open_run
 from evaluator.rubrics import criterion_hash
-from evaluator.store import load_judgments, read_manifest, write_atomic
 
-COMPARE_FILE = "compare.md"
 ORDINAL_SCALES = ("likert", "count")
 FRAMING_FIELDS = {"id", "title", "description", "context", "template"}
 # Judge settings that change how calls are sent, not what the judge answers.
 OPERATIONAL_JUDGE_FIELDS = {"base_url", "api_key_env", "rpm", "tpm", "cache", "transport_attempts"}
-RATIONALE_CHARS = 160
 
 ItemKey = tuple[str, int]  # (transcript id, turn index) within one criterion
 CriterionKey = tuple[str, str]  # (rubric id, criterion id)
@@ -53,9 +49,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class RunInfo:
+    """Which run a side of the comparison is; the manifest is kept so views can name its judge."""
+
     run_dir: Path
     run_id: str
-    judge: str
+    manifest: RunManifest
     transcripts: tuple[str, ...]
 
 
@@ -152,43 +150,31 @@ class _Run:
     items: dict[CriterionKey, dict[ItemKey, Verdict]]
 
 
-def _load(run_dir: Path) -> _Run:
-    """Rubrics come from the manifest's snapshot: the definition as judged, whatever the file says now."""
-    manifest = read_manifest(run_dir)
-    rubrics = {rid: Rubric.model_validate(info["definition"]) for rid, info in manifest.rubrics.items()}
-    judgments = load_judgments(run_dir)
-    records: Iterable[tuple[Judgment | Aggregate, str]]
-    if manifest.samples > 1:
-        records = _folded(judgments, rubrics, manifest)
-    else:
-        records = ((j, j.rationale) for j in judgments)
+def _index(data: RunData) -> _Run:
+    """Index the run's items (folded once by results.open_run) by criterion and item."""
+    rationales = _sample_rationales(data.judgments) if data.folded else {}
     items: dict[CriterionKey, dict[ItemKey, Verdict]] = defaultdict(dict)
-    for record, rationale in records:
+    for record in data.items:
+        if isinstance(record, Judgment):
+            rationale = record.rationale
+        else:
+            rationale = " / ".join(rationales.get((record.rubric_id, record.key), []))
         items[record.rubric_id, record.criterion_id][record.transcript_id, record.turn_index] = Verdict(
             record.status, record.score, record.verdict, rationale
         )
-    info = RunInfo(run_dir, manifest.run_id, _judge_label(manifest), tuple(manifest.transcripts))
-    return _Run(info, manifest, rubrics, dict(items))
+    manifest = data.manifest
+    info = RunInfo(data.run_dir, manifest.run_id, manifest, tuple(manifest.transcripts))
+    return _Run(info, manifest, data.rubrics, dict(items))
 
 
-def _folded(
-    judgments: list[Judgment], rubrics: dict[str, Rubric], manifest: RunManifest
-) -> list[tuple[Aggregate, str]]:
-    """One verdict per item over its samples; its rationale lists the samples' distinct rationales."""
+def _sample_rationales(judgments: list[Judgment]) -> dict[tuple[str, str], list[str]]:
+    """Per folded item, its ok samples' distinct rationales in sample order: a folded verdict's reason."""
     rationales: dict[tuple[str, str], list[str]] = defaultdict(list)
     for j in judgments:
         seen = rationales[j.rubric_id, j.key.rsplit("/", 1)[0]]
         if j.status == "ok" and j.rationale not in seen:
             seen.append(j.rationale)
-    return [
-        (a, " / ".join(rationales[a.rubric_id, a.key]))
-        for a in aggregate_samples(judgments, rubrics, manifest.aggregate)
-    ]
-
-
-def _judge_label(manifest: RunManifest) -> str:
-    judge = manifest.judge
-    return str(judge.get("judge", "?")) + (f" ({judge['model']})" if judge.get("model") else "")
+    return dict(rationales)
 
 
 # --- definitions: what was edited ---------------------------------------------------------------------
@@ -212,7 +198,8 @@ def _edit(rubric_a: Rubric | None, rubric_b: Rubric | None, criterion_id: str) -
         return None
     if rubric_a is None or rubric_b is None or crit_a is None or crit_b is None:
         return CriterionEdit(hash_a, hash_b)
-    framing = _differing_fields(*(r.model_dump(mode="json", include=FRAMING_FIELDS) for r in (rubric_a, rubric_b)))
+    framing_a, framing_b = (r.model_dump(mode="json", include=FRAMING_FIELDS) for r in (rubric_a, rubric_b))
+    framing = _differing_fields(framing_a, framing_b)
     own = _differing_fields(crit_a.model_dump(mode="json"), crit_b.model_dump(mode="json"))
     return CriterionEdit(hash_a, hash_b, tuple(own + [f"rubric {f}" for f in framing]))
 
@@ -443,8 +430,13 @@ def _moved_cause(c: CriterionComparison, setup: list[Finding], upstream: list[st
 
 
 def compare_runs(run_a: Path, run_b: Path, seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> Comparison:
+    """Open both run folders and compare them (see `compare`)."""
+    return compare(open_run(run_a), open_run(run_b), seed=seed, resamples=resamples)
+
+
+def compare(data_a: RunData, data_b: RunData, seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> Comparison:
     """Match the items of two runs by rubric, transcript, turn and criterion, and say what moved and why."""
-    a, b = _load(run_a), _load(run_b)
+    a, b = _index(data_a), _index(data_b)
     criteria: list[CriterionComparison] = []
     changed: list[ChangedItem] = []
     for key in _criterion_keys(a, b):
@@ -460,219 +452,3 @@ def compare_runs(run_a: Path, run_b: Path, seed: int = 0, resamples: int = DEFAU
     setup = _setup_findings(a, b)
     warnings = _transcript_findings(only_a, only_b) + setup + _criterion_findings(criteria, setup, b)
     return Comparison(a.info, b.info, criteria, changed, warnings, only_a, only_b)
-
-
-# --- rendering ----------------------------------------------------------------------------------------------
-
-
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def _difference(estimate: Estimate | None) -> str:
-    if estimate is None:
-        return "–"
-    return f"{estimate.value:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}]"
-
-
-def _kappa(c: CriterionComparison) -> str:
-    return "–" if c.kappa is None else f"{c.kappa:.2f}" + ("ʷ" if c.kappa_weights else "")
-
-
-def _definition(c: CriterionComparison) -> str:
-    if c.edit is not None:
-        return "edited" if c.edit.hash_a and c.edit.hash_b else c.edit.describe()
-    return "same, MOVED" if c.moved else "same"
-
-
-def _verdict(value: float | str | None) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def _md_row(c: CriterionComparison) -> list[str]:
-    return [
-        f"`{c.criterion_id}`",
-        str(c.paired),
-        str(c.only_a),
-        str(c.only_b),
-        _status_text(c),
-        _fmt(c.mean_a),
-        _fmt(c.mean_b),
-        _difference(c.difference),
-        _fmt(c.exact),
-        _kappa(c),
-        str(c.changed),
-        _definition(c),
-    ]
-
-
-def _terminal_row(c: CriterionComparison, unpaired: bool) -> list[str]:
-    """Means side by side and items in one run only in one optional column, to fit 120 columns."""
-    statuses = sum(c.status_changes.values())
-    row = [
-        c.criterion_id,
-        str(c.paired),
-        f"{_fmt(c.mean_a)} → {_fmt(c.mean_b)}",
-        _difference(c.difference),
-        _fmt(c.exact),
-        _kappa(c),
-        str(c.changed) + (f" +{statuses} status" if statuses else ""),
-        _definition(c),
-    ]
-    return row + [f"{c.only_a} / {c.only_b}"] if unpaired else row
-
-
-MD_COLUMNS = (
-    "criterion",
-    "paired",
-    "only A",
-    "only B",
-    "status changes",
-    "mean A",
-    "mean B",
-    "B − A [95% CI]",
-    "exact",
-    "κ",
-    "changed",
-    "definition",
-)
-TERMINAL_COLUMNS = ("criterion", "paired", "mean A → B", "B − A [95% CI]", "exact", "κ", "changed", "definition")
-LEGEND = (
-    "Means and B − A are over paired items (ok in both runs); the 95% interval resamples whole sessions. "
-    "exact: share of paired items with the same verdict. κ: Cohen's kappa between the runs, "
-    "ʷ quadratic-weighted (likert, count scales), else unweighted. Status changes: items judged in both runs "
-    "whose status differs (e.g. ok→unscored)."
-)
-
-
-def _header_lines(comparison: Comparison) -> list[str]:
-    a, b = comparison.run_a, comparison.run_b
-    criteria = comparison.criteria
-    statuses = sum(sum(c.status_changes.values()) for c in criteria)
-    counts = (
-        f"{sum(c.paired for c in criteria)} paired items, {len(comparison.changed)} changed verdicts, "
-        f"{statuses} status changes, {sum(c.only_a for c in criteria)} items only in A, "
-        f"{sum(c.only_b for c in criteria)} only in B"
-    )
-    return [f"Run A: {a.run_id} ({a.judge}), {a.run_dir}", f"Run B: {b.run_id} ({b.judge}), {b.run_dir}", counts]
-
-
-def _notes(criteria: Iterable[CriterionComparison]) -> list[str]:
-    """Why a kappa is missing, where there was something to agree on (paired 0 already says the rest)."""
-    return [f"κ of {c.criterion_id}: {c.kappa_note}" for c in criteria if c.kappa is None and c.paired]
-
-
-def _clip(text: str, limit: int = RATIONALE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def print_comparison(comparison: Comparison, console: Console, top: int = 20) -> None:
-    """Tables per rubric, the warnings, then the items that moved most with both rationales."""
-    for line in _header_lines(comparison):
-        console.print(escape(line), highlight=False)
-    for rubric_id in comparison.rubric_ids():
-        criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
-        unpaired = any(c.only_a or c.only_b for c in criteria)
-        table = Table(title=f"{rubric_id}: run B − run A", title_justify="left")
-        for column in TERMINAL_COLUMNS + (("only A / B",) if unpaired else ()):
-            table.add_column(
-                column,
-                justify="left" if column in ("criterion", "definition") else "right",
-                no_wrap=column != "criterion",
-                overflow="fold",
-            )
-        for c in criteria:
-            cells = (escape(cell) for cell in _terminal_row(c, unpaired))
-            table.add_row(*cells, style="yellow" if c.edited else "red" if c.moved else None)
-        console.print(table)
-        for note in _notes(criteria):
-            console.print(f"  {escape(note)}", style="dim", highlight=False)
-    console.print(LEGEND, style="dim", highlight=False)
-    if comparison.warnings:
-        console.print("Warnings", style="bold")
-        for finding in comparison.warnings:
-            console.print(f"[yellow]![/yellow] {escape(finding.message)}", highlight=False)
-    if comparison.changed:
-        _print_changed(comparison.changed, console, top)
-
-
-def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> None:
-    shown = changed[:top]
-    title = f"Changed items, most changed first ({len(shown)} of {len(changed)}; all in {COMPARE_FILE})"
-    table = Table(title=title, title_justify="left", show_lines=True)
-    table.add_column("item", no_wrap=True)
-    table.add_column("A → B", justify="center", no_wrap=True)
-    table.add_column("rationale A", ratio=1)
-    table.add_column("rationale B", ratio=1)
-    for item in shown:
-        table.add_row(
-            escape(f"{item.rubric_id}/{item.criterion_id}\n{item.transcript_id} turn {item.turn_index}"),
-            escape(f"{_verdict(item.verdict_a)} → {_verdict(item.verdict_b)}"),
-            escape(_clip(item.rationale_a)),
-            escape(_clip(item.rationale_b)),
-        )
-    console.print(table)
-
-
-def _md_cell(text: str) -> str:
-    return md_escape(" ".join(text.split()))
-
-
-def _md_table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
-    header = list(header)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
-
-
-def render_comparison_markdown(comparison: Comparison) -> str:
-    """compare.md: the same as the terminal, with every changed item and status change in full."""
-    a, b = comparison.run_a, comparison.run_b
-    out = [f"# Comparison of run {a.run_id} (A) with run {b.run_id} (B)", ""]
-    out += [f"- {line}" for line in _header_lines(comparison)]
-    out += ["", LEGEND, "", "## Warnings", ""]
-    out += [f"- {f.message}" for f in comparison.warnings] or [
-        "- None: same transcripts, criterion definitions, templates and judge, and nothing moved."
-    ]
-    for rubric_id in comparison.rubric_ids():
-        criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
-        out += ["", f"## Rubric `{rubric_id}`", ""]
-        out += _md_table(MD_COLUMNS, [_md_row(c) for c in criteria])
-        notes = _notes(criteria)
-        if notes:
-            out += [""] + [f"- {note}" for note in notes]
-    out += ["", f"## Changed items ({len(comparison.changed)}), most changed first", ""]
-    if comparison.changed:
-        rows = [
-            [
-                f"`{i.rubric_id}/{i.criterion_id}`",
-                i.transcript_id,
-                str(i.turn_index),
-                _verdict(i.verdict_a),
-                _verdict(i.verdict_b),
-                f"{i.magnitude:.2f}",
-                i.rationale_a,
-                i.rationale_b,
-            ]
-            for i in comparison.changed
-        ]
-        out += _md_table(("criterion", "transcript", "turn", "A", "B", "moved by", "rationale A", "rationale B"), rows)
-    else:
-        out.append("No paired item changed its verdict.")
-    return "\n".join(out) + "\n"
-
-
-def _status_text(c: CriterionComparison) -> str:
-    return "; ".join(f"{change} {n}" for change, n in c.status_changes.items()) or "none"
-
-
-def write_comparison(run_a: Path, run_b: Path, out_dir: Path | None = None) -> tuple[Comparison, Path]:
-    """Write compare.md, by default next to run B's results: B is the run whose change is being checked."""
-    comparison = compare_runs(run_a, run_b)
-    folder = out_dir or run_b
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / COMPARE_FILE
-    write_atomic(path, render_comparison_markdown(comparison))
-    return comparison, path
