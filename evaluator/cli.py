@@ -21,7 +21,7 @@ from rich.rule import Rule
 
 from evaluator.agreement import print_agreement, write_agreement
 from evaluator.analysis.frames import export as export_judgments
-from evaluator.compare import print_comparison, write_comparison
+from evaluator.views.compare import print_comparison, write_comparison
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
