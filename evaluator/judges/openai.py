@@ -11,15 +11,11 @@ backoff that honours Retry-After; client errors fail fast with what to fix.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-import httpx2
 import openai
 import orjson
 
@@ -31,7 +27,9 @@ from evaluator.judges.base import (
     judgment_for,
 )
 from evaluator.judges.cache import ResponseCache, cache_key
+from evaluator.judges.endpoint import Endpoint, http_client, redacted_url
 from evaluator.judges.limits import RateLimiter
+from evaluator.judges.replies import Layout, Reply, weighted_score
 from evaluator.judges.retry import (
     RETRYABLE,
     never_sent,
@@ -44,16 +42,11 @@ from evaluator.judges.verdicts import (
     ReplyProblem,
     Verdict,
     extract_json,
-    group_schema,
     max_tokens_for,
-    parse_verdict,
     reply_token_budget,
     response_format,
-    verdict_schema,
 )
-from evaluator.models import CategoricalScale, Judgment, Usage
-from evaluator.plan import JudgeRequest
-from evaluator.redact import redact_url
+from evaluator.models import Judgment, Usage
 
 JSON_HEADERS: Any = {"headers": {"Content-Type": "application/json"}}
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -77,76 +70,6 @@ FIX_HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class _Reply:
-    """What the judge reads from a chat completion, parsed leniently from the raw JSON: local servers
-    omit or add fields, and only these matter."""
-
-    content: str
-    refusal: str | None
-    finish_reason: str | None
-    usage: Usage
-    logprobs: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
-
-    @classmethod
-    def parse(cls, raw: str) -> _Reply:
-        try:
-            data = orjson.loads(raw)
-            choice = data["choices"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ReplyProblem("the endpoint's reply is not a chat completion (no choices[0])") from None
-        choice = _mapping(choice)
-        message = _mapping(choice.get("message"))
-        content = message.get("content")
-        if isinstance(content, list):  # content parts, as some servers send them
-            content = "".join(str(_mapping(part).get("text") or "") for part in content)
-        if content is not None and not isinstance(content, str):
-            raise ReplyProblem(f"the reply's message content is {type(content).__name__}, not text")
-        usage = _mapping(data.get("usage"))
-        refusal = message.get("refusal")
-        return cls(
-            content=content or "",
-            refusal=str(refusal) if refusal else None,
-            finish_reason=choice.get("finish_reason"),
-            usage=Usage.model_construct(
-                prompt_tokens=_count(usage.get("prompt_tokens")),
-                cached_tokens=_count(_mapping(usage.get("prompt_tokens_details")).get("cached_tokens")),
-                completion_tokens=_count(usage.get("completion_tokens")),
-            ),
-            logprobs=_logprobs(_mapping(choice.get("logprobs")).get("content")),
-        )
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    """A reply field that should be an object; anything else reads as empty."""
-    return value if isinstance(value, dict) else {}
-
-
-def _count(value: Any) -> int:
-    """A token count as reported; what is not a number counts as 0 rather than failing the verdict."""
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
-def _logprobs(tokens: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
-    """Each output token with its top alternatives; malformed entries are skipped."""
-    result = []
-    for token in tokens if isinstance(tokens, list) else []:
-        token = _mapping(token)
-        alternatives = []
-        alternatives_given = token.get("top_logprobs")
-        for alternative in alternatives_given if isinstance(alternatives_given, list) else []:
-            alternative = _mapping(alternative)
-            try:
-                alternatives.append((str(alternative.get("token", "")), float(alternative.get("logprob", -99))))
-            except (TypeError, ValueError):
-                continue
-        result.append((str(token.get("token", "")), tuple(alternatives)))
-    return tuple(result)
-
-
 @dataclass
 class _Tally:
     """The requests one call sent: how many in all, and how many were the first send of a reply asked
@@ -164,83 +87,6 @@ class _Tally:
         return self.sent - self.asked
 
 
-@dataclass(frozen=True)
-class _Endpoint:
-    """A base URL taken apart as the client needs it: the SDK appends paths to the base URL as text, so a
-    query string (`?api-key=...`) goes out as default query parameters, and user:password as Basic
-    authorization, as curl sends them (HTTP clients refuse credentials in the URL beside a bearer key)."""
-
-    base_url: str | None
-    headers: dict[str, str] | None = None
-    query: dict[str, str] | None = None
-
-    @classmethod
-    def parse(cls, url: str | None) -> _Endpoint:
-        if not url:
-            return cls(url)
-        parts = urlsplit(url)
-        headers = None
-        if parts.username is not None or parts.password is not None:
-            user, password = unquote(parts.username or ""), unquote(parts.password or "")
-            headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-        query = dict(parse_qsl(parts.query, keep_blank_values=True)) or None
-        base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
-        return cls(base, headers, query)
-
-
-def _redacted_url(url: str | None) -> str | None:
-    """A base URL as it may be written to a manifest or a message: without credentials."""
-    return redact_url(url) if url else url
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How a call's reply is shaped: the schema, and where each request's verdict sits in the reply."""
-
-    schema: dict[str, Any]
-    paths: tuple[tuple[str, ...], ...]
-
-    @classmethod
-    def of(cls, call: JudgeCall) -> _Layout:
-        requests = call.requests
-        if call.mode == "per-criterion":
-            return cls(verdict_schema(requests[0].criterion), ((),))
-        if call.mode == "per-turn":
-            keys = [r.criterion.id for r in requests]
-            return cls(group_schema(keys, [verdict_schema(r.criterion) for r in requests]), tuple((k,) for k in keys))
-        by_turn: dict[str, list[JudgeRequest]] = {}
-        for r in requests:
-            by_turn.setdefault(f"turn_{r.turn.index}", []).append(r)
-        turn_schemas = [
-            group_schema([r.criterion.id for r in rs], [verdict_schema(r.criterion) for r in rs])
-            for rs in by_turn.values()
-        ]
-        paths = tuple((f"turn_{r.turn.index}", r.criterion.id) for r in requests)
-        return cls(group_schema(list(by_turn), turn_schemas), paths)
-
-    @staticmethod
-    def key(call: JudgeCall) -> tuple[Any, ...]:
-        """What a layout depends on: the mode, the criteria, and in per-transcript mode the turns."""
-        turns = call.mode == "per-transcript"
-        return (call.mode, *((r.rubric.hash, r.criterion.id, r.turn.index if turns else 0) for r in call.requests))
-
-    def verdicts(self, data: Any, requests: tuple[JudgeRequest, ...]) -> list[Verdict | ReplyProblem]:
-        """Each request's verdict, or the problem with it, so a grouped reply keeps its good parts."""
-        results: list[Verdict | ReplyProblem] = []
-        for path, request in zip(self.paths, requests):
-            node = data
-            try:
-                for key in path:
-                    if not isinstance(node, dict) or key not in node:
-                        raise ReplyProblem(f"missing {'.'.join(path)}")
-                    node = node[key]
-                results.append(parse_verdict(node, request.criterion))
-            except ReplyProblem as problem:
-                where = ".".join(path)
-                results.append(ReplyProblem(f"{where}: {problem}") if where else problem)
-        return results
-
-
 class OpenAIJudge:
     """A judge as a small object around one AsyncOpenAI client, reused for every call of the run."""
 
@@ -248,7 +94,7 @@ class OpenAIJudge:
 
     def __init__(self, settings: JudgeSettings) -> None:
         self.settings = settings
-        endpoint = _Endpoint.parse(settings.resolved_base_url())
+        endpoint = Endpoint.parse(settings.resolved_base_url())
         self.base_url = endpoint.base_url
         self._key = settings.api_key()
         self._redactor = settings.redactor()
@@ -262,7 +108,7 @@ class OpenAIJudge:
             base_url=self.base_url,
             max_retries=0,
             timeout=settings.timeout_s,
-            http_client=settings.http_client or _http_client(),
+            http_client=settings.http_client or http_client(),
             default_headers=endpoint.headers,
             default_query=endpoint.query,
         )
@@ -270,7 +116,7 @@ class OpenAIJudge:
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
         self.requests_per_minute = RateLimiter(settings.rpm)
         self.tokens_per_minute = RateLimiter(settings.tpm)
-        self._layouts: dict[tuple[Any, ...], _Layout] = {}
+        self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._settled = asyncio.Event()
         self._probing = asyncio.Lock()
         self._cap_refused = False
@@ -283,7 +129,7 @@ class OpenAIJudge:
         return {
             "judge": self.name,
             "model": self.model,
-            "base_url": _redacted_url(self.settings.resolved_base_url()) or "https://api.openai.com/v1",
+            "base_url": redacted_url(self.settings.resolved_base_url()) or "https://api.openai.com/v1",
             "api_key_env": s.api_key_env,
             "temperature": s.temperature,
             "seed": s.seed,
@@ -306,14 +152,14 @@ class OpenAIJudge:
     def _redact(self, text: str) -> str:
         return self._redactor(text)
 
-    def _layout(self, call: JudgeCall) -> _Layout:
+    def _layout(self, call: JudgeCall) -> Layout:
         """Layouts are built once per criterion (or group) and reused for every turn."""
-        key = _Layout.key(call)
+        key = Layout.key(call)
         layout = self._layouts.get(key)
         if layout is None:
             if len(self._layouts) >= LAYOUT_CACHE_SIZE:
                 self._layouts.clear()
-            layout = self._layouts[key] = _Layout.of(call)
+            layout = self._layouts[key] = Layout.of(call)
         return layout
 
     async def judge(self, call: JudgeCall) -> list[Judgment]:
@@ -360,7 +206,7 @@ class OpenAIJudge:
         return self._judgments(call, started, attempts, tally, usage, found, weighted, problem, from_cache)
 
     def _read(
-        self, reply: _Reply, layout: _Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]
+        self, reply: Reply, layout: Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]
     ) -> str:
         """Take the valid verdicts out of a reply; return what was wrong with the rest ("" if nothing)."""
         if reply.refusal:
@@ -378,7 +224,7 @@ class OpenAIJudge:
             elif index not in found:
                 found[index] = result
                 if call.mode == "per-criterion" and result.score is not None and reply.logprobs:
-                    score = _weighted_score(reply, call.requests[index], result)
+                    score = weighted_score(reply, call.requests[index], result)
                     if score is not None:
                         weighted[index] = score
         return "; ".join(problems)
@@ -388,7 +234,7 @@ class OpenAIJudge:
         return self._body(call, _message_dicts(call), self._layout(call), call.requests[0].item.sample, self.output)
 
     def _body(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, output: OutputMode
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, output: OutputMode
     ) -> dict[str, Any]:
         s = self.settings
         messages = conversation
@@ -413,8 +259,8 @@ class OpenAIJudge:
         return {name: value for name, value in body.items() if value is not None}  # null: do not send
 
     async def _complete(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, tally: _Tally
-    ) -> tuple[_Reply, bool]:
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, tally: _Tally
+    ) -> tuple[Reply, bool]:
         """One reply, and whether it came from the cache. Until one reply has shown that the request's
         shape works (output format, parameters), calls go one at a time: an endpoint that refuses
         json_schema then refuses it once and every call gets json_object, instead of many calls in flight
@@ -426,8 +272,8 @@ class OpenAIJudge:
         return await self._ask(call, conversation, layout, sample, tally)
 
     async def _ask(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: _Layout, sample: int, tally: _Tally
-    ) -> tuple[_Reply, bool]:
+        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, tally: _Tally
+    ) -> tuple[Reply, bool]:
         """A reply from the cache, else from the endpoint within the rate limits and retry policy; a
         request the endpoint refuses for its format or the default reply cap is adapted and sent again.
 
@@ -441,7 +287,7 @@ class OpenAIJudge:
             body = self._body(call, conversation, layout, sample, output)
             key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
             if self.cache is not None and (hit := self.cache.get(key)) is not None:
-                return _Reply.parse(hit), True
+                return Reply.parse(hit), True
             cap = body.get("max_tokens")
             reply_tokens = cap if isinstance(cap, int) else reply_token_budget(len(call.requests), output)
             estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + reply_tokens
@@ -457,7 +303,7 @@ class OpenAIJudge:
                     continue
                 raise
             self._settled.set()
-            reply = _Reply.parse(raw)
+            reply = Reply.parse(raw)
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens
             self.tokens_per_minute.refund(estimate - used)
             if self.cache is not None:
@@ -549,7 +395,7 @@ class OpenAIJudge:
         """Count a request that got no answer after its retries; stop the run once too many in a row did."""
         self._unreachable_streak += 1
         if self._unreachable_streak >= CONSECUTIVE_FAILURES and self._down is None:
-            url = _redacted_url(self.base_url) or DEFAULT_BASE_URL
+            url = redacted_url(self.base_url) or DEFAULT_BASE_URL
             if waited_in_vain(exc):
                 why = f"no reply within --timeout {self.settings.timeout_s:g} s"
                 fix = "if the server is busy, raise --timeout or lower --concurrency"
@@ -658,37 +504,3 @@ class OpenAIJudge:
 
 def _message_dicts(call: JudgeCall) -> list[dict[str, Any]]:
     return [{"role": m.role, "content": m.content} for m in call.messages]
-
-
-def _http_client() -> Any:
-    """aiohttp under the client where installed (about a third less CPU per call than the default),
-    keeping every connection alive: the SDK's default keeps 100, so at higher concurrency each call
-    beyond them would open a new connection."""
-    limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
-    try:
-        return openai.DefaultAioHttpClient(limits=limits)
-    except RuntimeError:
-        return openai.DefaultAsyncHttpxClient(limits=limits)
-
-
-def _weighted_score(reply: _Reply, request: JudgeRequest, verdict: Verdict) -> float | None:
-    """The probability-weighted score from the top logprobs of the score token, where the endpoint
-    returns them: a finer signal than the argmax, and a view of the judge's uncertainty."""
-    scale = request.criterion.scale
-    if isinstance(scale, CategoricalScale) or verdict.score is None:
-        return None
-    allowed = scale.allowed()
-    written = str(int(verdict.score))
-    text = ""
-    for token, alternatives in reply.logprobs:
-        before = text
-        text += token
-        if token.strip() == written and before.rstrip().endswith(":") and '"score"' in before[-40:]:
-            weights: dict[int, float] = {}
-            for candidate, logprob in alternatives:
-                candidate = candidate.strip()
-                if candidate.lstrip("-").isdigit() and (allowed is None or int(candidate) in allowed):
-                    weights[int(candidate)] = weights.get(int(candidate), 0.0) + math.exp(logprob)
-            total = sum(weights.values())
-            return sum(v * p for v, p in weights.items()) / total if total else None
-    return None
