@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
-from evaluator.agreement import print_agreement, write_agreement
+from evaluator.views.agreement import print_agreement, write_agreement
 from evaluator.analysis.frames import export as export_judgments
 from evaluator.views.compare import print_comparison, write_comparison
 from evaluator.config import (

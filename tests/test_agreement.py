@@ -19,20 +19,15 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from evaluator.agreement import (
-    AgreementReport,
-    CriterionAgreement,
-    LabelsError,
-    agreement,
-    print_agreement,
-    read_labels,
-    render_agreement_markdown,
-    write_agreement,
-)
+from evaluator.analysis import agreement as analysis
+from evaluator.analysis.agreement import AgreementReport, CriterionAgreement
 from evaluator.config import JudgeSettings, RunConfig
+from evaluator.labels import LabelsError, read_labels
 from evaluator.models import Judgment
+from evaluator.results import open_run
 from evaluator.runner import run
 from evaluator.store import load_judgments
+from evaluator.views.agreement import print_agreement, render_agreement_markdown, write_agreement
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
 PACING = REPO / "rubrics" / "pacing.yaml"
@@ -55,6 +50,11 @@ def _run(output: Path, transcripts: list[Path], rubric: Path, samples: int = 1) 
 @pytest.fixture(scope="module")
 def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _run(tmp_path_factory.mktemp("agree"), [IGNORING_SEED, SLOWING_SEED], PACING)
+
+
+def agreement(run_dir: Path, labels_path: Path) -> AgreementReport:
+    """What `evaluator agree` computes: the run read once, the labels read, then compared."""
+    return analysis.agreement(open_run(run_dir), read_labels(labels_path), labels_path)
 
 
 def _ok(run_dir: Path, criterion_id: str) -> list[Judgment]:
