@@ -313,3 +313,26 @@ def test_an_anchor_edit_under_an_llm_judge_moves_only_that_criterion(tmp_path: P
     assert comparison.criterion("pacing", "slow_down_responsiveness").changed == len(comparison.changed) > 0
     for other in ("slow_down_requested", "acknowledges_request", "questions_asked", "relative_length"):
         assert comparison.criterion("pacing", other).changed == 0
+
+
+def test_repeated_samples_that_differ_are_folded_into_one_verdict(tmp_path: Path) -> None:
+    """Samples 1 and 2 of one item rejudged +1 and +2: compared on their mean, not sample 0 or the last
+    line, with the samples' distinct rationales. Fails if compare matches unfolded judgments."""
+    single = _run(tmp_path, "one", [SLOWING_SEED], [PACING])
+    repeated = _run(tmp_path, "three", [SLOWING_SEED], [PACING], samples=3)
+    judgments = load_judgments(repeated)
+    first = next(j for j in judgments if j.criterion_id == "questions_asked" and j.status == "ok" and j.sample == 0)
+    same_item = [j for j in judgments if j.key.rsplit("/", 1)[0] == first.key.rsplit("/", 1)[0]]
+    with (repeated / JUDGMENTS).open("a", encoding="utf-8") as handle:
+        for j in same_item:
+            if j.sample:
+                update = {"score": first.score + j.sample, "rationale": f"sample {j.sample} disagrees"}
+                handle.write(j.model_copy(update=update).model_dump_json() + "\n")
+    comparison = compare_runs(single, repeated)
+    (item,) = comparison.changed
+    assert (item.transcript_id, item.turn_index) == (first.transcript_id, first.turn_index)
+    assert item.verdict_b == first.score + 1 and item.magnitude == 1.0
+    assert item.rationale_b == f"{first.rationale} / sample 1 disagrees / sample 2 disagrees"
+    target = comparison.criterion("pacing", "questions_asked")
+    scores = _scores(single, "questions_asked")
+    assert target.mean_b == pytest.approx(mean(scores.values()) + 1 / len(scores))
