@@ -26,7 +26,7 @@ from evaluator.labels import LabelsError, read_labels
 from evaluator.models import Judgment
 from evaluator.results import open_run
 from evaluator.runner import run
-from evaluator.store import load_judgments
+from evaluator.store import JudgmentWriter, load_judgments
 from evaluator.views.agreement import print_agreement, render_agreement_markdown, write_agreement
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
@@ -281,6 +281,29 @@ def test_repeated_samples_are_folded_before_matching(tmp_path: Path) -> None:
     rows = [[j.transcript_id, j.turn_index, "slow_down_responsiveness", int(j.score), "r1"] for j in judged]
     c = agreement(run_dir, _write(tmp_path / "folded.csv", rows)).criteria[0].comparison
     assert c.n == len(judged) and c.kappa == 1.0
+
+
+def test_labels_meet_the_folded_verdict_not_sample_0(tmp_path: Path) -> None:
+    """With --samples 3 a label is compared with the samples' mean, not with the first sample alone.
+
+    The rules judge is deterministic, so samples 1 and 2 are re-judged here two points away from sample 0
+    (the latest judgment of a key wins): the folded mean then sits 4/3 away and rounds to another value.
+    """
+    run_dir = _run(tmp_path, [SLOWING_SEED], PACING, samples=3)
+    criterion = "slow_down_responsiveness"
+    judged = [j for j in _ok(run_dir, criterion) if j.sample == 0]
+    shifted = {(j.transcript_id, j.turn_index): j.score + (2 if j.score <= 3 else -2) for j in judged}
+    writer = JudgmentWriter(run_dir)
+    for j in _ok(run_dir, criterion):
+        if j.sample > 0:
+            writer.append(j.model_copy(update={"score": shifted[(j.transcript_id, j.turn_index)]}))
+    writer.close()
+    rows = [[j.transcript_id, j.turn_index, criterion, int(j.score), "r1"] for j in judged]
+    c = agreement(run_dir, _write(tmp_path / "sample0.csv", rows)).criteria[0].comparison
+    folded_minus_first = [(2 * shifted[(j.transcript_id, j.turn_index)] - 2 * j.score) / 3 for j in judged]
+    assert len(judged) >= 2 and c.n == len(judged)
+    assert c.exact == 0.0 and c.within_one == 1.0
+    assert c.bias == pytest.approx(mean(folded_minus_first))
 
 
 # --- (5) bad labels files -------------------------------------------------------------------------
