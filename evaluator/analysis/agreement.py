@@ -159,7 +159,7 @@ def _kappa(a: list[Code], b: list[Code], level: Level, domain: list[Code], notes
     return _defined(float(value), notes, "kappa undefined: both columns give every item one and the same value")
 
 
-def _alpha(rows: list[list[Code | None]], level: Level, domain: list[Code], notes: list[str]) -> float | None:
+def _alpha(rows: Sequence[Sequence[Code | None]], level: Level, domain: list[Code], notes: list[str]) -> float | None:
     """Krippendorff's alpha over coders x items, missing ratings as NaN; values coded by scale position."""
     position = {value: index for index, value in enumerate(domain)}
     data = np.array([[np.nan if c is None else position[c] for c in row] for row in rows], dtype=float)
