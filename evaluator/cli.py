@@ -19,9 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
-from evaluator.views.agreement import print_agreement, write_agreement
 from evaluator.analysis.frames import export as export_judgments
-from evaluator.views.compare import print_comparison, write_comparison
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
@@ -38,12 +36,15 @@ from evaluator.html_report import write_html_report
 from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptRenderer, check_templates
+from evaluator.reading import CsvColumns, ReadOptions, TranscriptError
 from evaluator.redact import Redactor, api_key_env_problem, url_secrets
 from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.runner import run_async
 from evaluator.store import resolve_run
-from evaluator.transcripts import CsvColumns, ReadOptions, TranscriptError, discover, read_transcripts
+from evaluator.transcripts import discover, read_transcripts
+from evaluator.views.agreement import print_agreement, write_agreement
+from evaluator.views.compare import print_comparison, write_comparison
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
 RUN = RunConfig()

@@ -10,8 +10,8 @@ from typing import Any, Literal, Sequence, get_args
 
 from evaluator.errors import EvaluatorError
 from evaluator.models import AggregateMethod, JudgeMode
+from evaluator.reading import ReadOptions
 from evaluator.redact import Redactor, api_key_env_problem
-from evaluator.transcripts import ReadOptions
 
 DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
 DEFAULT_MODEL = "gpt-4o-mini"

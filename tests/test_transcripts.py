@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.transcripts import (
-    DEFAULT_ALIASES,
-    SUPPORTED_SUFFIXES,
-    CsvColumns,
-    ReadOptions,
-    TranscriptError,
-    discover,
-    read_all,
-    read_transcripts,
-)
+from evaluator.reading import DEFAULT_ALIASES, CsvColumns, ReadOptions, TranscriptError
+from evaluator.transcripts import SUPPORTED_SUFFIXES, discover, read_all, read_transcripts
 from tests.test_files import bounded
 
 SEEDS = Path(__file__).resolve().parent.parent / "transcripts"

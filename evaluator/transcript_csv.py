@@ -1,0 +1,130 @@
+"""CSV transcripts: one utterance per row (AnnoMI layout by default), grouped by the transcript column
+and ordered by the order column, which must be a number on every row: an order is never guessed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+from evaluator.models import Transcript
+from evaluator.reading import (
+    CSV_COLUMN_OPTION,
+    ReadOptions,
+    TranscriptError,
+    Utterance,
+    build_transcript,
+    unknown_speaker,
+)
+
+
+class _Row(NamedTuple):
+    line: int
+    values: dict[str, str]
+
+
+def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
+    columns = options.csv_columns
+    header, rows = _csv_rows(path, text)
+    absent = {role: name for role, name in columns.named().items() if name not in header}
+    if absent:
+        missing = ", ".join(f'{role} column "{name}"' for role, name in absent.items())
+        fixes = " ".join(f"{CSV_COLUMN_OPTION} {role}=NAME" for role in absent)
+        present = ", ".join(header) or "none"
+        raise TranscriptError(path, 1, f"missing {missing}; columns present: {present}; map them with {fixes}")
+    groups: dict[str, list[_Row]] = {}
+    for row in rows:
+        transcript_id = row.values[columns.transcript].strip() if columns.transcript else path.stem
+        if not transcript_id:
+            raise TranscriptError(
+                path, row.line, f'the "{columns.transcript}" column is empty; every row needs a transcript id'
+            )
+        groups.setdefault(transcript_id, []).append(row)
+    used = set(columns.named().values())
+    return [
+        build_transcript(
+            path,
+            transcript_id,
+            [_csv_turn(path, row, options) for row in _sorted_rows(path, group, columns.order)],
+            {"source_format": "csv", **_constant_columns(group, [c for c in header if c not in used])},
+        )
+        for transcript_id, group in groups.items()
+    ]
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[str], list[_Row]]:
+    """Header and rows with their starting line (header = line 1); ragged rows are refused, not guessed."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[_Row] = []
+    try:
+        header = [name.strip() for name in next(reader)]
+        start = reader.line_num + 1
+        for values in reader:
+            if any(value.strip() for value in values):
+                if len(values) != len(header):
+                    raise TranscriptError(
+                        path,
+                        start,
+                        f"row has {len(values)} fields but the header has {len(header)}; check its quoting and commas",
+                    )
+                rows.append(_Row(start, dict(zip(header, values))))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise TranscriptError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+    if not rows:
+        raise TranscriptError(path, None, "the CSV has a header but no rows; add one row per utterance")
+    return header, rows
+
+
+_ORDER_VALUE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _sorted_rows(path: Path, rows: list[_Row], order: str | None) -> list[_Row]:
+    """Rows in the order column's numeric order. The order is never guessed: an empty, non-numeric or
+    repeated value is an error, since a wrong order shows the judge the wrong context."""
+    if order is None:
+        return rows
+    positions: dict[Decimal, _Row] = {}
+    for row in rows:
+        value = row.values[order].strip()
+        if not value:
+            raise TranscriptError(
+                path, row.line, f'the order column "{order}" is empty; give every row its position in the session'
+            )
+        if len(value) > 40 or not _ORDER_VALUE.fullmatch(value):
+            raise TranscriptError(
+                path,
+                row.line,
+                f'the order column "{order}" holds "{value[:40]}", not a number; give every row its position '
+                f"as a number, or name the column that holds it with {CSV_COLUMN_OPTION} order=COLUMN",
+            )
+        position = Decimal(value)
+        if position in positions:
+            raise TranscriptError(
+                path,
+                row.line,
+                f'the order column "{order}" repeats {value} from line {positions[position].line} of the same '
+                "transcript; give every row its own position",
+            )
+        positions[position] = row
+    return [positions[position] for position in sorted(positions)]
+
+
+def _csv_turn(path: Path, row: _Row, options: ReadOptions) -> Utterance:
+    columns = options.csv_columns
+    label = row.values[columns.speaker].strip()
+    speaker = options.speaker(label)
+    if speaker is None:
+        raise TranscriptError(path, row.line, f'column "{columns.speaker}": ' + unknown_speaker(label, options))
+    text = row.values[columns.text].strip()
+    if not text:
+        raise TranscriptError(path, row.line, f'empty turn: the "{columns.text}" column is empty for this {label} row')
+    return Utterance(speaker, label, text, row.line)
+
+
+def _constant_columns(rows: list[_Row], candidates: list[str]) -> dict[str, str]:
+    """Session-level facts (topic, quality) repeat on every row; per-utterance columns vary and are dropped."""
+    return {c: rows[0].values[c] for c in candidates if all(row.values[c] == rows[0].values[c] for row in rows)}
