@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from statistics import mean, median, pstdev
-from typing import Iterable
+from typing import Any, Iterable
 
 from evaluator.models import STATUSES, Aggregate, AggregateMethod, CategoricalScale, Criterion, Judgment, Rubric
 
@@ -40,7 +40,7 @@ def _fold(key: str, group: list[Judgment], criterion: Criterion, requested: Aggr
     first = group[0]
     ok = [j for j in group if j.status == "ok"]
     method = method_for(criterion, requested)
-    common = {
+    common: dict[str, Any] = {
         "key": key,
         "rubric_id": first.rubric_id,
         "transcript_id": first.transcript_id,
@@ -56,7 +56,7 @@ def _fold(key: str, group: list[Judgment], criterion: Criterion, requested: Aggr
         reasons = sorted({j.unscored_reason or j.error or j.rationale for j in group if j.status == status} - {""})
         return Aggregate(**common, status=status, unscored_reason="; ".join(reasons) if status == "unscored" else None)
     weighted = [j.weighted_score for j in ok if j.weighted_score is not None]
-    extra = {"weighted_score": mean(weighted) if weighted else None}
+    extra: dict[str, Any] = {"weighted_score": mean(weighted) if weighted else None}
     if method == "majority":
         votes = Counter(j.verdict for j in ok)
         winner, count = max(votes.items(), key=lambda vote: (vote[1], str(vote[0])))

@@ -174,7 +174,7 @@ class BoundedLoader(yaml.SafeLoader):
             raise YamlBoundsError(
                 None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
             )
-        node = super().compose_node(parent, index)
+        node: yaml.Node = super().compose_node(parent, index)  # type: ignore[assignment]  # None only at stream end
         self._depth -= 1
         self._sizes[id(node)] = size = 1 + sum(self._sizes[id(child)] for child in _children(node))
         if size > MAX_YAML_NODES:

@@ -338,7 +338,7 @@ class Judgment(_Strict):
         return self
 
     @property
-    def verdict(self) -> int | str | None:
+    def verdict(self) -> int | float | str | None:
         """The verdict as the scale states it: a label for categorical scales, else the integer score."""
         if self.label is not None:
             return self.label

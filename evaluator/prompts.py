@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, InputFileError, read_text
-from evaluator.models import Criterion, JudgeMode, Message, Rubric, Transcript, Turn
+from evaluator.models import Criterion, JudgeMode, Message, Rubric, Speaker, Transcript, Turn
 from evaluator.rubrics import RubricError, scale_summary
 
 BLOCKS = ("system", "user")
@@ -145,7 +145,7 @@ class PromptRenderer:
                     f"template {current!r} not found in {rubric_dir} or {self.prompts_dir}: {exc}"
                 ) from None
             except TemplateError as exc:
-                where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                where = f", line {getattr(exc, 'lineno')}" if getattr(exc, "lineno", None) else ""
                 raise PromptError(f"template {current!r}{where}: {exc.message or exc}") from None
             sources.append(f"{current}\n{source}")
             pending += included
@@ -189,7 +189,7 @@ class PromptRenderer:
         except PromptError:
             raise
         except _RENDER_ERRORS as exc:
-            where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            where = f", line {getattr(exc, 'lineno')}" if getattr(exc, "lineno", None) else ""
             detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise PromptError(f"template {name!r}{where}: {detail}") from None
         messages = tuple(Message.model_construct(role=b, content=contents[b]) for b in BLOCKS)
@@ -291,7 +291,7 @@ class _AnyMetadata(dict[str, Any]):
 
 def _sample_transcript() -> Transcript:
     """A small made-up session for checking templates: three exchanges, the last a slow-down request."""
-    texts = [
+    texts: list[tuple[Speaker, str, str]] = [
         ("patient", "Patient", "I have been feeling on edge all week."),
         ("therapist", "Therapist", "That sounds exhausting. What has been the hardest part?"),
         ("patient", "Patient", "Work, mostly. Everything piles up."),

@@ -120,9 +120,10 @@ def _cross_checks(rubric: Rubric, base: Path) -> list[str]:
             if allowed is not None and example.verdict not in allowed:
                 problems.append(f"{where}.examples[{n}].verdict: {example.verdict!r} is not on the scale {allowed}")
     problems += _cycle_problems(rubric)
-    template = base / rubric.template if rubric.template is not None else None
-    if template is not None and (not os.path.lexists(template) or template.is_dir()):  # a FIFO is refused on reading
-        problems.append(f"template: file {rubric.template!r} not found next to the rubric ({base / rubric.template})")
+    if rubric.template is not None:
+        template = base / rubric.template
+        if not os.path.lexists(template) or template.is_dir():  # a FIFO is refused on reading
+            problems.append(f"template: file {rubric.template!r} not found next to the rubric ({template})")
     return problems
 
 

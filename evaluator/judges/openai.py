@@ -62,7 +62,13 @@ REFUSED_PARAMETER_HINTS = {
     "response_format": "use --output-format auto to step down to what the endpoint accepts, or choose json_object or text"
 }
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
-FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+FATAL: tuple[type[openai.APIStatusError], ...] = (
+    openai.AuthenticationError,
+    openai.PermissionDeniedError,
+    openai.NotFoundError,
+)
+# What ends a call without a reply once its retries are spent: an error judgment, not a stopped run.
+CALL_FAILURES: tuple[type[BaseException], ...] = (openai.APIStatusError, *RETRYABLE)
 FIX_HINTS = {
     openai.AuthenticationError: "check the API key in {env}",
     openai.PermissionDeniedError: "the key in {env} has no access to this model or endpoint",
@@ -185,7 +191,7 @@ class OpenAIJudge:
                 raise JudgeFatalError(
                     f"the judge endpoint said {exc.status_code}: {self._redact(exc.message)}; {hint}"
                 ) from None
-            except (openai.APIStatusError, *RETRYABLE) as exc:
+            except CALL_FAILURES as exc:
                 error = f"{type(exc).__name__}: {self._redact(str(exc))}"
                 return self._judgments(
                     call, started, attempts, tally, usage, found, weighted, error, False, failed=True
