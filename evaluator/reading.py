@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple, cast, get_args
+from typing import Any, NamedTuple, get_args
 
 from evaluator.errors import EvaluatorError
 from evaluator.files import located
@@ -83,7 +83,7 @@ class ReadOptions:
                 raise ValueError(f"cannot map {label!r} to {role!r}: the speaker label is empty")
             if speaker not in SPEAKERS:
                 raise ValueError(f"cannot map {name!r} to {role!r}: the role must be one of {', '.join(SPEAKERS)}")
-            checked[name] = cast(Speaker, speaker)
+            checked[name] = speaker
         keys = {speaker_key(name) for name in checked}
         aliases = {k: v for k, v in self.speaker_aliases.items() if speaker_key(k) not in keys} | checked
         roles = {k: v for k, v in self.role_map.items() if speaker_key(k) not in keys} | checked
