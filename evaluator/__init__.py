@@ -4,9 +4,9 @@ The functions a notebook needs are here; the `evaluator` command calls the same 
 """
 
 from evaluator.analysis.frames import export, load_results
+from evaluator.analysis.summary import summarize
 from evaluator.config import RunConfig
 from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
-from evaluator.report import summarize
 from evaluator.rubrics import load_rubric, load_rubrics
 from evaluator.runner import RunResult, run, run_async
 from evaluator.transcripts import ReadOptions, read_transcripts

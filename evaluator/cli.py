@@ -32,19 +32,19 @@ from evaluator.config import (
 )
 from evaluator.errors import EvaluatorError
 from evaluator.estimate import dry_run, print_dry_run
-from evaluator.html_report import write_html_report
 from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric, Transcript
 from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import CsvColumns, ReadOptions, TranscriptError
 from evaluator.redact import Redactor, api_key_env_problem, url_secrets
-from evaluator.report import print_summary, write_summary
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.runner import run_async
 from evaluator.store import resolve_run
 from evaluator.transcripts import discover, read_transcripts
 from evaluator.views.agreement import print_agreement, write_agreement
 from evaluator.views.compare import print_comparison, write_comparison
+from evaluator.views.html import write_html_report
+from evaluator.views.summary import print_summary, write_summary
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
 RUN = RunConfig()

@@ -12,12 +12,13 @@ from statistics import mean
 
 import pytest
 
+from evaluator.analysis.summary import summarize
 from evaluator.config import RunConfig
 from evaluator.models import Judgment
-from evaluator.report import render_markdown, summarize
 from evaluator.runner import RunError, run
 from evaluator.store import JUDGMENTS, ResultsError, RunLocked, load_judgments, read_transcript_snapshot
 from evaluator.transcripts import read_transcripts
+from evaluator.views.summary import render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 
 

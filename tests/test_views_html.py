@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from evaluator.analysis.stats import cluster_bootstrap_mean
+from evaluator.analysis.summary import summarize
 from evaluator.config import JudgeSettings, RunConfig
-from evaluator.html_report import HTML_FILE, render_html, write_html_report
 from evaluator.models import Evidence, Judgment
-from evaluator.report import summarize
 from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
+from evaluator.views.html import HTML_FILE, render_html, write_html_report
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,0 +1,194 @@
+"""Summaries of a run: per rubric, per criterion and per transcript, as one object every view renders.
+
+Every status is counted, so a reader sees how many items were not applicable, unscored or errored
+beside every mean: a mean over the few items that happened to be scored is never shown alone.
+Session-level figures (e.g. the share of slow-down requests honoured) come from turn judgments
+through each criterion's `pass_at`. Each criterion's mean over the run carries its 95% interval from
+resampling whole sessions. The terminal, summary.md and report.html all render this object, so they
+cannot disagree on a figure; nothing here prints, formats or writes a file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Literal
+
+from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
+from evaluator.models import CategoricalScale, Criterion, Judgment, Rubric, RunManifest
+from evaluator.results import Item, RunData, open_run
+
+Tone = Literal["good", "mid", "bad", "neutral"]
+
+
+@dataclass
+class Cell:
+    """Judgments of one criterion over some set of turns (all of them, or one transcript's)."""
+
+    criterion: Criterion
+    counts: Counter[str] = field(default_factory=Counter)
+    scores: list[float] = field(default_factory=list)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    estimate: Estimate | None = None
+    """The mean's 95% interval from resampling whole sessions; set for a criterion over the whole run,
+    None for one transcript's cell (within one session only turns could be resampled)."""
+
+    def add(self, judgment: Item) -> None:
+        self.counts[judgment.status] += 1
+        if judgment.status == "ok":
+            self.verdicts[str(judgment.verdict)] += 1
+            if judgment.score is not None:
+                self.scores.append(judgment.score)
+
+    @property
+    def mean(self) -> float | None:
+        return mean(self.scores) if self.scores else None
+
+    @property
+    def pass_share(self) -> float | None:
+        """Share of scored turns that meet the criterion's `pass_at`, e.g. slow-down requests honoured."""
+        if self.criterion.pass_at is None or not self.scores:
+            return None
+        return sum(bool(self.criterion.meets(s)) for s in self.scores) / len(self.scores)
+
+    def levels(self) -> list[tuple[str, int]]:
+        """The verdicts given and how often, in scale order (labels as the rubric lists them, numbers
+        ascending); levels never given are left out."""
+        scale = self.criterion.scale
+        if isinstance(scale, CategoricalScale):
+            order = scale.allowed()
+        elif scale.type == "binary":
+            order = ["1", "0"]
+        else:
+            order = sorted(self.verdicts, key=float)
+        return [(v, self.verdicts[v]) for v in order if self.verdicts.get(v)]
+
+
+@dataclass
+class RubricSummary:
+    rubric: Rubric
+    overall: dict[str, Cell]
+    by_transcript: dict[str, dict[str, Cell]]
+    reasons: dict[str, str | None] = field(default_factory=dict)
+    """Per criterion, the most common reason its items were not scored (None when all were, or none given)."""
+
+    def top(self, criterion_id: str) -> float | None:
+        """The largest score given: the end of a count scale that has no maximum, for tones."""
+        return max(self.overall[criterion_id].scores, default=None)
+
+    def score_tone(self, criterion: Criterion, score: float | None) -> Tone:
+        return score_tone(criterion, score, self.top(criterion.id))
+
+    def mean_tone(self, cell: Cell) -> Tone:
+        """How good a cell's mean is on the scale (pass_at applies to turns, not to means)."""
+        if cell.mean is None:
+            return "neutral"
+        return tone_of(goodness(cell.criterion, cell.mean, self.top(cell.criterion.id)))
+
+
+@dataclass
+class RunSummary:
+    run: RunData
+    rubrics: list[RubricSummary]
+    counts: Counter[str]
+    """Items by status (samples folded)."""
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.run_dir
+
+    @property
+    def manifest(self) -> RunManifest:
+        return self.run.manifest
+
+    @property
+    def judgments(self) -> list[Judgment]:
+        """Every judgment as read (samples unfolded), so other views of the run need not read it again."""
+        return self.run.judgments
+
+    @property
+    def missing(self) -> int:
+        """Planned judgments not in the run folder (an incomplete run)."""
+        return max(self.manifest.items_planned - len({j.key for j in self.judgments}), 0)
+
+    @property
+    def turns_judged(self) -> int:
+        return len({(j.transcript_id, j.turn_index) for j in self.judgments})
+
+
+def summarize(run: RunData | Path) -> RunSummary:
+    """Summarise a run (a folder, or one already opened); rubrics come from the manifest's snapshot,
+    so a summary describes the rubric as it was when judged, whatever the file says now."""
+    data = run if isinstance(run, RunData) else open_run(run)
+    summaries = [_rubric_summary(data, rubric) for rubric in data.rubrics.values()]
+    return RunSummary(data, summaries, Counter(item.status for item in data.items))
+
+
+def _rubric_summary(data: RunData, rubric: Rubric) -> RubricSummary:
+    def cells() -> dict[str, Cell]:
+        return {c.id: Cell(c) for c in rubric.criteria}
+
+    overall = cells()
+    by_transcript: dict[str, dict[str, Cell]] = {t: cells() for t in data.manifest.transcripts}
+    for item in data.items:
+        if item.rubric_id != rubric.id or item.criterion_id not in overall:
+            continue
+        overall[item.criterion_id].add(item)
+        by_transcript.setdefault(item.transcript_id, cells())[item.criterion_id].add(item)
+    for criterion_id, cell in overall.items():
+        cell.estimate = cluster_bootstrap_mean({t: cs[criterion_id].scores for t, cs in by_transcript.items()})
+    reasons = {c.id: _common_reason(data.judgments, rubric.id, c.id) for c in rubric.criteria}
+    return RubricSummary(rubric, overall, by_transcript, reasons)
+
+
+def _common_reason(judgments: list[Judgment], rubric_id: str, criterion_id: str) -> str | None:
+    reasons = Counter(
+        j.unscored_reason or j.error or j.rationale
+        for j in judgments
+        if j.rubric_id == rubric_id and j.criterion_id == criterion_id and j.status != "ok"
+    )
+    reasons.pop("", None)
+    return reasons.most_common(1)[0][0] if reasons else None
+
+
+# --- how good a score is (for colour) -----------------------------------------------------------
+
+
+def score_range(criterion: Criterion, top: float | None) -> tuple[float, float] | None:
+    """Worst-to-best span of the scale; a count without a maximum uses the largest count observed."""
+    scale = criterion.scale
+    if isinstance(scale, CategoricalScale):
+        values = [c.value for c in scale.categories if c.value is not None]
+        return (min(values), max(values)) if values else None
+    if scale.type == "binary":
+        return (0.0, 1.0)
+    if scale.type == "likert":
+        return (float(scale.min), float(scale.max))
+    high = scale.max if scale.max is not None else top
+    return (0.0, float(high)) if high else None
+
+
+def goodness(criterion: Criterion, value: float, top: float | None) -> float | None:
+    """0 worst .. 1 best on the criterion's scale in its `better` direction; None when neither end is better."""
+    span = score_range(criterion, top)
+    if span is None or span[1] == span[0]:
+        return None
+    share = (value - span[0]) / (span[1] - span[0])
+    return {"higher": share, "lower": 1 - share}.get(criterion.better)
+
+
+def tone_of(value: float | None) -> Tone:
+    if value is None:
+        return "neutral"
+    return "good" if value >= 2 / 3 else "bad" if value <= 1 / 3 else "mid"
+
+
+def score_tone(criterion: Criterion, score: float | None, top: float | None) -> Tone:
+    """A turn meets `pass_at` or not (honouring `better`); without one, the score's place on the scale decides."""
+    if score is None:
+        return "neutral"
+    if criterion.pass_at is not None:
+        return "good" if criterion.meets(score) else "bad"
+    return tone_of(goodness(criterion, score, top))

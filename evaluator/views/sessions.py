@@ -1,0 +1,284 @@
+"""The conversations in report.html: every turn of every session, each therapist turn with its judgments
+beside it and the judge's evidence quotes highlighted where they occur.
+
+Transcript text is data. A turn's text reaches the template as segments, each escaped here; the template
+wraps the quoted ones in <mark>, so no transcript text can ever become markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from markupsafe import Markup
+
+from evaluator.analysis.summary import RubricSummary, RunSummary, Tone
+from evaluator.models import STATUSES, Criterion, Judgment, Transcript
+from evaluator.views import format as fmt
+
+
+@dataclass
+class EvidenceView:
+    quote: str
+    found: bool
+    where: str | None
+
+
+@dataclass
+class JudgmentView:
+    dom_id: str
+    judgment: Judgment
+    criterion: Criterion
+    rubric_title: str
+    verdict: str
+    tone: Tone
+    text: str
+    evidence: list[EvidenceView]
+
+    @property
+    def score_attr(self) -> str:
+        return str(self.judgment.verdict) if self.judgment.status == "ok" else ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a turn's text, escaped; `refs` names the judgments quoting it (None: not quoted)."""
+
+    text: Markup
+    refs: Markup | None
+
+
+@dataclass
+class TurnView:
+    dom_id: str
+    index: int
+    speaker: str
+    label: str
+    text: list[Segment] | None
+    groups: list[tuple[str, list[JudgmentView]]] = field(default_factory=list)
+
+
+@dataclass
+class SessionView:
+    dom_id: str
+    transcript_id: str
+    source: str | None
+    metadata: dict[str, str]
+    counts: list[tuple[str, int]]
+    notice: str | None
+    turns: list[TurnView]
+
+
+def verdict_text(criterion: Criterion, verdict: str | float | None) -> str:
+    """A verdict as a reader says it: yes/no for binary scales, the label or the number otherwise."""
+    if criterion.scale.type == "binary" and verdict in (0, 1):
+        return "yes" if verdict == 1 else "no"
+    if isinstance(verdict, float):
+        return fmt.number(verdict)
+    return str(verdict)
+
+
+# --- finding evidence quotes ----------------------------------------------------------------------
+
+_TYPOGRAPHIC = {
+    **dict.fromkeys("'‘’", "['‘’]"),
+    **dict.fromkeys('"“”', '["“”]'),
+    **dict.fromkeys("-–—", "[-–—]"),
+}
+
+Span = tuple[int, int, list[str]]
+
+
+def _quote_pattern(quote: str) -> re.Pattern[str] | None:
+    """The quote as the judge checked it: ignoring case, runs of spacing, typographic quotes and dashes."""
+    text = quote.strip().replace("…", "...")
+    if not text:
+        return None
+    parts = []
+    for token in re.findall(r"\s+|\.\.\.|.", text, flags=re.DOTALL):
+        if token.isspace():
+            parts.append(r"\s+")
+        elif token == "...":
+            parts.append(r"(?:\.\.\.|…)")
+        else:
+            parts.append(_TYPOGRAPHIC.get(token, re.escape(token)))
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
+def _search_order(transcript: Transcript, index: int) -> list[int]:
+    """The rated turn first, then the context before it (nearest first), then what follows."""
+    return [index, *range(index - 1, -1, -1), *range(index + 1, len(transcript.turns))]
+
+
+def _locate(quote: str, transcript: Transcript, index: int) -> tuple[int, list[tuple[int, int]]] | None:
+    pattern = _quote_pattern(quote)
+    if pattern is None:
+        return None
+    for turn_index in _search_order(transcript, index):
+        matches = [m.span() for m in pattern.finditer(transcript.turns[turn_index].text)]
+        if matches:
+            return turn_index, matches
+    return None
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    """Overlapping highlights become one <mark> naming every judgment that quotes it."""
+    merged: list[Span] = []
+    for start, end, refs in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2] + [r for r in refs if r not in last[2]])
+        else:
+            merged.append((start, end, list(refs)))
+    return merged
+
+
+def _escaped(text: str) -> Markup:
+    return Markup(html.escape(text))
+
+
+def _segments(text: str, spans: list[Span]) -> list[Segment]:
+    """The turn text cut at its evidence highlights, every piece escaped."""
+    out, position = [], 0
+    for start, end, refs in _merge(spans):
+        if start > position:
+            out.append(Segment(_escaped(text[position:start]), None))
+        out.append(Segment(_escaped(text[start:end]), _escaped(" ".join(refs))))
+        position = end
+    if position < len(text):
+        out.append(Segment(_escaped(text[position:]), None))
+    return out
+
+
+def _judgment_text(judgment: Judgment) -> str:
+    if judgment.status == "unscored":
+        return " — ".join(t for t in (judgment.unscored_reason or "", judgment.rationale) if t)
+    if judgment.status == "error":
+        return judgment.error or judgment.rationale
+    return judgment.rationale
+
+
+class _SessionBuilder:
+    """Lays one session out as turns with their judgments beside them, collecting evidence highlights."""
+
+    def __init__(self, number: int, summary: RunSummary, transcript: Transcript | None) -> None:
+        self.prefix = f"s{number}"
+        self.transcript = transcript
+        self.rubrics: dict[str, RubricSummary] = {rs.rubric.id: rs for rs in summary.rubrics}
+        self.spans: dict[int, list[Span]] = defaultdict(list)
+        self.count = 0
+
+    def judgment_view(self, judgment: Judgment) -> JudgmentView:
+        rs = self.rubrics[judgment.rubric_id]
+        criterion = rs.rubric.criterion(judgment.criterion_id)
+        self.count += 1
+        dom_id = f"{self.prefix}-t{judgment.turn_index}-j{self.count}"
+        verdict = verdict_text(criterion, judgment.verdict) if judgment.status == "ok" else ""
+        evidence = [self._evidence(e.quote, e.found, judgment.turn_index, dom_id) for e in judgment.evidence]
+        return JudgmentView(
+            dom_id,
+            judgment,
+            criterion,
+            rs.rubric.title,
+            verdict,
+            rs.score_tone(criterion, judgment.score),
+            _judgment_text(judgment),
+            evidence,
+        )
+
+    def _evidence(self, quote: str, found: bool, index: int, dom_id: str) -> EvidenceView:
+        """Highlight a quote where it is, usually the rated turn, else the context the judge saw."""
+        transcript = self.transcript
+        located = _locate(quote, transcript, index) if found and transcript is not None else None
+        if transcript is None or located is None:
+            return EvidenceView(quote, found, None)
+        turn_index, matches = located
+        self.spans[turn_index] += [(start, end, [dom_id]) for start, end in matches]
+        where = None if turn_index == index else f"in turn {turn_index} ({transcript.turns[turn_index].label})"
+        return EvidenceView(quote, found, where)
+
+    def grouped(self, judgments: list[Judgment]) -> list[tuple[str, list[JudgmentView]]]:
+        """A turn's judgments under their rubric's title, in the order given."""
+        groups: dict[str, tuple[str, list[JudgmentView]]] = {}
+        for judgment in judgments:
+            view = self.judgment_view(judgment)
+            groups.setdefault(judgment.rubric_id, (view.rubric_title, []))[1].append(view)
+        return list(groups.values())
+
+    def turn_id(self, index: int) -> str:
+        return f"{self.prefix}-t{index}"
+
+
+def _order(summary: RunSummary) -> dict[tuple[str, str], int]:
+    """Judgments beside a turn follow the report's rubric and criterion order."""
+    keys = [(rs.rubric.id, c.id) for rs in summary.rubrics for c in rs.rubric.criteria]
+    return {key: i for i, key in enumerate(keys)}
+
+
+def _matches_judgments(transcript: Transcript, by_turn: dict[int, list[Judgment]]) -> bool:
+    """A transcript edited since the run no longer has therapist turns where the judgments say."""
+    return all(i < len(transcript.turns) and transcript.turns[i].speaker == "therapist" for i in by_turn)
+
+
+def session_views(summary: RunSummary, transcripts: dict[str, Transcript], problems: list[str]) -> list[SessionView]:
+    """Every session of the run, its judgments (each sample shown) beside the turns they rate."""
+    order = _order(summary)
+    by_session: dict[str, dict[int, list[Judgment]]] = {t: defaultdict(list) for t in summary.manifest.transcripts}
+    ranked = sorted(summary.judgments, key=lambda j: (order.get((j.rubric_id, j.criterion_id), len(order)), j.sample))
+    for judgment in ranked:
+        if (judgment.rubric_id, judgment.criterion_id) in order:
+            by_session.setdefault(judgment.transcript_id, defaultdict(list))[judgment.turn_index].append(judgment)
+    views = []
+    for number, (transcript_id, by_turn) in enumerate(by_session.items()):
+        transcript = transcripts.get(transcript_id)
+        notice = None
+        if transcript is None:
+            detail = "; ".join(problems) if problems else "no file read holds this transcript id"
+            notice = f"The transcript could not be read ({detail}): its judgments are shown without the conversation."
+        elif not _matches_judgments(transcript, by_turn):
+            notice = (
+                f"{transcript.source} changed since the run (judged turns are no longer therapist turns): "
+                "its judgments are shown without the conversation."
+            )
+            transcript = None
+        views.append(_session_view(number, summary, transcript_id, transcript, by_turn, notice))
+    return views
+
+
+def _session_view(
+    number: int,
+    summary: RunSummary,
+    transcript_id: str,
+    transcript: Transcript | None,
+    by_turn: dict[int, list[Judgment]],
+    notice: str | None,
+) -> SessionView:
+    builder = _SessionBuilder(number, summary, transcript)
+    counts = Counter(j.status for js in by_turn.values() for j in js)
+    grouped = {index: builder.grouped(js) for index, js in sorted(by_turn.items())}
+    if transcript is None:
+        turns = [TurnView(builder.turn_id(i), i, "therapist", "Therapist", None, g) for i, g in grouped.items()]
+    else:
+        turns = [
+            TurnView(
+                builder.turn_id(t.index),
+                t.index,
+                t.speaker,
+                t.label,
+                _segments(t.text, builder.spans[t.index]),
+                grouped.get(t.index, []),
+            )
+            for t in transcript.turns
+        ]
+    metadata = {k: str(v) for k, v in summary.manifest.transcript_metadata.get(transcript_id, {}).items()}
+    return SessionView(
+        f"s{number}",
+        transcript_id,
+        transcript.source if transcript else None,
+        metadata,
+        [(s, counts.get(s, 0)) for s in STATUSES],
+        notice,
+        turns,
+    )
