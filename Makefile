@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(STAMP)
 # (10-15 minutes on 2 cores) and cached outside the repo; build.sh prints its path.
 test: $(STAMP)
 	server="$$(bash tests/llama_server/build.sh)" && LLAMA_SERVER="$$server" $(BIN)/python -m pytest
+
+# Types and lint of the package, as CI checks them before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check evaluator tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache
