@@ -5,10 +5,10 @@ The functions a notebook needs are here; the `evaluator` command calls the same 
 
 from evaluator.analysis.frames import export, load_results
 from evaluator.analysis.summary import summarize
+from evaluator.api import RunOutcome, run, run_async
 from evaluator.config import RunConfig
 from evaluator.models import Judgment, Rubric, RunManifest, Transcript, Turn
 from evaluator.rubrics import load_rubric, load_rubrics
-from evaluator.runner import RunResult, run, run_async
 from evaluator.transcripts import ReadOptions, read_transcripts
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     "Rubric",
     "RunConfig",
     "RunManifest",
-    "RunResult",
+    "RunOutcome",
     "Transcript",
     "Turn",
     "export",

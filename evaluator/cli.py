@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from evaluator.analysis.frames import export as export_judgments
+from evaluator.api import run_async
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
@@ -38,7 +39,6 @@ from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import CsvColumns, ReadOptions, TranscriptError
 from evaluator.redact import Redactor, api_key_env_problem, url_secrets
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
-from evaluator.runner import run_async
 from evaluator.store import resolve_run
 from evaluator.transcripts import discover, read_transcripts
 from evaluator.views.agreement import print_agreement, write_agreement
@@ -410,8 +410,7 @@ async def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(
             f"[yellow]{escape(result.manifest.stopped)}[/yellow]; continue with --resume {escape(str(result.run_dir))}"
         )
-    summary, summary_path = write_summary(result.run_dir)
-    report_path = write_html_report(result.run_dir, summary)
+    summary, summary_path, report_path = result.summary, result.summary_path, result.report_path
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
     console.print(
         f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}",

@@ -329,11 +329,7 @@ def _stop_reason(fatal: BaseException | None, budget: Budget, config: RunConfig)
     return None
 
 
-def run(config: RunConfig | None = None, **overrides: object) -> RunResult:
-    """Synchronous entry point for scripts and notebooks: `evaluator.run(transcripts=[...], rubrics=[...])`."""
-    config = config or RunConfig()
-    for name, value in overrides.items():
-        if not hasattr(config, name):
-            raise TypeError(f"unknown run option {name!r}")
-        setattr(config, name, value)
+def run(config: RunConfig) -> RunResult:
+    """Judge only, synchronously: the judgments and the manifest, without summary or report
+    (`evaluator.run` writes those too)."""
     return asyncio.run(run_async(config))
