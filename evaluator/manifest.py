@@ -16,7 +16,17 @@ from evaluator.config import RunConfig
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import Judge
 from evaluator.judges.pricing import Price
-from evaluator.models import STATUSES, Judgment, Rubric, RunManifest, SkippedFile, Transcript, Usage
+from evaluator.models import (
+    MANIFEST_FORMAT,
+    STATUSES,
+    Judgment,
+    Rubric,
+    RubricRecord,
+    RunManifest,
+    SkippedFile,
+    Transcript,
+    Usage,
+)
 from evaluator.prompts import PromptRenderer
 
 
@@ -56,13 +66,11 @@ def new_manifest(
         transcript_files=[str(f) for f in files],
         transcript_hashes={t.id: t.content_hash() for t in transcripts},
         skipped_files=skipped,
+        format_version=MANIFEST_FORMAT,
         rubrics={
-            r.id: {
-                "version": r.version,
-                "hash": r.hash,
-                "file": r.source,
-                "definition": r.model_dump(mode="json", by_alias=True),
-            }
+            r.id: RubricRecord(
+                version=r.version, hash=r.hash, file=r.source, definition=r.model_dump(mode="json", by_alias=True)
+            )
             for r in rubrics
         },
         template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},
@@ -82,8 +90,8 @@ def check_resumable(manifest: RunManifest, rubrics: list[Rubric], judge: Judge, 
 
 def _check_same_rubrics(manifest: RunManifest, rubrics: list[Rubric]) -> None:
     for rubric in rubrics:
-        recorded = manifest.rubrics.get(rubric.id, {}).get("hash")
-        if recorded != rubric.hash:
+        recorded = manifest.rubrics.get(rubric.id)
+        if recorded is None or recorded.hash != rubric.hash:
             raise RunError(
                 f"cannot resume {manifest.run_id}: rubric {rubric.id!r} ({rubric.source}) changed since the run "
                 "started; start a new run instead"

@@ -386,7 +386,22 @@ class SkippedFile(_Strict):
     error: str
 
 
+MANIFEST_FORMAT = 2
+"""1: up to November 2026 (rubric records as plain mappings, item keys without the rubric); 2: typed
+rubric records, transcript hashes. Both read the same way; a newer format is refused by name."""
+
+
+class RubricRecord(_Strict):
+    """A rubric as the run judged with it: its definition is the snapshot reports and resume use."""
+
+    version: int | str
+    hash: str
+    file: str
+    definition: dict[str, Any]
+
+
 class RunManifest(_Strict):
+    format_version: int = Field(default=1, description="The manifest's layout; see MANIFEST_FORMAT.")
     run_id: str
     created_at: str
     finished_at: str | None = None
@@ -402,7 +417,7 @@ class RunManifest(_Strict):
         description="Per transcript id: the content hash of the transcript as read; a resumed run refuses changes.",
     )
     skipped_files: list[SkippedFile] = Field(default_factory=list)
-    rubrics: dict[str, dict[str, Any]] = Field(description="Per rubric id: version, hash, file.")
+    rubrics: dict[str, RubricRecord] = Field(description="Per rubric id: version, hash, file and definition.")
     template_hashes: dict[str, str]
     judge: dict[str, Any] = Field(description="Judge name and configuration; never a key.")
     mode: JudgeMode = "per-criterion"
@@ -418,3 +433,13 @@ class RunManifest(_Strict):
     )
     complete: bool = False
     stopped: str | None = Field(default=None, description="Why the run stopped early, if it did.")
+
+    @field_validator("format_version")
+    @classmethod
+    def _readable(cls, version: int) -> int:
+        if version > MANIFEST_FORMAT:
+            raise ValueError(
+                f"written in manifest format {version} by a newer evaluator (this one reads up to "
+                f"{MANIFEST_FORMAT}); upgrade therapist-evaluator to read it"
+            )
+        return version

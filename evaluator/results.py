@@ -40,7 +40,7 @@ class RunData:
 
 def open_run(run_dir: Path) -> RunData:
     manifest = read_manifest(run_dir)
-    rubrics = {rid: Rubric.model_validate(info["definition"]) for rid, info in manifest.rubrics.items()}
+    rubrics = {rid: Rubric.model_validate(record.definition) for rid, record in manifest.rubrics.items()}
     judgments = load_judgments(run_dir)
     items: list[Item]
     if manifest.samples > 1:

@@ -213,7 +213,7 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
         config = replace(
             config,
             transcripts=[Path(f) for f in previous.transcript_files],
-            rubrics=[Path(r["file"]) for r in previous.rubrics.values()],
+            rubrics=[Path(record.file) for record in previous.rubrics.values()],
             samples=previous.samples,
             aggregate=previous.aggregate,
             mode=previous.mode,
