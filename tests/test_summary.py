@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from statistics import mean
 
+import pytest
 from rich.console import Console
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
@@ -12,8 +14,9 @@ from evaluator.analysis.summary import summarize
 from evaluator.store import load_judgments
 from evaluator.views import format as fmt
 from evaluator.views.html import render_html
-from evaluator.views.summary import print_summary, render_markdown
+from evaluator.views.summary import distribution, print_summary, render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
+from tests.runs import BINARY, LIKERT, judgment, make_rubric, sampled, write_run
 from tests.test_runner import seed_run  # noqa: F401  (module-scoped fixture shared with the runner tests)
 
 
@@ -114,3 +117,61 @@ def test_the_interval_is_the_95_percent_session_bootstrap(seed_run) -> None:  # 
     assert cell.estimate == cluster_bootstrap_mean(by_session, level=0.95)
     assert cell.estimate.sessions == 2 and cell.estimate.n == len(cell.scores)
     assert all(c.estimate is None for cells in pacing.by_transcript.values() for c in cells.values())
+
+
+# --- repeated samples: the summary counts items, each folded over its samples -----------------------
+
+# Three samples of each item (written in sample order) and what folding them gives: the mean for a
+# likert score, the majority for yes/no. Sample 0 and the last sample both differ from the folded
+# verdict, so a summary that counted samples, or kept any one of them, shows other figures.
+SAMPLED_SCORES = {("t1", 1): [2, 5, 5], ("t1", 3): [5, 2, 2], ("t2", 1): [1, 1, 1]}
+FOLDED_SCORES = {("t1", 1): 4.0, ("t1", 3): 3.0, ("t2", 1): 1.0, ("t2", 3): 5.0}  # t2/3: one ok sample of 3
+SAMPLED_VOTES = {("t1", 1): [1, 0, 0], ("t1", 3): [0, 1, 1], ("t2", 1): [1, 1, 0], ("t2", 3): [1, 0, 0]}
+FOLDED_VOTES = {("t1", 1): 0, ("t1", 3): 1, ("t2", 1): 1, ("t2", 3): 0}
+
+
+def _sampled_run(tmp_path: Path) -> Path:
+    judgments = [j for (t, turn), scores in SAMPLED_SCORES.items() for j in sampled(t, turn, scores)]
+    judgments += [
+        judgment("t2", 3, 5.0, sample=0),
+        judgment("t2", 3, None, sample=1, status="unscored"),
+        judgment("t2", 3, None, sample=2, status="unscored"),
+    ]
+    judgments += [judgment("t2", 5, None, sample=s, status="unscored") for s in range(3)]  # never scored
+    judgments += [
+        j for (t, turn), votes in SAMPLED_VOTES.items() for j in sampled(t, turn, votes, criterion=BINARY["id"])
+    ]
+    return write_run(tmp_path, "sampled", make_rubric(LIKERT, BINARY), judgments, samples=3)
+
+
+def test_with_samples_the_summary_counts_and_averages_folded_items(tmp_path: Path) -> None:
+    run_dir = _sampled_run(tmp_path)
+    summary = summarize(run_dir)
+    (rs,) = summary.rubrics
+    likert = rs.overall[LIKERT["id"]]
+    assert dict(likert.counts) == {"ok": 4, "unscored": 1}  # items, not the 15 samples
+    assert likert.mean == pytest.approx(mean(FOLDED_SCORES.values()))  # 3.25; the ok samples average 3.2
+    assert likert.pass_share == 0.5  # folded 4.0 and 5.0 meet pass_at 4
+    assert distribution(likert) == "1:1 3:1 4:1 5:1"
+    t1, t2 = rs.by_transcript["t1"][LIKERT["id"]], rs.by_transcript["t2"][LIKERT["id"]]
+    assert t1.mean == pytest.approx(3.5) and t1.pass_share == 0.5
+    assert t2.mean == pytest.approx(3.0) and t2.pass_share == 0.5 and t2.counts["unscored"] == 1
+    votes = rs.overall[BINARY["id"]]
+    assert votes.counts["ok"] == 4 and votes.mean == pytest.approx(mean(FOLDED_VOTES.values()))
+    assert distribution(votes) == "yes 2 / no 2"
+    assert summary.counts == {"ok": 8, "unscored": 1}
+    text = render_markdown(summary)
+    assert "Items, each folded over 3 samples (auto; see aggregates.jsonl): 8 ok, 0 not_applicable, 1 unscored" in text
+    assert "| Honours the request (`honours_request`) | ↑ | 4 | 0 | 1 | 0 | 3.25 | 50% | 1:1 3:1 4:1 5:1 |" in text
+    assert "| t1: `honours_request` | ↑ | 2 | 0 | 0 | 0 | 3.50 | 50% |" in text
+
+
+def test_with_samples_the_share_meeting_pass_at_is_over_folded_items(tmp_path: Path) -> None:
+    """Two of three samples say 5 but the item's folded score is 4 - 1/3: the item does not meet 4."""
+    judgments = sampled("t1", 1, [5, 5, 2]) + sampled("t1", 3, [1, 4, 4]) + sampled("t2", 1, [4, 4, 5])
+    summary = summarize(write_run(tmp_path, "share", make_rubric(LIKERT), judgments, samples=3))
+    cell = summary.rubrics[0].overall[LIKERT["id"]]
+    folded = [12 / 3, 9 / 3, 13 / 3]
+    assert cell.counts["ok"] == 3 and cell.mean == pytest.approx(mean(folded))
+    assert cell.pass_share == pytest.approx(2 / 3)  # 4.0 and 4.33 meet 4, 3.0 does not; 6 of 9 samples do too
+    assert cell.scores == pytest.approx(folded)
