@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from statistics import mean
 
@@ -11,12 +12,13 @@ from rich.console import Console
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.analysis.summary import summarize
+from evaluator.models import Criterion
 from evaluator.store import load_judgments
 from evaluator.views import format as fmt
 from evaluator.views.html import render_html
 from evaluator.views.summary import distribution, print_summary, render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
-from tests.runs import BINARY, LIKERT, judgment, make_rubric, sampled, write_run
+from tests.runs import BINARY, LIKERT, QUESTIONS, judgment, make_rubric, sampled, write_run
 from tests.test_runner import seed_run  # noqa: F401  (module-scoped fixture shared with the runner tests)
 
 
@@ -162,7 +164,9 @@ def test_with_samples_the_summary_counts_and_averages_folded_items(tmp_path: Pat
     assert summary.counts == {"ok": 8, "unscored": 1}
     text = render_markdown(summary)
     assert "Items, each folded over 3 samples (auto; see aggregates.jsonl): 8 ok, 0 not_applicable, 1 unscored" in text
-    assert "| Honours the request (`honours_request`) | ↑ | 4 | 0 | 1 | 0 | 3.25 | 50% | 1:1 3:1 4:1 5:1 |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Honours the request"))
+    assert row.startswith("| Honours the request (`honours_request`) | ↑ | 4 | 0 | 1 | 0 | 3.25 [")
+    assert row.endswith(" | 50% | 1:1 3:1 4:1 5:1 |")
     assert "| t1: `honours_request` | ↑ | 2 | 0 | 0 | 0 | 3.50 | 50% |" in text
 
 
@@ -175,3 +179,38 @@ def test_with_samples_the_share_meeting_pass_at_is_over_folded_items(tmp_path: P
     assert cell.counts["ok"] == 3 and cell.mean == pytest.approx(mean(folded))
     assert cell.pass_share == pytest.approx(2 / 3)  # 4.0 and 4.33 meet 4, 3.0 does not; 6 of 9 samples do too
     assert cell.scores == pytest.approx(folded)
+
+
+# --- pass_at in the direction the criterion calls better ------------------------------------------------
+
+# Questions asked, better: lower, pass_at 1: a turn asking at most one question meets the criterion.
+QUESTION_COUNTS = {("t1", 1): 0, ("t1", 3): 0, ("t1", 5): 3, ("t2", 1): 1, ("t2", 3): 0}  # 4 of 5 ask <= 1
+
+
+def _questions_run(tmp_path: Path) -> Path:
+    judgments = [judgment(t, turn, n, criterion=QUESTIONS["id"]) for (t, turn), n in QUESTION_COUNTS.items()]
+    return write_run(tmp_path, "questions", make_rubric(QUESTIONS), judgments)
+
+
+def test_a_lower_is_better_criterion_is_met_at_or_below_pass_at(tmp_path: Path) -> None:
+    summary = summarize(_questions_run(tmp_path))
+    (rs,) = summary.rubrics
+    cell = rs.overall[QUESTIONS["id"]]
+    assert cell.pass_share == pytest.approx(4 / 5)  # 0, 0, 1, 0 meet it (1 itself included); 3 does not
+    assert rs.by_transcript["t1"][QUESTIONS["id"]].pass_share == pytest.approx(2 / 3)
+    assert rs.by_transcript["t2"][QUESTIONS["id"]].pass_share == 1.0
+    row = next(line for line in render_markdown(summary).splitlines() if line.startswith("| Questions asked"))
+    assert row.startswith("| Questions asked (`questions`) | ↓ | 5 | 0 | 0 | 0 | 0.80 [")
+    assert row.endswith(" | 80% | 0:3 1:1 3:1 |")
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    printed = console.export_text()
+    assert re.search(r"↓ questions\s*│\s*5\s*│\s*0\s*│\s*0\s*│\s*0\s*│\s*0\.80(?: \[[^]]*\])?\s*│\s*80%", printed)
+    assert "1.00 (67%)" in printed and "0.50 (100%)" in printed
+
+
+def test_meets_follows_the_better_direction() -> None:
+    lower = Criterion.model_validate(QUESTIONS)
+    higher = Criterion.model_validate(LIKERT)
+    assert [lower.meets(n) for n in (0, 1, 2)] == [True, True, False]
+    assert [higher.meets(s) for s in (3, 4, 5)] == [False, True, True]
