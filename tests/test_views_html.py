@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from scipy.stats import binom
 
 from evaluator.analysis.stats import cluster_bootstrap_mean
 from evaluator.analysis.summary import summarize
@@ -25,6 +26,7 @@ from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
 from evaluator.views.html import HTML_FILE, render_html, write_html_report
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
+from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = [
@@ -241,6 +243,29 @@ def test_repeated_samples_are_summarised_as_items_and_shown_one_by_one(tmp_path:
     assert f'data-count-status="ok"><b>{summary.counts["ok"]}</b>' in text
     assert text.count('<div class="judgment ') == len(load_judgments(run_dir)) == 2 * sum(summary.counts.values())
     assert "· sample 1</span>" in text
+
+
+def test_the_headline_interval_is_95_percent_and_resamples_whole_sessions(tmp_path: Path) -> None:
+    """Ten sessions of three turns, every turn of a session scored alike (5 in five sessions, 1 in the
+    others): ten independent observations, not thirty. Resampling sessions, the bootstrap mean is
+    1 + 4 * Binomial(10, 1/2) / 10, whose 2.5% and 97.5% points are read off the binomial here."""
+    judgments = [judgment(f"s{i}", turn, 5.0 if i < 5 else 1.0) for i in range(10) for turn in (1, 3, 5)]
+    card = _cards(render_html(write_run(tmp_path, "clustered", make_rubric(LIKERT), judgments)))[
+        "synthetic:honours_request"
+    ]
+    low, high = (1 + 4 * binom(10, 0.5).ppf(q) / 10 for q in (0.025, 0.975))
+    assert (low, high) == (1.8, 4.2)  # an 80% interval would be [2.20, 3.80]; resampled turns, about [2.5, 3.5]
+    assert "<b>3.00</b>" in card and f"[{low:.2f}, {high:.2f}]" in card
+    assert "30 turns · 10 sessions" in card
+
+
+def test_a_lower_is_better_criterion_meets_at_or_below_pass_at(tmp_path: Path) -> None:
+    counts = {("t1", 1): 0, ("t1", 3): 0, ("t1", 5): 3, ("t2", 1): 1, ("t2", 3): 0}  # 4 of 5 ask <= 1 question
+    judgments = [judgment(t, turn, n, criterion=QUESTIONS["id"]) for (t, turn), n in counts.items()]
+    card = _cards(render_html(write_run(tmp_path, "questions", make_rubric(QUESTIONS), judgments)))[
+        "synthetic:questions"
+    ]
+    assert "meets at ≤ 1" in card and '<dd class="share">80%</dd>' in card
 
 
 def test_the_report_is_written_into_the_run_folder(run_dir: Path, page_html: str) -> None:
