@@ -20,6 +20,7 @@ from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from evaluator.views.compare import print_comparison, write_comparison
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
+from tests.runs import LIKERT, RUBRIC_ID, make_rubric, sampled, write_run
 
 EDITED = "acknowledges_request"
 PACING = REPO / "rubrics" / "pacing.yaml"
@@ -243,6 +244,46 @@ def test_runs_with_samples_are_folded_before_matching(tmp_path: Path) -> None:
     for c in comparison.criteria:
         assert c.only_a == c.only_b == 0 and c.exact in (1.0, None)
         assert c.paired == len(_scores(single, c.criterion_id)), c.criterion_id
+
+
+# Run A's samples waver around the verdict run B gives steadily; folded (mean over three samples) the two
+# runs agree on every item. Sample 0 and the last sample of run A both differ from its folded verdict.
+WAVERING = {("t1", 1): [2, 5, 2], ("t1", 3): [5, 2, 5], ("t2", 1): [1, 4, 1], ("t2", 3): [4, 1, 4]}
+STEADY = {("t1", 1): [3, 3, 3], ("t1", 3): [4, 4, 4], ("t2", 1): [2, 2, 2], ("t2", 3): [3, 3, 3]}
+
+
+def test_sampled_runs_are_matched_on_their_folded_verdicts(tmp_path: Path) -> None:
+    rubric = make_rubric(LIKERT)
+    runs = [
+        write_run(
+            tmp_path, run_id, rubric, [j for (t, turn), s in items.items() for j in sampled(t, turn, s)], samples=3
+        )
+        for run_id, items in (("wavering", WAVERING), ("steady", STEADY))
+    ]
+    comparison = compare_runs(*runs)
+    c = comparison.criterion(RUBRIC_ID, LIKERT["id"])
+    assert c.paired == 4 and c.changed == 0 and comparison.changed == [] and c.exact == 1.0
+    assert c.mean_a == c.mean_b == pytest.approx(mean([3, 4, 2, 3]))
+    assert c.kappa == 1.0 and c.kappa_weights == "quadratic"
+    assert c.difference.value == 0.0 and c.difference.low == c.difference.high == 0.0
+    assert comparison.warnings == []  # nothing moved, so no "moved without an edit" either
+
+
+def test_a_folded_verdict_that_moves_is_reported_with_its_folded_values(tmp_path: Path) -> None:
+    rubric = make_rubric(LIKERT)
+    moved = {**STEADY, ("t2", 3): [5, 5, 2]}  # folded 4, where run A's samples fold to 3
+    runs = [
+        write_run(
+            tmp_path, run_id, rubric, [j for (t, turn), s in items.items() for j in sampled(t, turn, s)], samples=3
+        )
+        for run_id, items in (("wavering", WAVERING), ("moved", moved))
+    ]
+    comparison = compare_runs(*runs)
+    (item,) = comparison.changed
+    assert (item.transcript_id, item.turn_index, item.verdict_a, item.verdict_b) == ("t2", 3, 3, 4)
+    assert item.magnitude == 1.0
+    c = comparison.criterion(RUBRIC_ID, LIKERT["id"])
+    assert c.changed == 1 and c.exact == 0.75 and c.difference.value == pytest.approx(1 / 4)
 
 
 def test_kappa_is_never_nan() -> None:
