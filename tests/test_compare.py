@@ -12,6 +12,7 @@ from statistics import mean
 
 import pytest
 from rich.console import Console
+from scipy.stats import binom
 from sklearn.metrics import cohen_kappa_score
 
 from evaluator.analysis.compare import Comparison, compare_runs, kappa_between
@@ -20,7 +21,7 @@ from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from evaluator.views.compare import print_comparison, write_comparison
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
-from tests.runs import LIKERT, RUBRIC_ID, make_rubric, sampled, write_run
+from tests.runs import LIKERT, RUBRIC_ID, judgment, make_rubric, sampled, write_run
 
 EDITED = "acknowledges_request"
 PACING = REPO / "rubrics" / "pacing.yaml"
@@ -284,6 +285,25 @@ def test_a_folded_verdict_that_moves_is_reported_with_its_folded_values(tmp_path
     assert item.magnitude == 1.0
     c = comparison.criterion(RUBRIC_ID, LIKERT["id"])
     assert c.changed == 1 and c.exact == 0.75 and c.difference.value == pytest.approx(1 / 4)
+
+
+def test_the_difference_interval_is_95_percent_over_whole_sessions(tmp_path: Path) -> None:
+    """Ten sessions of three paired items; run B scores 4 higher in five sessions and the same in the
+    others, alike on every item of a session. Resampling sessions, B − A is 4 * Binomial(10, 1/2) / 10,
+    whose 2.5% and 97.5% points are read off the binomial here: [0.8, 3.2] (80%: [1.2, 2.8]; resampling
+    the 30 items as if independent: about [1.3, 2.7])."""
+    rubric = make_rubric(LIKERT)
+    items = [(f"s{i}", turn) for i in range(10) for turn in (1, 3, 5)]
+    run_a = write_run(tmp_path, "a", rubric, [judgment(t, turn, 1.0) for t, turn in items])
+    run_b = write_run(tmp_path, "b", rubric, [judgment(t, turn, 5.0 if t < "s5" else 1.0) for t, turn in items])
+    comparison, path = write_comparison(run_a, run_b)
+    difference = comparison.criterion(RUBRIC_ID, LIKERT["id"]).difference
+    low, high = (4 * binom(10, 0.5).ppf(q) / 10 for q in (0.025, 0.975))
+    assert (low, high) == (0.8, 3.2)
+    assert difference.value == pytest.approx(2.0)
+    assert (difference.low, difference.high) == pytest.approx((low, high))
+    assert difference.n == 30 and difference.sessions == 10
+    assert "+2.00 [+0.80, +3.20]" in path.read_text(encoding="utf-8")
 
 
 def test_kappa_is_never_nan() -> None:
