@@ -29,6 +29,7 @@ from evaluator.runner import run
 from evaluator.store import JudgmentWriter, load_judgments
 from evaluator.views.agreement import print_agreement, render_agreement_markdown, write_agreement
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
+from tests.runs import BINARY, LIKERT, make_rubric, sampled, write_run
 
 PACING = REPO / "rubrics" / "pacing.yaml"
 SEED_LABELS = REPO / "labels" / "seed_ratings.csv"
@@ -304,6 +305,48 @@ def test_labels_meet_the_folded_verdict_not_sample_0(tmp_path: Path) -> None:
     assert len(judged) >= 2 and c.n == len(judged)
     assert c.exact == 0.0 and c.within_one == 1.0
     assert c.bias == pytest.approx(mean(folded_minus_first))
+
+
+# Three samples per item, written in sample order; the judge's verdict per item is their mean (likert)
+# or majority (yes/no). Sample 0 and the last sample differ from that verdict on most items, so matching
+# labels to raw samples instead of the folded verdict shows as disagreement.
+SAMPLED = {("t1", 1): [2, 5, 2], ("t1", 3): [5, 2, 5], ("t2", 1): [1, 4, 1], ("t2", 3): [4, 1, 4], ("t2", 5): [1, 2, 2]}
+FOLDED = {("t1", 1): 3.0, ("t1", 3): 4.0, ("t2", 1): 2.0, ("t2", 3): 3.0, ("t2", 5): 5 / 3}  # 5/3 rounds to 2
+SAMPLED_VOTES = {("t1", 1): [1, 0, 0], ("t1", 3): [0, 1, 1], ("t2", 1): [1, 1, 0], ("t2", 3): [1, 0, 0]}
+FOLDED_VOTES = {("t1", 1): 0, ("t1", 3): 1, ("t2", 1): 1, ("t2", 3): 0}
+
+
+@pytest.fixture
+def sampled_run(tmp_path: Path) -> Path:
+    judgments = [j for (t, turn), scores in SAMPLED.items() for j in sampled(t, turn, scores)]
+    judgments += [
+        j for (t, turn), votes in SAMPLED_VOTES.items() for j in sampled(t, turn, votes, criterion=BINARY["id"])
+    ]
+    return write_run(tmp_path, "sampled", make_rubric(LIKERT, BINARY), judgments, samples=3)
+
+
+def test_labels_are_matched_to_the_folded_verdict_of_sampled_items(sampled_run: Path, tmp_path: Path) -> None:
+    rows = [[t, turn, LIKERT["id"], round(score), "r1"] for (t, turn), score in FOLDED.items()]
+    rows += [[t, turn, BINARY["id"], vote, "r1"] for (t, turn), vote in FOLDED_VOTES.items()]
+    report = agreement(sampled_run, _write(tmp_path / "folded.csv", rows))
+    likert = _criterion(report, LIKERT["id"]).comparison
+    assert likert.n == 5 and likert.exact == 1.0 and likert.kappa == pytest.approx(1.0)
+    assert likert.bias == pytest.approx((5 / 3 - 2) / 5)  # the unrounded mean 5/3 against the label 2
+    votes = _criterion(report, BINARY["id"]).comparison
+    assert votes.n == 4 and votes.exact == 1.0 and votes.kappa == pytest.approx(1.0)
+
+
+def test_labels_disagreeing_with_folded_verdicts_get_the_kappa_of_the_folded_verdicts(
+    sampled_run: Path, tmp_path: Path
+) -> None:
+    labels = {("t1", 1): 3, ("t1", 3): 5, ("t2", 1): 2, ("t2", 3): 2, ("t2", 5): 2}
+    rows = [[t, turn, LIKERT["id"], score, "r1"] for (t, turn), score in labels.items()]
+    c = _criterion(agreement(sampled_run, _write(tmp_path / "labels.csv", rows)), LIKERT["id"]).comparison
+    judge = [3, 4, 2, 3, 2]  # FOLDED, rounded half up
+    human = list(labels.values())
+    assert c.exact == pytest.approx(3 / 5)
+    assert c.kappa == pytest.approx(_kappa_by_hand(human, judge, [1, 2, 3, 4, 5], weighted=True))
+    assert c.bias == pytest.approx(mean(FOLDED[k] - labels[k] for k in labels))
 
 
 # --- (5) bad labels files -------------------------------------------------------------------------
