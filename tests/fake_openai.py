@@ -3,8 +3,9 @@ and benchmarks.
 
 The real `openai` client talks to it over HTTP on 127.0.0.1, so retries, fallbacks, parsing and
 concurrency are exercised for real. Replies are valid instances of the JSON schema the request asks
-for, derived from the messages alone (for a re-ask, from those before the first assistant message), so
-a faulty run can be compared item by item with a clean one.
+for, derived from the messages (for a re-ask, from those before the first assistant message) and the
+request's `seed`, so a faulty run can be compared item by item with a clean one, a re-ask gets the
+answer its question got, and repeated samples of one item (each sent with its own seed) can differ.
 
     with FakeOpenAI(faults={"rate_limit": 0.1}) as server:
         client = OpenAI(base_url=server.url, api_key="sk-test", max_retries=0)
@@ -132,10 +133,11 @@ def _message_schema(texts: Sequence[str]) -> dict | None:
 # --- an instance of the schema ---------------------------------------------------------------------
 
 
-def _seed(messages: Sequence[Mapping[str, Any]]) -> int:
-    """A seed from every message, its text and its other fields, stable across processes (unlike hash()).
-    CRC-32 of the text is several times cheaper than a cryptographic hash of the messages as JSON."""
-    seed = 0
+def _seed(messages: Sequence[Mapping[str, Any]], request_seed: Any = None) -> int:
+    """A seed from the request's `seed` field and every message, its text and its other fields, stable
+    across processes (unlike hash()). CRC-32 of the text is several times cheaper than a cryptographic
+    hash of the messages as JSON. Without a `seed` field, the messages alone decide."""
+    seed = 0 if request_seed is None else zlib.crc32(f"seed={request_seed!r}".encode())
     for message in messages:
         seed = zlib.crc32(repr(sorted((k, v) for k, v in message.items() if k != "content")).encode(), seed)
         seed = zlib.crc32(b"\x00" + _text(message).encode() + b"\x00", seed)
@@ -335,12 +337,14 @@ def _scalar(value: Any) -> str:
     return repr(value)
 
 
-def _json_tokens(schema: dict, messages: list[dict], *, break_score: bool) -> tuple[list[Token], _Pick | None]:
-    """A valid instance of `schema` seeded by the messages alone, as tokens; `break_score` puts a value
-    the schema forbids in the score's place."""
+def _json_tokens(
+    schema: dict, messages: list[dict], *, break_score: bool, request_seed: Any = None
+) -> tuple[list[Token], _Pick | None]:
+    """A valid instance of `schema` seeded by the messages and the request's seed, as tokens; `break_score`
+    puts a value the schema forbids in the score's place."""
     asked = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
     original = messages[:asked]  # a re-ask gets the answer the original question gets, as from a model at temperature 0
-    rng = random.Random(_seed(original))
+    rng = random.Random(_seed(original, request_seed))
     instance = _Instance(schema, rng, _quote(original, rng))
     value = instance.build(schema)
     score = _score(instance.picks)
@@ -657,12 +661,12 @@ class FakeOpenAI:
     def _reply(
         self, body: dict, messages: list[dict], texts: list[str], behaviour: Behaviour
     ) -> tuple[list[Token], _Pick | None]:
-        """The reply's tokens and score, from the messages alone (plus the behaviour's damage)."""
+        """The reply's tokens and score, from the messages and the request's seed (plus the behaviour's damage)."""
         schema = _response_schema(body) or _message_schema(texts)
         tokens, score = (
             ([("OK", False)], None)
             if schema is None
-            else _json_tokens(schema, messages, break_score=behaviour == "out_of_range")
+            else _json_tokens(schema, messages, break_score=behaviour == "out_of_range", request_seed=body.get("seed"))
         )
         if behaviour == "malformed":
             tokens = _cut(tokens, max(_length(tokens) - 7, 1))

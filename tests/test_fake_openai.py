@@ -180,6 +180,21 @@ def test_a_re_ask_gets_the_answer_to_the_original_question(server: FakeOpenAI) -
     assert _ask(server, re_ask).choices[0].message.content == first
 
 
+def test_the_request_seed_varies_the_reply_and_a_re_ask_with_it_gets_the_same_answer(server: FakeOpenAI) -> None:
+    """Repeated samples of one item are sent with seeds 0, 1, 2: like a model sampling at those seeds,
+    each seed may give another answer, while the same seed (a re-ask included) gives the same one."""
+    re_ask = [{"role": "assistant", "content": "not json"}, {"role": "user", "content": "Not valid JSON. Again."}]
+    differing = 0
+    for rated in range(1, 12, 2):
+        by_seed = {seed: _ask(server, _messages(rated), seed=seed).choices[0].message.content for seed in (0, 1, 2)}
+        assert _ask(server, _messages(rated), seed=1).choices[0].message.content == by_seed[1]
+        assert _ask(server, [*_messages(rated), *re_ask], seed=2).choices[0].message.content == by_seed[2]
+        differing += len(set(by_seed.values())) > 1
+        unseeded = _ask(server, _messages(rated)).choices[0].message.content
+        assert _ask(server, _messages(rated)).choices[0].message.content == unseeded  # the messages alone decide
+    assert differing >= 4  # of 6 items: the seed is part of what decides the reply
+
+
 def test_evidence_is_quoted_verbatim_from_a_numbered_turn(server: FakeOpenAI) -> None:
     for rated in range(1, 16, 2):
         user = _conversation(rated)
