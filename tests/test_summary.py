@@ -214,3 +214,75 @@ def test_meets_follows_the_better_direction() -> None:
     higher = Criterion.model_validate(LIKERT)
     assert [lower.meets(n) for n in (0, 1, 2)] == [True, True, False]
     assert [higher.meets(s) for s in (3, 4, 5)] == [False, True, True]
+
+
+# --- end to end: an LLM judge sampled three times -------------------------------------------------------
+
+SAMPLED_RUBRIC = """\
+id: sampled
+title: Sampled
+criteria:
+  - id: honours_request
+    name: Honours the request
+    question: Does this therapist turn honour what the patient asked for?
+    pass_at: 4
+    scale:
+      type: likert
+      min: 1
+      max: 5
+      anchors: {1: ignores it, 3: in words only, 5: honours it}
+"""
+
+
+def _session(topic: str) -> str:
+    return "\n\n".join(
+        f"Patient: About {topic}, part {i}: can we slow down a little?\n\nTherapist: Let us look at {topic}, step {i}."
+        for i in range(4)
+    )
+
+
+def test_an_llm_judge_sampled_three_times_is_summarised_over_folded_items(tmp_path: Path, fake_server) -> None:
+    from evaluator.judges.select import JudgeSettings
+    from evaluator.runner import RunConfig, run
+
+    server = fake_server()
+    transcripts = []
+    for topic in ("sleep", "work", "family"):
+        transcripts.append(tmp_path / f"{topic}.txt")
+        transcripts[-1].write_text(_session(topic), encoding="utf-8")
+    rubric = tmp_path / "sampled.yaml"
+    rubric.write_text(SAMPLED_RUBRIC, encoding="utf-8")
+    judge = JudgeSettings(kind="openai", base_url=server.url, model="fake-judge", cache_path=None)
+    config = RunConfig(
+        transcripts=transcripts,
+        rubrics=[rubric],
+        output=tmp_path / "results",
+        judge=judge,
+        samples=3,
+        show_progress=False,
+    )
+    run_dir = run(config).run_dir
+
+    samples: dict[tuple[str, int], list[float]] = {}
+    raw_ok: list[float] = []
+    for j in load_judgments(run_dir):
+        samples.setdefault((j.transcript_id, j.turn_index), [])
+        if j.status == "ok":
+            samples[j.transcript_id, j.turn_index].append(j.score)
+            raw_ok.append(j.score)
+    assert len(samples) == 12 and sorted({r.body["seed"] for r in server.received}) == [0, 1, 2]
+    assert sum(len(set(s)) > 1 for s in samples.values()) >= 2, "some items' samples must differ"
+    folded = {item: mean(scores) for item, scores in samples.items() if scores}  # mean over the ok samples
+    share = sum(v >= 4 for v in folded.values()) / len(folded)
+    assert share != pytest.approx(sum(s >= 4 for s in raw_ok) / len(raw_ok)), "items and samples must differ here"
+
+    summary = summarize(run_dir)
+    cell = summary.rubrics[0].overall["honours_request"]
+    assert cell.counts["ok"] == len(folded) and sum(cell.counts.values()) == 12
+    assert cell.mean == pytest.approx(mean(folded.values()))
+    assert cell.pass_share == pytest.approx(share)
+    for topic in ("sleep", "work", "family"):
+        mine = [v for (t, _), v in folded.items() if t == topic]
+        assert summary.rubrics[0].by_transcript[topic]["honours_request"].mean == (
+            pytest.approx(mean(mine)) if mine else None
+        )
