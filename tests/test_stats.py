@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from evaluator.stats import cluster_bootstrap_difference, cluster_bootstrap_mean
+from evaluator.analysis.stats import cluster_bootstrap_difference, cluster_bootstrap_mean
 
 MANY = 20_000  # resamples for exact checks: the sampled quantile sits within ~0.001 of the exact one
 CLEARANCE = 0.005  # how far (in probability) a design's quantiles must be from a step of the distribution

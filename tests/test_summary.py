@@ -242,8 +242,8 @@ def _session(topic: str) -> str:
 
 
 def test_an_llm_judge_sampled_three_times_is_summarised_over_folded_items(tmp_path: Path, fake_server) -> None:
-    from evaluator.judges.select import JudgeSettings
-    from evaluator.runner import RunConfig, run
+    from evaluator.config import JudgeSettings, RunConfig
+    from evaluator.runner import run
 
     server = fake_server()
     transcripts = []
