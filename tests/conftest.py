@@ -55,6 +55,27 @@ def fake_server():
 
 
 @pytest.fixture
+def judge_session(tmp_path: Path, no_llm_env: None):
+    """Judge one made-up session with the pacing rubric and the rules judge, offline; returns the run
+    folder: judge_session({"session_id": "...", "site": "..."}, therapist="-Of course.")."""
+    import json
+
+    from evaluator.config import RunConfig
+    from evaluator.runner import run
+
+    def _judge(fields: dict, therapist: str = "Of course.") -> Path:
+        messages = [{"role": "user", "content": "Can we slow down?"}, {"role": "assistant", "content": therapist}]
+        session = tmp_path / "in.jsonl"
+        session.write_text(json.dumps({**fields, "messages": messages}) + "\n", encoding="utf-8")
+        config = RunConfig(
+            transcripts=[session], rubrics=[REPO / "rubrics" / "pacing.yaml"], output=tmp_path, show_progress=False
+        )
+        return run(config).run_dir
+
+    return _judge
+
+
+@pytest.fixture
 def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No key or base URL from the developer's shell leaks into a test."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):

@@ -35,24 +35,12 @@ def test_export_writes_csv_and_parquet_that_read_back(seed_run, capsys) -> None:
     assert from_csv["score"].sum() == expected["score"].sum()
 
 
-def test_csv_cells_a_spreadsheet_would_run_are_neutralised(tmp_path, repo) -> None:
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(judge_session) -> None:
     import csv
 
-    from evaluator.config import RunConfig
-    from evaluator.runner import run
-
-    hostile = tmp_path / "in.jsonl"
-    hostile.write_text(
-        '{"session_id": "=HYPERLINK(\\"http://x\\")", "site": "@SUM(A1)", "arm": "+1", "messages": ['
-        '{"role": "user", "content": "Can we slow down?"}, {"role": "assistant", "content": "-Of course."}]}\n'
-    )
-    result = run(
-        RunConfig(
-            transcripts=[hostile], rubrics=[repo / "rubrics" / "pacing.yaml"], output=tmp_path, show_progress=False
-        )
-    )
-    assert main(["export", str(result.run_dir)]) == 0
-    with (result.run_dir / "judgments.csv").open(newline="") as handle:
+    run_dir = judge_session({"session_id": '=HYPERLINK("http://x")', "site": "@SUM(A1)", "arm": "+1"}, "-Of course.")
+    assert main(["export", str(run_dir)]) == 0
+    with (run_dir / "judgments.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
     assert {row["transcript_id"] for row in rows} == {'\'=HYPERLINK("http://x")'}

@@ -49,21 +49,9 @@ def test_markdown_lists_every_rubric_and_status(seed_run) -> None:  # noqa: F811
     assert "unscored" in text and IGNORING_SEED.stem in text
 
 
-def test_user_text_in_summary_md_is_shown_not_run(tmp_path, repo) -> None:
-    from evaluator.config import RunConfig
-    from evaluator.runner import run
-
-    hostile = tmp_path / "in.jsonl"
-    hostile.write_text(
-        '{"session_id": "<img src=x onerror=alert(1)>|x", "messages": ['
-        '{"role": "user", "content": "Can we slow down?"}, {"role": "assistant", "content": "Of course."}]}\n'
-    )
-    result = run(
-        RunConfig(
-            transcripts=[hostile], rubrics=[repo / "rubrics" / "pacing.yaml"], output=tmp_path, show_progress=False
-        )
-    )
-    text = render_markdown(summarize(result.run_dir))
+def test_user_text_in_summary_md_is_shown_not_run(judge_session) -> None:
+    run_dir = judge_session({"session_id": "<img src=x onerror=alert(1)>|x"})
+    text = render_markdown(summarize(run_dir))
     assert "<img" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;\\|x" in text
 
