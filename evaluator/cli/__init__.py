@@ -1,0 +1,5 @@
+"""The `evaluator` command."""
+
+from evaluator.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,204 @@
+"""What each command does: parse nothing, print results; the same functions a notebook would call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+
+from evaluator.analysis.frames import export as export_judgments
+from evaluator.api import run_async
+from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths
+from evaluator.cli.parser import RUN
+from evaluator.config import (
+    RunConfig,
+)
+from evaluator.estimate import dry_run, print_dry_run
+from evaluator.judges.cache import ResponseCache
+from evaluator.models import Rubric, Transcript
+from evaluator.prompts import PromptRenderer, check_templates
+from evaluator.reading import ReadOptions, TranscriptError
+from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
+from evaluator.store import resolve_run
+from evaluator.transcripts import discover, read_transcripts
+from evaluator.views.agreement import print_agreement, write_agreement
+from evaluator.views.compare import print_comparison, write_comparison
+from evaluator.views.html import write_html_report
+from evaluator.views.summary import print_summary, write_summary
+
+
+async def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if args.retry_failed and args.resume is None:
+        raise CliError("--retry-failed goes with --resume RUN")
+    resume = resolve_run(args.resume, args.output) if args.resume is not None else None
+    config = RunConfig(
+        transcripts=args.transcripts,
+        rubrics=rubric_paths(args.rubric) or list(RUN.rubrics),
+        output=args.output,
+        judge=judge_settings(args),
+        read_options=read_options(args),
+        mode=args.mode,
+        samples=args.samples,
+        aggregate=args.aggregate,
+        max_cost=args.max_cost,
+        concurrency=args.concurrency,
+        run_id=args.run_id,
+        resume=resume,
+        retry_failed=args.retry_failed,
+        command=["evaluator", *args.argv],
+        show_progress=not args.no_progress,
+    )
+    if args.dry_run:
+        print_dry_run(await dry_run(config), console)
+        return EXIT_OK
+    result = await run_async(config)
+    if result.manifest.stopped:
+        console.print(
+            f"[yellow]{escape(result.manifest.stopped)}[/yellow]; continue with --resume {escape(str(result.run_dir))}"
+        )
+    summary, summary_path, report_path = result.summary, result.summary_path, result.report_path
+    print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
+    console.print(
+        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}",
+        markup=False,
+        highlight=False,
+    )
+    if result.skipped:
+        console.print(f"[red]{len(result.skipped)} file(s) skipped; see above and manifest.json[/red]")
+    return EXIT_OK if result.ok else EXIT_ATTENTION
+
+
+def _pick_transcript(path: Path, transcript_id: str | None, options: ReadOptions) -> Transcript:
+    transcripts = read_transcripts(path, options)
+    if transcript_id is None:
+        if len(transcripts) > 1:
+            ids = ", ".join(t.id for t in transcripts)
+            raise CliError(f"{path} holds {len(transcripts)} transcripts; pick one with --transcript-id ({ids})")
+        return transcripts[0]
+    for transcript in transcripts:
+        if transcript.id == transcript_id:
+            return transcript
+    raise CliError(f"{path} has no transcript {transcript_id!r}; it has: {', '.join(t.id for t in transcripts)}")
+
+
+def _cmd_render(args: argparse.Namespace, console: Console) -> int:
+    (rubric_path,) = rubric_paths([args.rubric])
+    rubric = load_rubric(rubric_path)
+    transcript = _pick_transcript(args.transcript, args.transcript_id, read_options(args))
+    if not 0 <= args.turn < len(transcript.turns) or transcript.turns[args.turn].speaker != "therapist":
+        therapist = ", ".join(str(t.index) for t in transcript.therapist_turns())
+        raise CliError(f"turn {args.turn} of {transcript.id} is not a therapist turn; therapist turns are: {therapist}")
+    criteria = [rubric.criterion(args.criterion)] if args.criterion else rubric.criteria
+    renderer = PromptRenderer()
+    rendered = [(c, renderer.render(rubric, c, transcript, transcript.turns[args.turn])) for c in criteria]
+    if args.json:
+        payload = [{"criterion": c.id, "messages": [m.model_dump() for m in r.messages]} for c, r in rendered]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for criterion, result in rendered:
+        console.print(Rule(escape(f"{rubric.id} / {criterion.id} on {transcript.id} turn {args.turn}")))
+        for message in result.messages:
+            console.print(f"[bold]--- {message.role} ---[/bold]")
+            console.print(message.content, markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _validate_one(path: Path, options: ReadOptions) -> str:
+    if path.suffix in RUBRIC_SUFFIXES:
+        rubric: Rubric = load_rubric(path)
+        check_templates([rubric], PromptRenderer())
+        return f"rubric {rubric.id} v{rubric.version}, {len(rubric.criteria)} criteria: " + ", ".join(
+            f"{c.id} ({scale_summary(c)})" for c in rubric.criteria
+        )
+    transcripts = read_transcripts(path, options)
+    turns = sum(len(t.turns) for t in transcripts)
+    therapist = sum(len(t.therapist_turns()) for t in transcripts)
+    return f"{len(transcripts)} transcript(s), {turns} turns, {therapist} therapist turns"
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    options = read_options(args)
+    files: list[Path] = []
+    for path in args.files:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        rubric_files = discover_rubrics([path])
+        files += rubric_files
+        try:
+            files += discover([path])
+        except TranscriptError:
+            if not rubric_files:
+                raise
+    failed = 0
+    for file in files:
+        try:
+            console.print(f"[green]ok[/green]   {escape(f'{file}: {_validate_one(file, options)}')}", highlight=False)
+        except (RubricError, TranscriptError) as exc:
+            failed += 1
+            console.print(f"[red]FAIL[/red] {escape(str(exc))}", highlight=False)
+    console.print(f"{len(files) - failed} ok, {failed} invalid", highlight=False)
+    return EXIT_ATTENTION if failed else EXIT_OK
+
+
+def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
+    report, path = write_agreement(resolve_run(args.run, args.output), args.labels)
+    print_agreement(report, console)
+    console.print(f"\nAgreement: {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    run_a, run_b = (resolve_run(r, args.output) for r in (args.run_a, args.run_b))
+    comparison, path = write_comparison(run_a, run_b)
+    print_comparison(comparison, console, top=args.top)
+    console.print(f"\nComparison: {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    path = export_judgments(resolve_run(args.run, args.output), args.format)
+    console.print(f"Wrote {path}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    if not args.cache.exists():
+        console.print(f"{args.cache}: no cache yet", markup=False, highlight=False)
+        return EXIT_OK
+    cache = ResponseCache(args.cache)
+    try:
+        if args.action == "clear":
+            console.print(f"{args.cache}: removed {cache.clear()} cached replies", markup=False, highlight=False)
+        else:
+            size = args.cache.stat().st_size / 1e6
+            console.print(f"{args.cache}: {len(cache)} cached replies, {size:.1f} MB", markup=False, highlight=False)
+    finally:
+        cache.close()
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    run_dir = resolve_run(args.run, args.output)
+    summary, path = write_summary(run_dir)
+    print_summary(summary, console)
+    console.print(f"\nSummary: {path}", markup=False, highlight=False)
+    if args.html:
+        console.print(f"Report:  {write_html_report(run_dir, summary)}", markup=False, highlight=False)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
+    "render": _cmd_render,
+    "validate": _cmd_validate,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+    "agree": _cmd_agree,
+    "export": _cmd_export,
+    "cache": _cmd_cache,
+}

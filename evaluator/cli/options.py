@@ -1,0 +1,95 @@
+"""Command-line values turned into the objects a run takes: reading options, judge settings, rubric paths.
+
+Every value that cannot be used is a CliError saying which option and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Sequence
+
+from evaluator.config import (
+    JudgeSettings,
+)
+from evaluator.errors import EvaluatorError
+from evaluator.reading import CsvColumns, ReadOptions
+from evaluator.rubrics import RUBRIC_SUFFIXES
+
+# Exit codes: 0 everything judged; 1 finished but something needs attention (a skipped input file, an
+# errored judgment, an invalid file under `validate`); 2 nothing was done (bad rubric, bad option).
+EXIT_OK, EXIT_ATTENTION, EXIT_FAILED = 0, 1, 2
+
+
+class CliError(EvaluatorError):
+    """An option that cannot be used; the message says how to fix it."""
+
+
+def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, target = value.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise CliError(f"{option} {value!r}: expected NAME=VALUE, e.g. {option} Doctor=therapist")
+        pairs[key.strip()] = target.strip()
+    return pairs
+
+
+def read_options(args: argparse.Namespace) -> ReadOptions:
+    columns = _pairs(args.csv_column, "--csv-column")
+    unknown = sorted(set(columns) - {f.name for f in fields(CsvColumns)})
+    if unknown:
+        raise CliError(f"--csv-column {unknown[0]}=...: the field must be one of transcript, order, speaker, text")
+    try:
+        options = ReadOptions().with_aliases(_pairs(args.speaker, "--speaker"))
+    except ValueError as exc:
+        raise CliError(f"--speaker: {exc}") from None
+    return replace(options, csv_columns=replace(options.csv_columns, **columns))
+
+
+def rubric_paths(values: Sequence[str]) -> list[Path]:
+    """A rubric may be named by path or, for the bundled folder, by id (`-r pacing`)."""
+    paths = []
+    for value in values:
+        path = Path(value)
+        if not path.exists() and path.suffix not in RUBRIC_SUFFIXES:
+            for suffix in RUBRIC_SUFFIXES:
+                candidate = Path("rubrics") / f"{value}{suffix}"
+                if candidate.is_file():
+                    path = candidate
+                    break
+        paths.append(path)
+    return paths
+
+
+def judge_settings(args: argparse.Namespace) -> JudgeSettings:
+    parameters = {}
+    for key, raw in _pairs(args.param, "--param").items():
+        try:
+            parameters[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parameters[key] = raw
+    for name in ("samples", "concurrency", "attempts", "retries"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1")
+    return JudgeSettings(
+        kind=args.judge,
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        parameters=parameters,
+        output=args.output_format,
+        content_attempts=args.attempts,
+        transport_attempts=args.retries,
+        timeout_s=args.timeout,
+        logprobs=args.logprobs,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        cache_path=None if args.no_cache else args.cache,
+        prices_file=args.prices,
+    )
