@@ -100,10 +100,11 @@ def test_no_modules_import_each_other_round() -> None:
 
 
 def test_the_package_root_only_re_exports_the_public_api() -> None:
-    """`evaluator/__init__.py` sits above everything so it may import anything; it defines nothing."""
+    """`evaluator/__init__.py` sits above everything so it may import anything; it defines nothing but
+    the module hooks (PEP 562) that load the public names on first use."""
     tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
     defined = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-    assert defined == []
+    assert {n.name for n in defined} <= {"__getattr__", "__dir__"}
     assert any(isinstance(n, ast.Assign) and n.targets[0].id == "__all__" for n in tree.body if hasattr(n, "targets"))
 
 

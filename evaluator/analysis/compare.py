@@ -20,8 +20,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Any, Literal
 
-from sklearn.metrics import cohen_kappa_score
-
 from evaluator.analysis.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
 from evaluator.models import Criterion, Judgment, Rubric, RunManifest, Status
 from evaluator.results import RunData, open_run
@@ -237,12 +235,35 @@ def kappa_between(
     if len(set(a) | set(b)) == 1:
         return None, None, f"undefined: both runs gave every paired item the verdict {a[0]!r}"
     if scale_type not in ORDINAL_SCALES:
-        return float(cohen_kappa_score(a, b)), None, ""
+        return cohen_kappa(a, b), None, ""
     if not all(float(v).is_integer() for v in (*a, *b)):
         return None, None, "undefined: folded sample means are not whole verdicts"
     ints_a, ints_b = [int(float(v)) for v in a], [int(float(v)) for v in b]
     labels = list(range(min(ints_a + ints_b), max(ints_a + ints_b) + 1))
-    return float(cohen_kappa_score(ints_a, ints_b, labels=labels, weights="quadratic")), "quadratic", ""
+    return cohen_kappa(ints_a, ints_b, labels=labels, quadratic=True), "quadratic", ""
+
+
+def cohen_kappa(
+    a: Sequence[float | str], b: Sequence[float | str], labels: Sequence[int] | None = None, quadratic: bool = False
+) -> float:
+    """Cohen's kappa as sklearn's cohen_kappa_score computes it, 1 - sum(w * observed) / sum(w * chance),
+    in plain Python: importing sklearn costs over a second, and `run` compares consecutive runs for the
+    run index. Quadratic weights are by position in `labels`; nan where chance agreement is certain."""
+    levels = list(labels) if labels is not None else list(dict.fromkeys([*a, *b]))
+    position = {level: i for i, level in enumerate(levels)}
+    size, n = len(levels), len(a)
+    observed = [[0.0] * size for _ in range(size)]
+    for x, y in zip(a, b, strict=True):
+        observed[position[x]][position[y]] += 1
+    rows = [sum(row) for row in observed]
+    columns = [sum(row[j] for row in observed) for j in range(size)]
+    disagreement = chance = 0.0
+    for i in range(size):
+        for j in range(size):
+            weight = float((i - j) ** 2) if quadratic else float(i != j)
+            disagreement += weight * observed[i][j]
+            chance += weight * rows[i] * columns[j] / n
+    return 1 - disagreement / chance if chance else float("nan")
 
 
 def _magnitude(a: Verdict, b: Verdict) -> float:

@@ -1,4 +1,8 @@
-"""What each command does: parse nothing, print results; the same functions a notebook would call."""
+"""What each command does: parse nothing, print results; the same functions a notebook would call.
+
+The analysis and report modules (numpy, scipy, sklearn, pandas, matplotlib) are imported inside the
+commands that use them, so the other commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
-from evaluator.analysis.frames import export as export_judgments
-from evaluator.api import run_async
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths
 from evaluator.cli.parser import RUN
 from evaluator.config import (
@@ -26,10 +28,6 @@ from evaluator.reading import ReadOptions, TranscriptError
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.store import resolve_run
 from evaluator.transcripts import discover, read_transcripts
-from evaluator.views.agreement import print_agreement, write_agreement
-from evaluator.views.compare import print_comparison, write_comparison
-from evaluator.views.html import write_html_report
-from evaluator.views.summary import print_summary, write_summary
 
 
 async def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -56,6 +54,9 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         print_dry_run(await dry_run(config), console)
         return EXIT_OK
+    from evaluator.api import run_async
+    from evaluator.views.summary import print_summary
+
     result = await run_async(config)
     if result.manifest.stopped:
         console.print(
@@ -147,6 +148,8 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
+    from evaluator.views.agreement import print_agreement, write_agreement
+
     report, path = write_agreement(resolve_run(args.run, args.output), args.labels)
     print_agreement(report, console)
     console.print(f"\nAgreement: {path}", markup=False, highlight=False)
@@ -154,6 +157,8 @@ def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from evaluator.views.compare import print_comparison, write_comparison
+
     run_a, run_b = (resolve_run(r, args.output) for r in (args.run_a, args.run_b))
     comparison, path = write_comparison(run_a, run_b)
     print_comparison(comparison, console, top=args.top)
@@ -162,6 +167,8 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from evaluator.analysis.frames import export as export_judgments
+
     path = export_judgments(resolve_run(args.run, args.output), args.format)
     console.print(f"Wrote {path}", markup=False, highlight=False)
     return EXIT_OK
@@ -184,6 +191,9 @@ def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from evaluator.views.html import write_html_report
+    from evaluator.views.summary import print_summary, write_summary
+
     run_dir = resolve_run(args.run, args.output)
     summary, path = write_summary(run_dir)
     print_summary(summary, console)

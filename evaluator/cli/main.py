@@ -7,7 +7,6 @@ errored judgment, an invalid file under `validate`); 2 nothing was done (bad rub
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from typing import Sequence
@@ -15,7 +14,6 @@ from typing import Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from evaluator.cli.commands import COMMANDS, cmd_run
 from evaluator.cli.options import EXIT_FAILED
 from evaluator.cli.parser import build_parser
 from evaluator.errors import EvaluatorError
@@ -37,11 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    # After parsing, so `--help` and argument errors never load the commands and what they import.
+    from evaluator.cli.commands import COMMANDS, cmd_run
+
     console = Console(soft_wrap=True)
     errors = Console(stderr=True, soft_wrap=True)
     redact = _error_redactor(args)
     try:
         if args.command == "run":
+            import asyncio
+
             return asyncio.run(cmd_run(args, console))
         return COMMANDS[args.command](args, console)
     except (EvaluatorError, OSError) as exc:

@@ -10,16 +10,16 @@ import io
 import re
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
-import matplotlib
 from markupsafe import Markup
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
 
 from evaluator.analysis.stats import Estimate
 from evaluator.analysis.summary import RubricSummary, Tone
 from evaluator.models import CategoricalScale, Criterion
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 TONE_COLOURS = {"good": "#2f9e77", "mid": "#e0a33a", "bad": "#d5576a", "neutral": "#7c8aa0"}
 ACCENT = "#3b5bdb"
@@ -82,6 +82,11 @@ def criterion_chart(rs: RubricSummary, criterion: Criterion) -> Markup | None:
     drawn_bars = bars(rs, criterion)
     if not any(b.count for b in drawn_bars):
         return None
+    # Here, not at the top: matplotlib takes half a second to import and only the HTML report draws.
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
     with matplotlib.rc_context(
         {
             "svg.hashsalt": f"{rs.rubric.id}/{criterion.id}",

@@ -1,0 +1,65 @@
+"""Start-up time and memory of the `evaluator` command.
+
+    .venv/bin/python benchmarks/startup.py [--repeat 5]
+
+Runs, each in a fresh process: `evaluator --help`, `evaluator run --help`, and `evaluator run` with
+the offline rules judge on the bundled transcripts and rubrics (it writes summary.md and report.html
+into a temporary folder). Prints the median wall time and the largest maximum RSS of each, next to the
+targets of issue 12 (0.5 s / 80 MB for help, 1.5 s for the run). It prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and max RSS (MB) of one child process; os.wait4 gives that child's own usage."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {process.returncode}:\n{stderr}")
+    return wall, usage.ru_maxrss / 1024  # Linux reports KB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each command (median wall, max RSS)")
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "evaluator"]
+    with tempfile.TemporaryDirectory() as out:
+        cases = [
+            ("evaluator --help", [*command, "--help"], 0.5, 80.0),
+            ("evaluator run --help", [*command, "run", "--help"], 0.5, 80.0),
+            (
+                "evaluator run --judge rules (bundled)",
+                [*command, "run", "transcripts", "--rubric", "rubrics", "--judge", "rules"]
+                + ["--output", out, "--no-progress"],
+                1.5,
+                None,
+            ),
+        ]
+        print(f"{'command':<40} {'wall (median)':>14} {'max RSS':>10}   target")
+        for name, argv, wall_target, rss_target in cases:
+            figures = [measure(argv, REPO) for _ in range(args.repeat)]
+            wall = statistics.median(w for w, _ in figures)
+            rss = max(r for _, r in figures)
+            target = f"< {wall_target} s" + (f", < {rss_target:.0f} MB" if rss_target else "")
+            print(f"{name:<40} {wall:>12.2f} s {rss:>7.0f} MB   {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Fast start: the CLI and the package root import no heavy library until a command needs it. Checked
+in a fresh interpreter by which modules are loaded, never by timing (benchmarks/startup.py times it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import evaluator
+
+HEAVY = ("pandas", "pyarrow", "numpy", "scipy", "sklearn", "krippendorff", "matplotlib", "openai", "aiohttp")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return {name.split(".")[0] for name in json.loads(out.splitlines()[-1])}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import evaluator",
+        "import evaluator.cli",
+        "from evaluator.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+        "from evaluator.cli.main import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass",
+    ],
+)
+def test_start_up_loads_no_heavy_library(code: str) -> None:
+    assert _loaded_after(code).isdisjoint(HEAVY), sorted(_loaded_after(code) & set(HEAVY))
+
+
+def test_the_lazy_package_root_still_gives_every_public_name() -> None:
+    for name in evaluator.__all__:
+        assert getattr(evaluator, name) is not None, name
+    assert set(evaluator.__all__) <= set(dir(evaluator))
+    with pytest.raises(AttributeError):
+        evaluator.no_such_name  # noqa: B018
