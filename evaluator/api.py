@@ -11,9 +11,11 @@ from rich.console import Console
 
 from evaluator.analysis.summary import RunSummary
 from evaluator.config import RunConfig
+from evaluator.errors import EvaluatorError
 from evaluator.runner import RunResult
 from evaluator.runner import run_async as judge_async
 from evaluator.views.html import write_html_report
+from evaluator.views.runs import write_run_index
 from evaluator.views.summary import write_summary
 
 
@@ -31,7 +33,16 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunOut
     result = await judge_async(config, console)
     summary, summary_path = write_summary(result.run_dir)
     report_path = write_html_report(result.run_dir, summary)
+    _write_index(result.run_dir, console)
     return RunOutcome(result.run_dir, result.manifest, result.skipped, summary, summary_path, report_path)
+
+
+def _write_index(run_dir: Path, console: Console | None) -> None:
+    """Rewrite results/index.html; a run is finished and saved whatever happens to the index."""
+    try:
+        write_run_index(run_dir.parent, run_dir)
+    except (EvaluatorError, OSError, ValueError) as exc:
+        (console or Console(stderr=True)).print(f"run index not written: {exc}", markup=False, highlight=False)
 
 
 def run(config: RunConfig | None = None, **overrides: object) -> RunOutcome:

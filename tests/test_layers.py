@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("orchestration", ("manifest", "progress", "runner", "estimate")),
     ("analysis", ("analysis", "analysis.*")),
     ("views", ("views", "views.*")),
-    ("interface", ("api", "cli", "cli.*", "__main__", "__init__")),
+    ("interface", ("api", "watch", "cli", "cli.*", "__main__", "__init__")),
 )
 
 

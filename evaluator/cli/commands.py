@@ -17,6 +17,7 @@ from rich.rule import Rule
 
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths
 from evaluator.cli.parser import RUN
+from evaluator.cli.watch_command import cmd_runs, cmd_watch
 from evaluator.config import (
     RunConfig,
 )
@@ -211,4 +212,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "agree": _cmd_agree,
     "export": _cmd_export,
     "cache": _cmd_cache,
+    "runs": cmd_runs,
+    "watch": cmd_watch,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
@@ -275,4 +276,5 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runs(report, run="run folder or run id")
     report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
+    add_loop_parsers(sub, run)
     return parser
