@@ -25,14 +25,15 @@ class RunOutcome(RunResult):
 
     summary: RunSummary
     summary_path: Path
-    report_path: Path
+    report_path: Path | None
+    """None when the run was configured without the HTML report (RunConfig.write_report)."""
 
 
 async def run_async(config: RunConfig, console: Console | None = None) -> RunOutcome:
-    """Judge (see RunConfig), then write summary.md and report.html into the run folder."""
+    """Judge (see RunConfig), then write summary.md and (unless write_report is off) report.html."""
     result = await judge_async(config, console)
     summary, summary_path = write_summary(result.run_dir)
-    report_path = write_html_report(result.run_dir, summary)
+    report_path = write_html_report(result.run_dir, summary) if config.write_report else None
     _write_index(result.run_dir, console)
     return RunOutcome(result.run_dir, result.manifest, result.skipped, summary, summary_path, report_path)
 

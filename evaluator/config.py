@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
 from evaluator.errors import EvaluatorError
-from evaluator.models import AggregateMethod, JudgeMode
+from evaluator.models import AggregateMethod, JudgeMode, Subset
 from evaluator.reading import ReadOptions
 from evaluator.redact import Redactor, api_key_env_problem
 
@@ -94,6 +94,10 @@ class RunConfig:
     retry_failed: bool = False
     command: Sequence[str] = ()
     show_progress: bool = True
+    subset: Subset | None = None
+    """Judge only part of the plan (see evaluator.plan.select_plans); recorded in the manifest."""
+    write_report: bool = True
+    """Write report.html beside summary.md (summary.md is always written)."""
 
 
 JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)

@@ -13,8 +13,8 @@ from rich.table import Table
 from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
 from evaluator.judges.select import estimate_call, judge_price
-from evaluator.models import Usage
-from evaluator.plan import JudgeRequest, group_requests, plan_turns, static_applicability, work_units
+from evaluator.models import Subset, Usage
+from evaluator.plan import JudgeRequest, group_requests, select_plans, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import make_call, read_inputs
 
@@ -37,6 +37,7 @@ class DryRun:
     counting: str
     per_rubric: dict[str, RubricEstimate]
     cost_usd: float | None
+    subset: Subset | None = None
 
     @property
     def total(self) -> RubricEstimate:
@@ -53,8 +54,10 @@ async def dry_run(config: RunConfig) -> DryRun:
     rubrics, transcripts, skipped, _ = read_inputs(config)
     renderer = PromptRenderer(config.prompts_dir)
     llm = config.judge.uses_llm()
-    estimates = {r.id: RubricEstimate() for r in rubrics}
-    for unit in work_units(plan_turns(transcripts, rubrics, config.samples), config.mode):
+    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    transcripts = selection.transcripts
+    estimates = {r.id: RubricEstimate() for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)}
+    for unit in work_units(selection.plans, config.mode):
         estimate = estimates[unit[0].rubric.id]
         for stage in range(len(unit[0].stages)):
             for sample in range(unit[0].samples):
@@ -82,6 +85,7 @@ async def dry_run(config: RunConfig) -> DryRun:
         counting=token_counter()[1] if llm else "no tokens: the rules judge runs offline",
         per_rubric=estimates,
         cost_usd=None,
+        subset=selection.subset,
     )
     result.cost_usd = price.cost(result.total.usage) if price else (0.0 if not llm else None)
     return result

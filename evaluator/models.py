@@ -400,6 +400,39 @@ class RubricRecord(_Strict):
     definition: dict[str, Any]
 
 
+class Subset(_Strict):
+    """Which part of the plan a run judges: the prompt engineer's loop on a few turns or criteria.
+    Every field empty means everything; the fields combine (an item must pass all of them)."""
+
+    transcripts: list[str] = Field(default_factory=list, description="Transcript ids or fnmatch globs.")
+    criteria: list[str] = Field(default_factory=list, description="`rubric_id/criterion_id` or a bare criterion id.")
+    turns: tuple[int, int] | None = Field(default=None, description="Turn index range, both ends included.")
+    limit: int | None = Field(default=None, description="The first N (turn, criterion) items in plan order.")
+    prerequisites: list[str] = Field(
+        default_factory=list,
+        description="Criteria added because a selected criterion's applies_when reads their verdict.",
+    )
+
+    def is_empty(self) -> bool:
+        return not (self.transcripts or self.criteria or self.turns is not None or self.limit is not None)
+
+    def describe(self) -> str:
+        """One line for headers: what was selected, so a partial run is never read as a full one."""
+        parts = []
+        if self.transcripts:
+            parts.append("transcripts " + ", ".join(self.transcripts))
+        if self.criteria:
+            parts.append("criteria " + ", ".join(self.criteria))
+        if self.prerequisites:
+            parts.append("plus prerequisites " + ", ".join(self.prerequisites))
+        if self.turns is not None:
+            low, high = self.turns
+            parts.append(f"turn {low}" if low == high else f"turns {low}-{high}")
+        if self.limit is not None:
+            parts.append(f"first {self.limit} items")
+        return "; ".join(parts) or "everything"
+
+
 class RunManifest(_Strict):
     format_version: int = Field(default=1, description="The manifest's layout; see MANIFEST_FORMAT.")
     run_id: str
@@ -433,6 +466,7 @@ class RunManifest(_Strict):
     )
     complete: bool = False
     stopped: str | None = Field(default=None, description="Why the run stopped early, if it did.")
+    subset: Subset | None = Field(default=None, description="Set when the run judged only part of the plan.")
 
     @field_validator("format_version")
     @classmethod

@@ -9,11 +9,13 @@ for precision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 
 from evaluator import patterns
+from evaluator.errors import EvaluatorError
 from evaluator.markers import MARKERS
-from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Transcript, Turn
+from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Subset, Transcript, Turn
 from evaluator.rubrics import RubricError, criterion_stages
 
 MATCH_CACHE_SIZE = 1 << 18
@@ -167,3 +169,120 @@ def group_requests(requests: list[JudgeRequest], mode: JudgeMode) -> list[list[J
         key = (r.turn.index if mode == "per-turn" else -1, r.item.sample)
         groups.setdefault(key, []).append(r)
     return list(groups.values())
+
+
+class SubsetError(EvaluatorError, ValueError):
+    """A selection that names what does not exist or matches nothing; says what there is instead."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The plans a run judges, the transcripts they read, and the subset as recorded in the manifest
+    (None for a full run; with the prerequisites that were added for verdict conditions)."""
+
+    plans: list[TurnPlan]
+    transcripts: list[Transcript]
+    subset: Subset | None = None
+
+
+def select_plans(
+    transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+) -> Selection:
+    """plan_turns narrowed to a subset, in one place so the runner, the dry run and `render` agree.
+    A criterion whose applies_when reads another criterion's verdict brings that criterion along:
+    without its prerequisite it could only ever be recorded "not applicable"."""
+    if subset is None or subset.is_empty():
+        return Selection(plan_turns(transcripts, rubrics, samples), transcripts)
+    chosen = _select_transcripts(transcripts, subset.transcripts)
+    wanted, added = _select_criteria(rubrics, subset.criteria)
+    if wanted is not None:
+        rubrics = [r for r in rubrics if r.id in wanted]
+    plans = plan_turns(chosen, rubrics, samples)
+    if subset.turns is not None:
+        low, high = subset.turns
+        plans = [p for p in plans if low <= p.turn.index <= high]
+        if not plans:
+            therapist = sorted({t.index for tr in chosen for t in tr.therapist_turns()})
+            raise SubsetError(
+                f"--turns {low}-{high}: no therapist turn in that range; therapist turns are "
+                f"{_short(map(str, therapist))}"
+            )
+    if wanted is not None:
+        plans = [replace(p, stages=_only(p.stages, wanted[p.rubric.id])) for p in plans]
+    if subset.limit is not None:
+        plans = _first_items(plans, subset.limit)
+    used = {p.transcript.id for p in plans}
+    recorded = subset.model_copy(update={"prerequisites": added})
+    return Selection(plans, [t for t in chosen if t.id in used], recorded)
+
+
+def _short(values: object, most: int = 20) -> str:
+    items = list(values)  # type: ignore[call-overload]
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
+def _select_transcripts(transcripts: list[Transcript], globs: list[str]) -> list[Transcript]:
+    if not globs:
+        return transcripts
+    for glob in globs:
+        if not any(fnmatchcase(t.id, glob) for t in transcripts):
+            raise SubsetError(
+                f"--transcript {glob!r} matches no transcript; the ids are: {_short(t.id for t in transcripts)}"
+            )
+    return [t for t in transcripts if any(fnmatchcase(t.id, glob) for glob in globs)]
+
+
+def _select_criteria(rubrics: list[Rubric], names: list[str]) -> tuple[dict[str, set[str]] | None, list[str]]:
+    """Per rubric id the criterion ids to judge (prerequisites included), and the added prerequisites."""
+    if not names:
+        return None, []
+    known = [f"{r.id}/{c.id}" for r in rubrics for c in r.criteria]
+    selected: dict[str, set[str]] = {}
+    for name in names:
+        rubric_id, sep, criterion_id = name.rpartition("/")
+        matches = [
+            (r.id, c.id) for r in rubrics for c in r.criteria if c.id == criterion_id and (not sep or r.id == rubric_id)
+        ]
+        if not matches:
+            raise SubsetError(f"--criterion {name!r}: no such criterion; the criteria are: {_short(known)}")
+        for rid, cid in matches:
+            selected.setdefault(rid, set()).add(cid)
+    added: list[str] = []
+    for rubric in rubrics:
+        ids = selected.get(rubric.id)
+        if ids is None:
+            continue
+        by_id = {c.id: c for c in rubric.criteria}
+        pending = sorted(ids)
+        while pending:
+            rule = by_id[pending.pop()].applies_when
+            needed = rule.criterion.criterion if rule is not None and rule.criterion is not None else None
+            if needed is not None and needed not in ids:
+                ids.add(needed)
+                added.append(f"{rubric.id}/{needed}")
+                pending.append(needed)
+    return selected, added
+
+
+def _only(stages: tuple[tuple[Criterion, ...], ...], ids: set[str]) -> tuple[tuple[Criterion, ...], ...]:
+    kept = (tuple(c for c in stage if c.id in ids) for stage in stages)
+    return tuple(stage for stage in kept if stage)
+
+
+def _first_items(plans: list[TurnPlan], limit: int) -> list[TurnPlan]:
+    """The first `limit` (turn, criterion) items in plan order. Stages come before the stages that
+    depend on them, so a prefix never holds a dependent criterion without its prerequisite."""
+    kept: list[TurnPlan] = []
+    left = limit
+    for plan in plans:
+        if left <= 0:
+            break
+        stages = []
+        for stage in plan.stages:
+            if left <= 0:
+                break
+            stages.append(stage[:left])
+            left -= len(stages[-1])
+        kept.append(replace(plan, stages=tuple(stages)))
+    return kept

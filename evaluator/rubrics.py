@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -218,6 +219,25 @@ def load_rubric(path: Path) -> Rubric:
     rubric.hash = digest(rubric.model_dump(mode="json"))
     rubric.criterion_hashes = {c.id: criterion_hash(rubric, c) for c in rubric.criteria}
     return rubric
+
+
+def bundled_rubrics_dir() -> Path:
+    """rubrics/ of a source checkout, or the copy packed into the wheel (evaluator/_bundled/rubrics)."""
+    packed = Path(str(resources.files("evaluator"))) / "_bundled" / "rubrics"
+    return packed if packed.is_dir() else Path(__file__).resolve().parent.parent / "rubrics"
+
+
+LOCAL_RUBRICS = Path("rubrics")
+
+
+def find_rubric(name: str) -> Path | None:
+    """A rubric named by id (`pacing`): ./rubrics/ first, so a local edit wins, then the installed ones."""
+    for folder in (LOCAL_RUBRICS, bundled_rubrics_dir()):
+        for suffix in RUBRIC_SUFFIXES:
+            candidate = folder / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def discover_rubrics(paths: Sequence[Path]) -> list[Path]:

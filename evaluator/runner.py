@@ -43,7 +43,7 @@ from evaluator.plan import (
     TurnPlan,
     applicability_after,
     group_requests,
-    plan_turns,
+    select_plans,
     static_applicability,
     work_units,
 )
@@ -217,6 +217,7 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
             samples=previous.samples,
             aggregate=previous.aggregate,
             mode=previous.mode,
+            subset=previous.subset,
         )
     rubrics, transcripts, skipped, files = read_inputs(config)
     for entry in skipped:
@@ -241,14 +242,19 @@ async def _run_with(
 ) -> RunResult:
     renderer = PromptRenderer(config.prompts_dir)
     check_templates(rubrics, renderer, (config.mode,))
-    plans = plan_turns(transcripts, rubrics, config.samples)
+    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    plans, transcripts = selection.plans, selection.transcripts
+    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in plans)]
     planned = sum(p.n_items for p in plans)
+    if selection.subset is not None:
+        console.print(f"[yellow]subset:[/yellow] {escape(selection.subset.describe())}", highlight=False)
     if previous is not None and config.resume is not None:
         check_resumable(previous, rubrics, judge, transcripts)
         run_dir, manifest = config.resume, previous
     else:
         run_id = config.run_id or new_run_id()
         manifest = new_manifest(config, run_id, judge, rubrics, renderer, transcripts, files, skipped, planned)
+        manifest.subset = selection.subset
         run_dir = create_run_dir(config.output, run_id)
     with RunLock(run_dir):
         if previous is None:

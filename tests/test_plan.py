@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from evaluator import patterns
-from evaluator.plan import applicability_after, plan_turns, static_applicability
+from evaluator.models import Subset
+from evaluator.plan import SubsetError, TurnPlan, applicability_after, plan_turns, select_plans, static_applicability
 from evaluator.rubrics import RubricError, load_rubric, load_rubrics
 from evaluator.transcripts import read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
@@ -109,3 +111,71 @@ def test_patterns_are_searched_once_per_patient_turn(rubrics_dir: Path, monkeypa
     monkeypatch.setattr(patterns, "search", lambda pattern, text: pytest.fail("searched again after planning"))
     reasons = [static_applicability(c, p.transcript, p.turn) for p in plans for c in p.rubric.criteria]
     assert None in reasons and any(r and "matches none" in r for r in reasons)
+
+
+# --- subsets -------------------------------------------------------------------------------------
+
+
+def _keys(plans: list[TurnPlan]) -> list[str]:
+    return [i.key for p in plans for i in p.items()]
+
+
+def test_a_subset_narrows_transcripts_turns_and_criteria_together(rubrics_dir: Path) -> None:
+    transcripts = read_transcripts(IGNORING_SEED) + read_transcripts(SLOWING_SEED)
+    rubrics = load_rubrics([rubrics_dir])
+    chosen = Subset(transcripts=["004_*"], criteria=["pacing/questions_asked"], turns=(3, 5))
+    selection = select_plans(transcripts, rubrics, subset=chosen)
+    assert _keys(selection.plans) == [
+        "pacing/004_d8361cbb940345fc/3/questions_asked/0",
+        "pacing/004_d8361cbb940345fc/5/questions_asked/0",
+    ]
+    assert [t.id for t in selection.transcripts] == ["004_d8361cbb940345fc"]
+    assert selection.subset is not None and selection.subset.prerequisites == []
+    full = select_plans(transcripts, rubrics)
+    assert full.subset is None and _keys(full.plans) == _keys(plan_turns(transcripts, rubrics))
+
+
+def test_a_criterion_brings_the_criterion_its_applies_when_reads(rubrics_dir: Path) -> None:
+    """Without slow_down_requested judged first, acknowledges_request could only ever be "not applicable"."""
+    transcripts = read_transcripts(SLOWING_SEED)
+    selection = select_plans(transcripts, load_rubrics([rubrics_dir]), subset=Subset(criteria=["acknowledges_request"]))
+    assert selection.subset is not None and selection.subset.prerequisites == ["pacing/slow_down_requested"]
+    stages = [[c.id for c in stage] for stage in selection.plans[0].stages]
+    assert stages == [["slow_down_requested"], ["acknowledges_request"]]
+    assert "plus prerequisites pacing/slow_down_requested" in selection.subset.describe()
+
+
+def test_limit_takes_the_first_items_in_plan_order_and_counts_samples(rubrics_dir: Path) -> None:
+    transcripts = read_transcripts(SLOWING_SEED)
+    rubrics = load_rubrics([rubrics_dir])
+    everything = plan_turns(transcripts, rubrics)
+    pairs = [k for k in _keys(everything)]
+    selection = select_plans(transcripts, rubrics, samples=2, subset=Subset(limit=5))
+    assert [k for k in _keys(selection.plans) if k.endswith("/0")] == pairs[:5]
+    assert sum(p.n_items for p in selection.plans) == 10
+
+
+def test_limit_never_keeps_a_dependent_criterion_without_its_prerequisite(rubrics_dir: Path) -> None:
+    transcripts = read_transcripts(SLOWING_SEED)
+    pacing = load_rubric(rubrics_dir / "pacing.yaml")
+    for limit in range(1, len(pacing.criteria) + 1):
+        plan = select_plans(transcripts, [pacing], subset=Subset(limit=limit)).plans[0]
+        kept = {c.id for stage in plan.stages for c in stage}
+        for criterion in pacing.criteria:
+            rule = criterion.applies_when
+            if criterion.id in kept and rule is not None and rule.criterion is not None:
+                assert rule.criterion.criterion in kept
+
+
+@pytest.mark.parametrize(
+    ("chosen", "message"),
+    [
+        (Subset(criteria=["no_such"]), "--criterion 'no_such': no such criterion; the criteria are: pacing/"),
+        (Subset(criteria=["mi_relational/questions_asked"]), "no such criterion"),
+        (Subset(transcripts=["zzz*"]), "--transcript 'zzz*' matches no transcript; the ids are: 004_d8361cbb940345fc"),
+        (Subset(turns=(900, 950)), "--turns 900-950: no therapist turn in that range; therapist turns are 1, 3, 5, "),
+    ],
+)
+def test_a_subset_that_selects_nothing_says_what_there_is(rubrics_dir: Path, chosen: Subset, message: str) -> None:
+    with pytest.raises(SubsetError, match=re.escape(message)):
+        select_plans(read_transcripts(SLOWING_SEED), [load_rubric(rubrics_dir / "pacing.yaml")], subset=chosen)

@@ -7,23 +7,23 @@ commands that use them, so the other commands start fast.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
-from rich.rule import Rule
 
-from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths
+from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths, subset
 from evaluator.cli.parser import RUN
+from evaluator.cli.rubrics_command import cmd_rubrics
+from evaluator.cli.subsets import cmd_render, print_subset_note
 from evaluator.cli.watch_command import cmd_runs, cmd_watch
 from evaluator.config import (
     RunConfig,
 )
 from evaluator.estimate import dry_run, print_dry_run
 from evaluator.judges.cache import ResponseCache
-from evaluator.models import Rubric, Transcript
+from evaluator.models import Rubric
 from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import ReadOptions, TranscriptError
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
@@ -51,9 +51,13 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
         retry_failed=args.retry_failed,
         command=["evaluator", *args.argv],
         show_progress=not args.no_progress,
+        subset=subset(args),
+        write_report=not args.no_report,
     )
     if args.dry_run:
-        print_dry_run(await dry_run(config), console)
+        estimate = await dry_run(config)
+        print_subset_note(estimate.subset, console)
+        print_dry_run(estimate, console)
         return EXIT_OK
     from evaluator.api import run_async
     from evaluator.views.summary import print_summary
@@ -66,48 +70,14 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     summary, summary_path, report_path = result.summary, result.summary_path, result.report_path
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
     console.print(
-        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}\nReport:  {report_path}",
+        f"\nResults: {result.run_dir}/judgments.jsonl\nSummary: {summary_path}"
+        + (f"\nReport:  {report_path}" if report_path is not None else ""),
         markup=False,
         highlight=False,
     )
     if result.skipped:
         console.print(f"[red]{len(result.skipped)} file(s) skipped; see above and manifest.json[/red]")
     return EXIT_OK if result.ok else EXIT_ATTENTION
-
-
-def _pick_transcript(path: Path, transcript_id: str | None, options: ReadOptions) -> Transcript:
-    transcripts = read_transcripts(path, options)
-    if transcript_id is None:
-        if len(transcripts) > 1:
-            ids = ", ".join(t.id for t in transcripts)
-            raise CliError(f"{path} holds {len(transcripts)} transcripts; pick one with --transcript-id ({ids})")
-        return transcripts[0]
-    for transcript in transcripts:
-        if transcript.id == transcript_id:
-            return transcript
-    raise CliError(f"{path} has no transcript {transcript_id!r}; it has: {', '.join(t.id for t in transcripts)}")
-
-
-def _cmd_render(args: argparse.Namespace, console: Console) -> int:
-    (rubric_path,) = rubric_paths([args.rubric])
-    rubric = load_rubric(rubric_path)
-    transcript = _pick_transcript(args.transcript, args.transcript_id, read_options(args))
-    if not 0 <= args.turn < len(transcript.turns) or transcript.turns[args.turn].speaker != "therapist":
-        therapist = ", ".join(str(t.index) for t in transcript.therapist_turns())
-        raise CliError(f"turn {args.turn} of {transcript.id} is not a therapist turn; therapist turns are: {therapist}")
-    criteria = [rubric.criterion(args.criterion)] if args.criterion else rubric.criteria
-    renderer = PromptRenderer()
-    rendered = [(c, renderer.render(rubric, c, transcript, transcript.turns[args.turn])) for c in criteria]
-    if args.json:
-        payload = [{"criterion": c.id, "messages": [m.model_dump() for m in r.messages]} for c, r in rendered]
-        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2, ensure_ascii=False))
-        return EXIT_OK
-    for criterion, result in rendered:
-        console.print(Rule(escape(f"{rubric.id} / {criterion.id} on {transcript.id} turn {args.turn}")))
-        for message in result.messages:
-            console.print(f"[bold]--- {message.role} ---[/bold]")
-            console.print(message.content, markup=False, highlight=False)
-    return EXIT_OK
 
 
 def _validate_one(path: Path, options: ReadOptions) -> str:
@@ -205,13 +175,14 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
-    "render": _cmd_render,
+    "render": cmd_render,
     "validate": _cmd_validate,
     "report": _cmd_report,
     "compare": _cmd_compare,
     "agree": _cmd_agree,
     "export": _cmd_export,
     "cache": _cmd_cache,
+    "rubrics": cmd_rubrics,
     "runs": cmd_runs,
     "watch": cmd_watch,
 }

@@ -15,8 +15,9 @@ from evaluator.config import (
     JudgeSettings,
 )
 from evaluator.errors import EvaluatorError
+from evaluator.models import Subset
 from evaluator.reading import CsvColumns, ReadOptions
-from evaluator.rubrics import RUBRIC_SUFFIXES
+from evaluator.rubrics import RUBRIC_SUFFIXES, find_rubric
 
 # Exit codes: 0 everything judged; 1 finished but something needs attention (a skipped input file, an
 # errored judgment, an invalid file under `validate`); 2 nothing was done (bad rubric, bad option).
@@ -50,18 +51,29 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
 
 
 def rubric_paths(values: Sequence[str]) -> list[Path]:
-    """A rubric may be named by path or, for the bundled folder, by id (`-r pacing`)."""
+    """A rubric may be named by path or by id (`-r pacing`): ./rubrics/ first, then the installed ones."""
     paths = []
     for value in values:
         path = Path(value)
         if not path.exists() and path.suffix not in RUBRIC_SUFFIXES:
-            for suffix in RUBRIC_SUFFIXES:
-                candidate = Path("rubrics") / f"{value}{suffix}"
-                if candidate.is_file():
-                    path = candidate
-                    break
+            path = find_rubric(value) or path
         paths.append(path)
     return paths
+
+
+def subset(args: argparse.Namespace, with_transcripts: bool = True) -> Subset | None:
+    """The --transcript, --criterion, --turns and --limit options as one Subset (None: the whole plan);
+    `render` names its transcript positionally, so it has no --transcript to read."""
+    limit = args.limit
+    if limit is not None and limit < 1:
+        raise CliError("--limit must be at least 1")
+    chosen = Subset(
+        transcripts=list(args.transcript) if with_transcripts else [],
+        criteria=list(args.criterion),
+        turns=args.turns,
+        limit=limit,
+    )
+    return None if chosen.is_empty() else chosen
 
 
 def judge_settings(args: argparse.Namespace) -> JudgeSettings:

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from evaluator.cli.watch_command import add_parsers as add_loop_parsers
+from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --resume: ask again for unscored items too (errored items are always sent again on resume)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-report", action="store_true", help="write summary.md but not report.html")
+    add_subset_options(run)
     llm = run.add_argument_group("LLM judge (any OpenAI-compatible endpoint)")
     llm.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
     llm.add_argument(
@@ -216,10 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("transcript", type=Path, help="a transcript file")
     render.add_argument("-r", "--rubric", required=True, help="rubric file or bundled id")
-    render.add_argument("--turn", type=int, required=True, metavar="N", help="turn index (0-based, as in results)")
-    render.add_argument("--criterion", metavar="C", help="criterion id (default: every criterion of the rubric)")
+    render.add_argument("--turn", type=int, metavar="N", help="turn index (0-based, as in results)")
     render.add_argument("--transcript-id", help="which transcript, when the file holds several")
     render.add_argument("--json", action="store_true", help="print the messages as JSON")
+    add_render_options(render)
     _add_input_options(render)
 
     validate = sub.add_parser(
@@ -276,5 +279,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runs(report, run="run folder or run id")
     report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
+    add_rubrics_parser(sub)
     add_loop_parsers(sub, run)
     return parser

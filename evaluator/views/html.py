@@ -211,6 +211,8 @@ def _judge_rows(manifest: RunManifest) -> list[tuple[str, str]]:
     rows += [("mode", manifest.mode), ("samples", str(manifest.samples))]
     if manifest.samples > 1:
         rows.append(("aggregate", manifest.aggregate))
+    if manifest.subset is not None:
+        rows.append(("subset", manifest.subset.describe()))
     return rows
 
 

@@ -97,6 +97,9 @@ def header_lines(summary: RunSummary) -> list[str]:
             f"This run is incomplete: {summary.missing} of {m.items_planned} planned judgments are missing; "
             f"continue it with `evaluator run --resume {summary.run_dir}`."
         )
+    if m.subset is not None:
+        lines[0] += " in the subset"
+        lines.insert(0, f"Subset run (only part of the plan was judged): {m.subset.describe()}")
     return lines
 
 
