@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
+from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.config import (
     AGGREGATE_METHODS,
     DEFAULT_CACHE,
