@@ -67,3 +67,15 @@ def test_a_stop_condition_ends_the_wait(tmp_path: Path) -> None:
     )
     steps = watch(config, Console(record=True), poll_s=0.01, stop=lambda: True)
     assert len(steps) == 1 and steps[0].run_dir is not None
+
+
+def test_watch_reads_the_run_options_as_run_does_subsets_included() -> None:
+    from evaluator.cli.parser import build_parser
+    from evaluator.cli.watch_command import watch_config
+
+    args = build_parser().parse_args(
+        ["watch", "--criterion", "pacing/questions_asked", "--turns", "3-7", "--no-report"]
+    )
+    args.argv = []
+    config = watch_config(args)
+    assert config.subset is not None and config.subset.criteria and config.write_report is False

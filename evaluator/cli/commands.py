@@ -13,14 +13,10 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
-from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, judge_settings, read_options, rubric_paths, subset
-from evaluator.cli.parser import RUN
+from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, read_options, run_config
 from evaluator.cli.rubrics_command import cmd_rubrics
 from evaluator.cli.subsets import cmd_render, print_subset_note
 from evaluator.cli.watch_command import cmd_runs, cmd_watch
-from evaluator.config import (
-    RunConfig,
-)
 from evaluator.estimate import dry_run, print_dry_run
 from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric
@@ -35,25 +31,7 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.retry_failed and args.resume is None:
         raise CliError("--retry-failed goes with --resume RUN")
     resume = resolve_run(args.resume, args.output) if args.resume is not None else None
-    config = RunConfig(
-        transcripts=args.transcripts,
-        rubrics=rubric_paths(args.rubric) or list(RUN.rubrics),
-        output=args.output,
-        judge=judge_settings(args),
-        read_options=read_options(args),
-        mode=args.mode,
-        samples=args.samples,
-        aggregate=args.aggregate,
-        max_cost=args.max_cost,
-        concurrency=args.concurrency,
-        run_id=args.run_id,
-        resume=resume,
-        retry_failed=args.retry_failed,
-        command=["evaluator", *args.argv],
-        show_progress=not args.no_progress,
-        subset=subset(args),
-        write_report=not args.no_report,
-    )
+    config = run_config(args, resume)
     if args.dry_run:
         estimate = await dry_run(config)
         print_subset_note(estimate.subset, console)

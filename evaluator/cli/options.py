@@ -11,9 +11,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
-from evaluator.config import (
-    JudgeSettings,
-)
+from evaluator.config import JudgeSettings, RunConfig
 from evaluator.errors import EvaluatorError
 from evaluator.models import Subset
 from evaluator.reading import CsvColumns, ReadOptions
@@ -104,4 +102,27 @@ def judge_settings(args: argparse.Namespace) -> JudgeSettings:
         tpm=args.tpm,
         cache_path=None if args.no_cache else args.cache,
         prices_file=args.prices,
+    )
+
+
+def run_config(args: argparse.Namespace, resume: Path | None = None) -> RunConfig:
+    """The RunConfig the run options describe; `run` and `watch` read them the same way."""
+    return RunConfig(
+        transcripts=args.transcripts,
+        rubrics=rubric_paths(args.rubric) or list(RunConfig().rubrics),
+        output=args.output,
+        judge=judge_settings(args),
+        read_options=read_options(args),
+        mode=args.mode,
+        samples=args.samples,
+        aggregate=args.aggregate,
+        max_cost=args.max_cost,
+        concurrency=args.concurrency,
+        run_id=args.run_id,
+        resume=resume,
+        retry_failed=args.retry_failed,
+        command=["evaluator", *args.argv],
+        show_progress=not args.no_progress,
+        subset=subset(args),
+        write_report=not args.no_report,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evaluator.cli.options import EXIT_OK, CliError, judge_settings, read_options, rubric_paths
+from evaluator.cli.options import EXIT_OK, CliError, run_config
 from evaluator.config import RunConfig
 
 
@@ -28,25 +28,12 @@ def watch_config(args: argparse.Namespace) -> RunConfig:
     for flag, value in (("--resume", args.resume), ("--run-id", args.run_id), ("--dry-run", args.dry_run)):
         if value:
             raise CliError(f"{flag} does not go with watch: every save starts a new run")
-    settings = judge_settings(args)
-    if settings.cache_path is None:
+    config = run_config(args)
+    if config.judge.cache_path is None:
         raise CliError(
             "watch needs the response cache (drop --no-cache): it is what makes re-runs judge only what changed"
         )
-    return RunConfig(
-        transcripts=args.transcripts,
-        rubrics=rubric_paths(args.rubric) or list(RunConfig().rubrics),
-        output=args.output,
-        judge=settings,
-        read_options=read_options(args),
-        mode=args.mode,
-        samples=args.samples,
-        aggregate=args.aggregate,
-        max_cost=args.max_cost,
-        concurrency=args.concurrency,
-        command=["evaluator", *args.argv],
-        show_progress=not args.no_progress,
-    )
+    return config
 
 
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
