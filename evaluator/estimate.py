@@ -17,6 +17,7 @@ from evaluator.models import Subset, Usage
 from evaluator.plan import JudgeRequest, group_requests, select_plans, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import make_call, read_inputs
+from evaluator.terminal import fit
 
 
 @dataclass
@@ -111,7 +112,7 @@ def print_dry_run(estimate: DryRun, console: Console) -> None:
             f"{e.usage.prompt_tokens:,}",
             f"{e.usage.completion_tokens:,}",
         )
-    console.print(table)
+    console.print(fit(table))
     cost = (
         "unknown (no price for this model; pass --prices FILE)"
         if estimate.cost_usd is None

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "evaluator"
 
 # In flow order. A module may import from its own layer and any layer above it in this list.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "files", "redact", "patterns", "markers")),
+    ("foundation", ("errors", "files", "redact", "patterns", "markers", "terminal")),
     ("models", ("models",)),
     (
         "pipeline",

@@ -12,7 +12,7 @@ from evaluator.analysis.agreement import REASONS, AgreementReport, Comparison, C
 from evaluator.labels import LabelsError, read_labels
 from evaluator.results import open_run
 from evaluator.store import write_atomic
-from evaluator.views.format import judge_label, md_table, number, percent, rich_table
+from evaluator.views.format import fit, judge_label, md_table, number, percent, rich_table
 
 __all__ = ["AGREEMENT_FILE", "LabelsError", "print_agreement", "render_agreement_markdown", "write_agreement"]
 
@@ -142,13 +142,13 @@ def print_agreement(report: AgreementReport, console: Console) -> None:
     """The terminal view: the agreement table, its notes, the confusion matrices, then what did not match."""
     for line in _header_lines(report):
         console.print(escape(line), highlight=False)
-    console.print(rich_table(_columns_of(report), _rows(report), text_columns=3, title=MAIN_TITLE))
+    console.print(fit(rich_table(_columns_of(report), _rows(report), text_columns=3, title=MAIN_TITLE)))
     for line in _pair_lines(report) + _notes(report):
         console.print(escape(line), highlight=False)
     for ca in report.criteria:
         console.print(escape(_confusion_title(ca)), highlight=False)
-        console.print(rich_table(_confusion_header(ca.confusion), _confusion_rows(ca.confusion)))
-    console.print(rich_table(UNMATCHED_COLUMNS, _unmatched_rows(report), title=UNMATCHED_TITLE))
+        console.print(fit(rich_table(_confusion_header(ca.confusion), _confusion_rows(ca.confusion))))
+    console.print(fit(rich_table(UNMATCHED_COLUMNS, _unmatched_rows(report), title=UNMATCHED_TITLE)))
     console.print(escape(UNMATCHED_NOTE), highlight=False)
 
 

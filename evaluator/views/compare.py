@@ -145,7 +145,7 @@ def print_comparison(comparison: Comparison, console: Console, top: int = 20) ->
         for c in criteria:
             cells = (escape(cell) for cell in _terminal_row(c, unpaired))
             table.add_row(*cells, style="yellow" if c.edited else "red" if c.moved else None)
-        console.print(table)
+        console.print(fmt.fit(table))
         for note in _notes(criteria):
             console.print(f"  {escape(note)}", style="dim", highlight=False)
     console.print(LEGEND, style="dim", highlight=False)
@@ -172,7 +172,7 @@ def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> No
             escape(_clip(item.rationale_a)),
             escape(_clip(item.rationale_b)),
         )
-    console.print(table)
+    console.print(fmt.fit(table))
 
 
 # --- compare.md ----------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from evaluator.models import RunManifest
+from evaluator.terminal import fit
+
+__all__ = ["fit"]  # the views print their tables through fmt.fit
 
 MISSING = "–"
 

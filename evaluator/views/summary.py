@@ -137,7 +137,7 @@ def print_summary(summary: RunSummary, console: Console, per_transcript: bool = 
     # Intervals only where every table still fits (summary.md always has them): a squeezed table cuts off counts.
     interval = all(_fits(console, _criteria_table(rs, interval=True)) for rs in summary.rubrics)
     for rs in summary.rubrics:
-        console.print(_criteria_table(rs, interval))
+        console.print(fmt.fit(_criteria_table(rs, interval)))
         if per_transcript:
             transcripts = list(rs.by_transcript)
             table = fmt.rich_table(
@@ -147,7 +147,7 @@ def print_summary(summary: RunSummary, console: Console, per_transcript: bool = 
             )
             for column in table.columns[1:]:
                 column.no_wrap = False  # many transcripts: a figure wraps rather than being cut off
-            console.print(table)
+            console.print(fmt.fit(table))
 
 
 def write_summary(run_dir: Path) -> tuple[RunSummary, Path]:
