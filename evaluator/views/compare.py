@@ -118,11 +118,6 @@ def _notes(criteria: Iterable[CriterionComparison]) -> list[str]:
     return [f"κ of {c.criterion_id}: {c.kappa_note}" for c in criteria if c.kappa is None and c.paired]
 
 
-def _clip(text: str, limit: int = RATIONALE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # --- terminal ------------------------------------------------------------------------------------------
 
 
@@ -169,8 +164,8 @@ def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> No
         table.add_row(
             escape(f"{item.rubric_id}/{item.criterion_id}\n{item.transcript_id} turn {item.turn_index}"),
             escape(f"{fmt.verdict(item.verdict_a)} → {fmt.verdict(item.verdict_b)}"),
-            escape(_clip(item.rationale_a)),
-            escape(_clip(item.rationale_b)),
+            escape(fmt.clip(item.rationale_a, RATIONALE_CHARS)),
+            escape(fmt.clip(item.rationale_b, RATIONALE_CHARS)),
         )
     console.print(fmt.fit(table))
 

@@ -46,6 +46,12 @@ def verdict(value: float | str | None) -> str:
     return str(value)
 
 
+def clip(text: str, limit: int) -> str:
+    """Text on one line, cut with an ellipsis past `limit` characters: a rationale beside a table."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def judge_label(manifest: RunManifest) -> str:
     """`openai (gpt-4o-mini)` or `rules`: which judge a run used, in one phrase."""
     judge = manifest.judge

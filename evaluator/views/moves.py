@@ -15,11 +15,6 @@ QUIET_KINDS = ("edited", "rubric")
 """Warnings already shown by the criterion lines themselves."""
 
 
-def _clip(text: str, limit: int = RATIONALE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _criterion_line(c: CriterionComparison) -> str:
     what = f"{c.changed} of {c.paired} moved" if c.paired else "no paired items"
     means = f", mean {fmt.number(c.mean_a)} → {fmt.number(c.mean_b)}" if c.mean_a is not None else ""
@@ -46,7 +41,7 @@ def print_moves(comparison: Comparison, console: Console) -> None:
             console.print(
                 escape(
                     f"  {item.transcript_id} turn {item.turn_index}: {fmt.verdict(item.verdict_a)} → "
-                    f"{fmt.verdict(item.verdict_b)}  {_clip(item.rationale_b)}"
+                    f"{fmt.verdict(item.verdict_b)}  {fmt.clip(item.rationale_b, RATIONALE_CHARS)}"
                 ),
                 highlight=False,
             )
