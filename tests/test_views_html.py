@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
 from evaluator.views.html import HTML_FILE, render_html, write_html_report
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
-from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
+from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, sampled, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = [
@@ -225,6 +226,79 @@ def test_an_outlandish_count_in_a_run_does_not_blow_up_the_chart(variant: Callab
 
     card = _cards(variant(judgments=outlandish))["pacing:questions_asked"]
     assert "<svg" in card and "1000000000000000" in card
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _chart(card: str) -> ET.Element:
+    """A card's chart parsed as XML: it must be well-formed to be parsed at all."""
+    return ET.fromstring(re.search(r"<svg.*?</svg>", card, re.DOTALL).group(0))  # type: ignore[union-attr]
+
+
+def _bars(chart: ET.Element) -> dict[str, tuple[float | None, str | None]]:
+    """Each bar's title (`value: n items`) -> its centre x (None for an empty level) and its count label."""
+    shown = {}
+    for group in chart.iter(f"{SVG}g"):
+        rect, count = group.find(f"{SVG}rect"), group.find(f"{SVG}text[@class='bar-count']")
+        centre = float(rect.get("x", 0)) + float(rect.get("width", 0)) / 2 if rect is not None else None
+        shown[group.findtext(f"{SVG}title", "")] = (centre, None if count is None else count.text)
+    return shown
+
+
+def _level_x(chart: ET.Element, level: str) -> float:
+    return next(
+        float(t.get("x", 0)) for t in chart.iter(f"{SVG}text") if t.get("class") == "bar-level" and t.text == level
+    )
+
+
+def test_each_chart_shows_every_verdict_count_and_names_itself(run_dir: Path, page_html: str) -> None:
+    cards = _cards(page_html)
+    for rs in summarize(run_dir).rubrics:
+        for criterion in rs.rubric.criteria:
+            cell = rs.overall[criterion.id]
+            if not cell.counts["ok"]:
+                continue
+            chart = _chart(cards[f"{rs.rubric.id}:{criterion.id}"])
+            assert chart.findtext(f"{SVG}title", "").startswith(criterion.name) and chart.get("aria-label")
+            counts = {title.split(": ")[0]: n for title, (_, n) in _bars(chart).items() if n is not None}
+            assert counts == {value: str(n) for value, n in cell.verdicts.items()}, criterion.id
+
+
+def test_folded_scores_between_levels_stand_between_them(tmp_path: Path) -> None:
+    """With `--samples 2 --aggregate mean` a turn scored 2 and 3 is a 2.5: its bar stands halfway between
+    the levels 2 and 3, not on either, and the whole levels keep their own counts."""
+    judgments = [*sampled("a", 1, [2, 3]), *sampled("a", 3, [3, 2]), *sampled("b", 1, [4, 4]), *sampled("b", 3, [1, 2])]
+    run_dir = write_run(tmp_path, "folded", make_rubric(LIKERT), judgments, samples=2, aggregate="mean")
+    chart = _chart(_cards(render_html(run_dir))["synthetic:honours_request"])
+    bars = _bars(chart)
+    assert bars["2.50: 2 items"][1] == "2" and bars["4: 1 item"][1] == "1" and bars["1.50: 1 item"][1] == "1"
+    assert bars["2: 0 items"] == bars["3: 0 items"] == (None, None)
+    two, three = _level_x(chart, "2"), _level_x(chart, "3")
+    centre = bars["2.50: 2 items"][0]
+    assert centre is not None and abs(centre - (two + three) / 2) < 0.2
+    assert "; mean 2.6" in (chart.findtext(f"{SVG}title") or "")  # (2.5 + 2.5 + 4 + 1.5) / 4
+
+
+def test_rubric_text_in_a_chart_is_escaped(tmp_path: Path) -> None:
+    hostile = '<script>alert("x")</script> & more'
+    criterion = {
+        "id": "length",
+        "name": f"Length {hostile}",
+        "question": "How long is the turn?",
+        "scale": {
+            "type": "categorical",
+            "categories": [{"label": hostile, "description": "d"}, {"label": "ok", "description": "d"}],
+        },
+    }
+    labelled = judgment("a", 1, None, criterion="length", status="not_applicable").model_dump()
+    judgments = [Judgment.model_validate({**labelled, "status": "ok", "label": hostile})]
+    card = _cards(render_html(write_run(tmp_path, "hostile", make_rubric(criterion), judgments)))["synthetic:length"]
+    svg = card.split("<svg", 1)[1]
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    chart = _chart(card)
+    assert f"Length {hostile}" in (chart.findtext(f"{SVG}title") or "")
+    assert _bars(chart)[f"{hostile}: 1 item"][1] == "1"
 
 
 def test_repeated_samples_are_summarised_as_items_and_shown_one_by_one(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ It renders the same analysis.summary.RunSummary as the terminal and summary.md (
 shares, counts and tones all come from it), plus the conversations (views.sessions) and charts
 (views.charts). Everything is inline (CSS and JS from views/templates, charts as SVG), so the file
 opens from disk, can be mailed or archived beside the run, and never reaches the network. The template
-autoescapes every value; the only raw HTML inserted is pre-escaped text or matplotlib's SVG.
+autoescapes every value; the only raw HTML inserted is pre-escaped text or views.charts' SVG (its text
+escaped there).
 """
 
 from __future__ import annotations
