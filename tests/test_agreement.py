@@ -29,7 +29,7 @@ from evaluator.runner import run
 from evaluator.store import JudgmentWriter, load_judgments
 from evaluator.views.agreement import print_agreement, render_agreement_markdown, write_agreement
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
-from tests.runs import BINARY, LIKERT, make_rubric, sampled, write_run
+from tests.runs import BINARY, LIKERT, judgment, make_rubric, sampled, write_run
 
 PACING = REPO / "rubrics" / "pacing.yaml"
 SEED_LABELS = REPO / "labels" / "seed_ratings.csv"
@@ -446,3 +446,190 @@ def test_seed_ratings_end_to_end(seed_run: Path) -> None:
         assert part in text
     assert f"{responsiveness.humans.alpha:.2f}" in text and f"{responsiveness.comparison.bias:+.2f}" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+# --- (7) the verdict: is the judge within human disagreement? ------------------------------------------
+
+
+def _scripted_labels(sessions: int, turns: int, seed: int = 3) -> dict[tuple[str, int], tuple[int, int]]:
+    """Two raters on a 1-5 scale who agree on most items and differ by one point on about a fifth."""
+    rng = random.Random(seed)
+    ratings = {}
+    for s in range(sessions):
+        for t in range(turns):
+            first = rng.randint(1, 5)
+            second = first if rng.random() < 0.8 else min(5, max(1, first + rng.choice((-1, 1))))
+            ratings[(f"s{s:02d}", 2 * t + 1)] = (first, second)
+    return ratings
+
+
+def _scripted_run(folder: Path, run_id: str, scores: dict[tuple[str, int], int]) -> Path:
+    return write_run(folder, run_id, make_rubric(LIKERT), [judgment(t, turn, s) for (t, turn), s in scores.items()])
+
+
+def _scripted_csv(path: Path, ratings: dict[tuple[str, int], tuple[int, int]]) -> Path:
+    rows = [
+        [t, turn, LIKERT["id"], r, rater] for (t, turn), pair in ratings.items() for rater, r in zip(("r1", "r2"), pair)
+    ]
+    return _write(path, rows)
+
+
+def test_a_judge_that_copies_one_rater_is_within_human_disagreement(tmp_path: Path) -> None:
+    ratings = _scripted_labels(sessions=10, turns=6)
+    run_dir = _scripted_run(tmp_path, "copies", {item: pair[0] for item, pair in ratings.items()})
+    ca = agreement(run_dir, _scripted_csv(tmp_path / "labels.csv", ratings)).criteria[0]
+    ceiling = ca.ceiling
+    assert (ceiling.items, ceiling.sessions, ceiling.verdict, ceiling.reason) == (60, 10, analysis.WITHIN, "")
+    human = ca.humans.pairs[("r1", "r2")]
+    assert ceiling.humans.value == pytest.approx(human)
+    # against r1 it is perfect, against r2 it is r1 against r2: the mean of the two
+    assert ceiling.judge.value == pytest.approx((1 + human) / 2)
+    assert ceiling.difference.value == pytest.approx((1 - human) / 2) and ceiling.difference.high >= 0
+    for k in (ceiling.judge, ceiling.humans, ceiling.difference):
+        assert k.low is not None and k.low <= k.value <= k.high
+
+
+def test_a_random_judge_is_below_human_agreement(tmp_path: Path) -> None:
+    ratings = _scripted_labels(sessions=10, turns=6)
+    rng = random.Random(11)
+    run_dir = _scripted_run(tmp_path, "random", {item: rng.randint(1, 5) for item in ratings})
+    ceiling = agreement(run_dir, _scripted_csv(tmp_path / "labels.csv", ratings)).criteria[0].ceiling
+    assert ceiling.verdict == analysis.BELOW and ceiling.reason == ""
+    assert ceiling.difference.high is not None and ceiling.difference.high < 0
+    assert ceiling.humans.low is not None and ceiling.judge.high is not None and ceiling.judge.high < ceiling.humans.low
+
+
+@pytest.mark.parametrize(
+    ("sessions", "turns", "raters", "expected"),
+    [(10, 6, 1, "one rater"), (10, 1, 2, "10 item(s)"), (3, 10, 2, "3 session(s)")],
+    ids=["one-rater", "few-items", "few-sessions"],
+)
+def test_too_little_to_go_on_says_so(tmp_path: Path, sessions: int, turns: int, raters: int, expected: str) -> None:
+    ratings = _scripted_labels(sessions, turns)
+    run_dir = _scripted_run(tmp_path, "run", {item: pair[0] for item, pair in ratings.items()})
+    if raters == 1:
+        ratings_csv = _write(
+            tmp_path / "one.csv", [[t, turn, LIKERT["id"], a, "r1"] for (t, turn), (a, _) in ratings.items()]
+        )
+    else:
+        ratings_csv = _scripted_csv(tmp_path / "labels.csv", ratings)
+    report = agreement(run_dir, ratings_csv)
+    ceiling = report.criteria[0].ceiling
+    assert ceiling.verdict == analysis.UNKNOWN and expected in ceiling.reason
+    text = _printed(report)
+    assert analysis.UNKNOWN in text and expected in text
+
+
+def test_intervals_resample_sessions_not_turns(tmp_path: Path) -> None:
+    """Each session's turns repeated three times leave the kappas of every resample of sessions unchanged, so
+    the intervals are the same; resampling turns would narrow them by about the square root of three."""
+    ratings = _scripted_labels(sessions=8, turns=5)
+    rng = random.Random(5)
+    judge = {item: (pair[0] if rng.random() < 0.7 else rng.randint(1, 5)) for item, pair in ratings.items()}
+    tripled_ratings = {(t, turn + 100 * copy): r for (t, turn), r in ratings.items() for copy in range(3)}
+    tripled_judge = {(t, turn + 100 * copy): s for (t, turn), s in judge.items() for copy in range(3)}
+    once = agreement(_scripted_run(tmp_path, "once", judge), _scripted_csv(tmp_path / "once.csv", ratings))
+    thrice = agreement(
+        _scripted_run(tmp_path, "thrice", tripled_judge), _scripted_csv(tmp_path / "thrice.csv", tripled_ratings)
+    )
+    a, b = once.criteria[0].ceiling, thrice.criteria[0].ceiling
+    assert (a.items, b.items, a.sessions, b.sessions) == (40, 120, 8, 8)
+    for x, y in ((a.judge, b.judge), (a.humans, b.humans), (a.difference, b.difference)):
+        assert x.low is not None and x.high is not None and x.high > x.low
+        assert (y.value, y.low, y.high) == pytest.approx((x.value, x.low, x.high))
+
+
+def test_verdicts_and_the_rule_are_shown(tmp_path: Path) -> None:
+    ratings = _scripted_labels(sessions=10, turns=6)
+    run_dir = _scripted_run(tmp_path, "copies", {item: pair[0] for item, pair in ratings.items()})
+    report = agreement(run_dir, _scripted_csv(tmp_path / "labels.csv", ratings))
+    ceiling = report.criteria[0].ceiling
+    markdown = render_agreement_markdown(report)
+    for text in (_printed(report), markdown):
+        assert analysis.WITHIN in text and "wholly below 0" in text
+        assert f"{ceiling.judge.value:.2f} [{ceiling.judge.low:.2f}, {ceiling.judge.high:.2f}]" in text
+        assert f"{ceiling.humans.value:.2f} [{ceiling.humans.low:.2f}, {ceiling.humans.high:.2f}]" in text
+    assert "| criterion | items | sessions | judge-human kappa | human-human kappa | difference | verdict |" in markdown
+
+
+# --- (8) unmatched rows, listed --------------------------------------------------------------------------
+
+
+def test_unmatched_label_rows_are_listed_with_their_lines(seed_run: Path, tmp_path: Path) -> None:
+    ignoring = IGNORING_SEED.stem
+    matched = _ok(seed_run, "slow_down_responsiveness")[0]
+    rows = [[matched.transcript_id, matched.turn_index, "slow_down_responsiveness", 3, "r1"]]
+    rows += [[f"9{i:02d}_gone", 9, "slow_down_responsiveness", 3, "r1"] for i in range(6)]
+    rows += [[ignoring, 8, "slow_down_responsiveness", 1, "r2"], [ignoring, 1, "slow_down_responsiveness", 2, "r2"]]
+    report = agreement(seed_run, _write(tmp_path / "unmatched.csv", rows))
+    listed = [(r.line, r.transcript_id, r.turn_index, r.criterion_id, r.rater, r.reason) for r in report.unmatched]
+    assert listed == [
+        *[(3 + i, f"9{i:02d}_gone", 9, "slow_down_responsiveness", "r1", "transcript not in run") for i in range(6)],
+        (9, ignoring, 8, "slow_down_responsiveness", "r2", "no such item"),
+        (10, ignoring, 1, "slow_down_responsiveness", "r2", "judge said not applicable"),
+    ]
+    markdown = render_agreement_markdown(report)
+    assert "Label rows compared with nothing (8)" in markdown
+    for line, transcript, turn, criterion, rater, reason in listed:
+        assert f"| {line} | {transcript} | {turn} | {criterion} | {rater} | {reason} |" in markdown
+    text = _printed(report)
+    assert "Label rows compared with nothing: 8, the first 5 (all in agreement.md)" in text
+    assert "904_gone" in text and "905_gone" not in text and "judge said not applicable" in text
+
+
+def test_agreement_md_shows_rater_names_and_paths_as_text(seed_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "<script>x"
+    folder.mkdir()
+    j = _ok(seed_run, "questions_asked")[0]
+    labels = _write(folder / "labels.csv", [[j.transcript_id, j.turn_index, "questions_asked", 1, "<b>ann</b>|bob"]])
+    markdown = render_agreement_markdown(agreement(seed_run, labels))
+    assert "<b>" not in markdown and "<script>" not in markdown
+    assert "&lt;b&gt;ann&lt;/b&gt;\\|bob" in markdown and "&lt;script&gt;x" in markdown
+
+
+# --- (9) two runs against the same labels: before and after a rubric edit -------------------------------
+
+
+def test_against_sets_two_runs_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluator.cli.main import main
+
+    ratings = _scripted_labels(sessions=10, turns=6)
+    rng = random.Random(2)
+    before = _scripted_run(tmp_path, "before", {item: rng.randint(1, 5) for item in ratings})
+    after = _scripted_run(tmp_path, "after", {item: pair[1] for item, pair in ratings.items()})
+    labels = _scripted_csv(tmp_path / "labels.csv", ratings)
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert main(["agree", str(before), str(labels), "--against", str(after)]) == 0
+    out = capsys.readouterr().out
+
+    (shift,) = analysis.against(agreement(before, labels), agreement(after, labels)).shifts
+    assert (shift.items, shift.sessions) == (60, 10)
+    assert shift.before.value == pytest.approx(_criterion(agreement(before, labels), LIKERT["id"]).ceiling.judge.value)
+    assert shift.after.value == pytest.approx(_criterion(agreement(after, labels), LIKERT["id"]).ceiling.judge.value)
+    assert shift.difference.value == pytest.approx(shift.after.value - shift.before.value)
+    assert shift.difference.low is not None and shift.difference.low > 0  # the edit helped, beyond doubt
+    written = (after / "agreement-vs-before.md").read_text(encoding="utf-8")
+    for cell in (
+        f"{shift.before.value:.2f} [{shift.before.low:.2f}, {shift.before.high:.2f}]",
+        f"{shift.after.value:.2f} [{shift.after.low:.2f}, {shift.after.high:.2f}]",
+        f"{shift.difference.value:+.2f} [{shift.difference.low:+.2f}, {shift.difference.high:+.2f}]",
+    ):
+        assert cell in out and cell in written
+    assert "run before (before) and run after (after)" in written and LIKERT["id"] in out
+
+
+def test_against_names_criteria_judged_in_one_run_only(tmp_path: Path) -> None:
+    ratings = _scripted_labels(sessions=5, turns=4)
+    before = _scripted_run(tmp_path, "before", {item: pair[0] for item, pair in ratings.items()})
+    rows = [[t, turn, LIKERT["id"], a, "r1"] for (t, turn), (a, _) in ratings.items()]
+    rows += [[t, turn, BINARY["id"], 1, "r1"] for (t, turn) in ratings]
+    judgments = [judgment(t, turn, a) for (t, turn), (a, _) in ratings.items()]
+    judgments += [judgment(t, turn, 1, criterion=BINARY["id"]) for (t, turn) in ratings]
+    after = write_run(tmp_path, "after", make_rubric(LIKERT, BINARY), judgments)
+    labels = _write(tmp_path / "labels.csv", rows[: len(ratings)])
+    report = analysis.against(agreement(before, labels), agreement(after, _write(tmp_path / "both.csv", rows)))
+    assert [s.criterion.id for s in report.shifts] == [LIKERT["id"]]
+    assert report.notes == [f"{BINARY['id']}: labelled, but not judged in run before"]

@@ -13,6 +13,8 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from evaluator.cli.batch_command import cmd_batch
+from evaluator.cli.contrast_command import cmd_contrast, print_report_groups
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, read_options, run_config
 from evaluator.cli.rubrics_command import cmd_rubrics
 from evaluator.cli.subsets import cmd_render, print_subset_note
@@ -97,8 +99,14 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_agree(args: argparse.Namespace, console: Console) -> int:
-    from evaluator.views.agreement import print_agreement, write_agreement
+    from evaluator.views.agreement import print_against, print_agreement, write_against, write_agreement
 
+    if args.against is not None:
+        before, after = (resolve_run(r, args.output) for r in (args.run, args.against))
+        shifts, path = write_against(before, args.labels, after)
+        print_against(shifts, console)
+        console.print(f"\nAgreement before and after: {path}", markup=False, highlight=False)
+        return EXIT_OK
     report, path = write_agreement(resolve_run(args.run, args.output), args.labels)
     print_agreement(report, console)
     console.print(f"\nAgreement: {path}", markup=False, highlight=False)
@@ -146,9 +154,12 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     run_dir = resolve_run(args.run, args.output)
     summary, path = write_summary(run_dir)
     print_summary(summary, console)
+    if args.by:
+        print_report_groups(run_dir, args.by, console)
     console.print(f"\nSummary: {path}", markup=False, highlight=False)
-    if args.html:
-        console.print(f"Report:  {write_html_report(run_dir, summary)}", markup=False, highlight=False)
+    if args.html or args.by:
+        report = write_html_report(run_dir, summary, by=[args.by] if args.by else [])
+        console.print(f"Report:  {report}", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -157,10 +168,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "validate": _cmd_validate,
     "report": _cmd_report,
     "compare": _cmd_compare,
+    "contrast": cmd_contrast,
     "agree": _cmd_agree,
     "export": _cmd_export,
     "cache": _cmd_cache,
     "rubrics": cmd_rubrics,
     "runs": cmd_runs,
     "watch": cmd_watch,
+    "batch": cmd_batch,
 }

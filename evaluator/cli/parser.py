@@ -7,7 +7,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
+from evaluator.cli.batch_command import add_parser as add_batch_parser
+from evaluator.cli.contrast_command import add_parser as add_contrast_parser
+from evaluator.cli.parser_extras import (
+    add_metadata_options,
+    add_render_options,
+    add_rubrics_parser,
+    add_subset_options,
+    add_unblind_option,
+)
 from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.config import (
     AGGREGATE_METHODS,
@@ -56,6 +64,7 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=COLUMN",
         help="CSV column for transcript|order|speaker|text (repeatable), e.g. text=utterance",
     )
+    add_metadata_options(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
+    add_unblind_option(run)
 
     render = sub.add_parser(
         "render",
@@ -224,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--json", action="store_true", help="print the messages as JSON")
     add_render_options(render)
     _add_input_options(render)
+    add_unblind_option(render)
 
     validate = sub.add_parser(
         "validate",
@@ -236,12 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     agree = sub.add_parser(
         "agree",
         help="agreement of a run's judgments with human ratings",
-        description="Kappa, weighted kappa, Krippendorff's alpha, Spearman rho and bias per criterion, beside the "
-        "agreement among the human raters; writes agreement.md. Labels: CSV with transcript, turn, criterion, score "
-        "and optionally rater.",
+        description="Per criterion a verdict (is the judge within human disagreement?), then kappa, weighted "
+        "kappa, Krippendorff's alpha, Spearman rho and bias, beside the agreement among the human raters; writes "
+        "agreement.md. Labels: CSV with transcript, turn, criterion, score and optionally rater.",
     )
     _add_runs(agree, run="run folder or run id")
     agree.add_argument("labels", type=Path, help="human ratings CSV, e.g. labels/seed_ratings.csv")
+    agree.add_argument(
+        "--against",
+        type=Path,
+        metavar="RUN_B",
+        help="a later run (e.g. after a rubric edit): each criterion's agreement in RUN and RUN_B side by side, "
+        "with the difference; writes agreement-vs-RUN.md into RUN_B",
+    )
 
     compare = sub.add_parser(
         "compare",
@@ -279,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runs(report, run="run folder or run id")
     report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
+    add_contrast_parser(sub, report)
     add_rubrics_parser(sub)
     add_loop_parsers(sub, run)
+    add_batch_parser(sub, run)
     return parser

@@ -8,13 +8,35 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from evaluator.analysis.agreement import REASONS, AgreementReport, Comparison, Confusion, CriterionAgreement, agreement
+from evaluator.analysis.agreement import (
+    MIN_ITEMS,
+    MIN_SESSIONS,
+    REASONS,
+    AgainstReport,
+    AgreementReport,
+    Comparison,
+    Confusion,
+    CriterionAgreement,
+    KappaInterval,
+    UnmatchedLabel,
+    against,
+    agreement,
+)
 from evaluator.labels import LabelsError, read_labels
 from evaluator.results import open_run
 from evaluator.store import write_atomic
-from evaluator.views.format import fit, judge_label, md_table, number, percent, rich_table
+from evaluator.views.format import fit, interval, judge_label, md_escape, md_table, number, percent, rich_table
 
-__all__ = ["AGREEMENT_FILE", "LabelsError", "print_agreement", "render_agreement_markdown", "write_agreement"]
+__all__ = [
+    "AGREEMENT_FILE",
+    "LabelsError",
+    "print_against",
+    "print_agreement",
+    "render_against_markdown",
+    "render_agreement_markdown",
+    "write_against",
+    "write_agreement",
+]
 
 AGREEMENT_FILE = "agreement.md"
 CONSENSUS_RULE = (
@@ -34,6 +56,20 @@ UNMATCHED_NOTE = (
     "judged, no label counts items the judge scored that no rater rated"
 )
 MAIN_TITLE = "Judge against human ratings"
+VERDICT_TITLE = "Is the judge within human disagreement?"
+VERDICT_COLUMNS = ("criterion", "items", "sessions", "judge-human kappa", "human-human kappa", "difference", "verdict")
+VERDICT_RULE = (
+    "verdict: on the items two or more raters rated and the judge scored, the judge's kappa with each rater "
+    "(averaged) beside the raters' kappa with each other (averaged over pairs), each with a 95% interval from "
+    f"resampling whole sessions (given {MIN_SESSIONS} or more); below human agreement when the interval of the difference (judge - human) lies "
+    "wholly below 0, within human disagreement when it reaches 0; not enough items/raters to say with one "
+    f"rater, fewer than {MIN_ITEMS} such items or {MIN_SESSIONS} sessions, or kappas undefined"
+)
+UNMATCHED_SHOWN = 5
+UNMATCHED_ROW_COLUMNS = ("line", "transcript", "turn", "criterion", "rater", "reason")
+UNMATCHED_ROWS_TITLE = "Label rows compared with nothing"
+AGAINST_COLUMNS = ("criterion", "items", "sessions", "before", "after", "after - before")
+AGAINST_FILE = "agreement-vs-{run_id}.md"
 UNMATCHED_TITLE = "Labels not compared, and judged items without a label"
 CONFUSION_CORNER = "human \\ judge"
 
@@ -73,6 +109,33 @@ def _rows(report: AgreementReport) -> list[list[str]]:
         for c in ca.per_rater:
             rows.append(["", "", c.against, *_comparison_cells(c), *([""] * len(extra))])
     return rows
+
+
+def _kappa(k: KappaInterval, signed: bool = False) -> str:
+    return interval(k.value, k.low, k.high, signed=signed)
+
+
+def _verdict_rows(report: AgreementReport) -> list[list[str]]:
+    return [
+        [
+            ca.criterion.id,
+            str(ca.ceiling.items),
+            str(ca.ceiling.sessions),
+            _kappa(ca.ceiling.judge),
+            _kappa(ca.ceiling.humans),
+            _kappa(ca.ceiling.difference, signed=True),
+            ca.ceiling.verdict,
+        ]
+        for ca in report.criteria
+    ]
+
+
+def _verdict_notes(report: AgreementReport) -> list[str]:
+    return [f"{ca.criterion.id}: {ca.ceiling.reason}" for ca in report.criteria if ca.ceiling.reason]
+
+
+def _unmatched_label_rows(rows: list[UnmatchedLabel]) -> list[list[str]]:
+    return [[str(r.line), r.transcript_id, str(r.turn_index), r.criterion_id, r.rater, r.reason] for r in rows]
 
 
 def _notes(report: AgreementReport) -> list[str]:
@@ -139,8 +202,12 @@ def _confusion_title(ca: CriterionAgreement) -> str:
 
 
 def print_agreement(report: AgreementReport, console: Console) -> None:
-    """The terminal view: the agreement table, its notes, the confusion matrices, then what did not match."""
+    """The terminal view: the verdicts, the agreement table and its notes, the confusion matrices, then what
+    did not match (the first few label rows; agreement.md lists them all)."""
     for line in _header_lines(report):
+        console.print(escape(line), highlight=False)
+    console.print(fit(rich_table(VERDICT_COLUMNS, _verdict_rows(report), title=VERDICT_TITLE)))
+    for line in [VERDICT_RULE, *_verdict_notes(report)]:
         console.print(escape(line), highlight=False)
     console.print(fit(rich_table(_columns_of(report), _rows(report), text_columns=3, title=MAIN_TITLE)))
     for line in _pair_lines(report) + _notes(report):
@@ -150,24 +217,41 @@ def print_agreement(report: AgreementReport, console: Console) -> None:
         console.print(fit(rich_table(_confusion_header(ca.confusion), _confusion_rows(ca.confusion))))
     console.print(fit(rich_table(UNMATCHED_COLUMNS, _unmatched_rows(report), title=UNMATCHED_TITLE)))
     console.print(escape(UNMATCHED_NOTE), highlight=False)
+    rows = report.unmatched
+    if rows:
+        shown = rows[:UNMATCHED_SHOWN]
+        title = f"{UNMATCHED_ROWS_TITLE}: {len(rows)}" + (
+            f", the first {len(shown)} (all in {AGREEMENT_FILE})" if len(shown) < len(rows) else ""
+        )
+        console.print(fit(rich_table(UNMATCHED_ROW_COLUMNS, _unmatched_label_rows(shown), title=title)))
 
 
 def render_agreement_markdown(report: AgreementReport) -> str:
-    """agreement.md: the terminal's figures, for a lab notebook or a pull request."""
-    out = [f"# Agreement of run {report.manifest.run_id} with human ratings", ""]
-    out += [f"- {line}" for line in _header_lines(report)]
+    """agreement.md: the terminal's figures, for a lab notebook or a pull request, with every unmatched row."""
+    out = [f"# Agreement of run {md_escape(report.manifest.run_id)} with human ratings", ""]
+    out += [f"- {md_escape(line)}" for line in _header_lines(report)]
+    out += ["", f"## {VERDICT_TITLE}", ""]
+    out += md_table(VERDICT_COLUMNS, _verdict_rows(report))
+    out += [""] + [f"- {md_escape(line)}" for line in [VERDICT_RULE, *_verdict_notes(report)]]
     out += ["", f"## {MAIN_TITLE}", ""]
     out += md_table(_columns_of(report), _rows(report))
     extra = _pair_lines(report) + _notes(report)
     if extra:
-        out += [""] + [f"- {line}" for line in extra]
+        out += [""] + [f"- {md_escape(line)}" for line in extra]
     out += ["", "## Confusion matrices", ""]
     for ca in report.criteria:
-        out += [f"### {_confusion_title(ca)}", ""]
+        out += [f"### {md_escape(_confusion_title(ca))}", ""]
         out += md_table(_confusion_header(ca.confusion), _confusion_rows(ca.confusion))
         out.append("")
     out += [f"## {UNMATCHED_TITLE}", "", UNMATCHED_NOTE + ".", ""]
     out += md_table(UNMATCHED_COLUMNS, _unmatched_rows(report))
+    rows = report.unmatched
+    out += ["", f"## {UNMATCHED_ROWS_TITLE} ({len(rows)})", ""]
+    out += (
+        md_table(UNMATCHED_ROW_COLUMNS, _unmatched_label_rows(rows))
+        if rows
+        else ["None: every label row met a verdict."]
+    )
     return "\n".join(out) + "\n"
 
 
@@ -176,4 +260,61 @@ def write_agreement(run_dir: Path, labels_path: Path) -> tuple[AgreementReport, 
     report = agreement(open_run(run_dir), read_labels(labels_path), labels_path)
     path = run_dir / AGREEMENT_FILE
     write_atomic(path, render_agreement_markdown(report))
+    return report, path
+
+
+# --- two runs against the same labels ------------------------------------------------------------------
+
+
+def _against_header(report: AgainstReport) -> list[str]:
+    before, after = report.before.manifest, report.after.manifest
+    return [
+        f"Before: run {before.run_id} (judge {judge_label(before)}); after: run {after.run_id} "
+        f"(judge {judge_label(after)}); both against {report.before.labels_path}",
+        "judge-human kappa (averaged over raters; quadratic-weighted on ordinal scales) on the labelled items "
+        "both runs scored; 95% intervals resample whole sessions, the same resamples for both runs, so the "
+        "difference is paired",
+    ]
+
+
+def _against_rows(report: AgainstReport) -> list[list[str]]:
+    return [
+        [
+            s.criterion.id,
+            str(s.items),
+            str(s.sessions),
+            _kappa(s.before),
+            _kappa(s.after),
+            _kappa(s.difference, signed=True),
+        ]
+        for s in report.shifts
+    ]
+
+
+def print_against(report: AgainstReport, console: Console) -> None:
+    """`agree RUN LABELS --against RUN_B`: each criterion's agreement before and after, and the difference."""
+    for line in _against_header(report):
+        console.print(escape(line), highlight=False)
+    console.print(fit(rich_table(AGAINST_COLUMNS, _against_rows(report), title="Agreement before and after")))
+    for line in report.notes:
+        console.print(escape(line), highlight=False)
+
+
+def render_against_markdown(report: AgainstReport) -> str:
+    before, after = (md_escape(r.manifest.run_id) for r in (report.before, report.after))
+    out = [f"# Agreement with human ratings: run {before} (before) and run {after} (after)", ""]
+    out += [f"- {md_escape(line)}" for line in _against_header(report)]
+    out += [""] + md_table(AGAINST_COLUMNS, _against_rows(report))
+    if report.notes:
+        out += [""] + [f"- {md_escape(line)}" for line in report.notes]
+    return "\n".join(out) + "\n"
+
+
+def write_against(run_dir: Path, labels_path: Path, after_dir: Path) -> tuple[AgainstReport, Path]:
+    """Both runs against the same labels; the side-by-side is written into the later run, as compare.md is."""
+    labels = read_labels(labels_path)
+    before, after = (agreement(open_run(d), labels, labels_path) for d in (run_dir, after_dir))
+    report = against(before, after)
+    path = after_dir / AGAINST_FILE.format(run_id=before.manifest.run_id)
+    write_atomic(path, render_against_markdown(report))
     return report, path
