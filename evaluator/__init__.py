@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from evaluator.analysis.contrast import contrast
     from evaluator.analysis.frames import export, load_results
     from evaluator.analysis.summary import summarize
     from evaluator.api import RunOutcome, run, run_async
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "contrast": "evaluator.analysis.contrast",
     "export": "evaluator.analysis.frames",
     "load_results": "evaluator.analysis.frames",
     "summarize": "evaluator.analysis.summary",
@@ -48,6 +50,7 @@ __all__ = [
     "RunOutcome",
     "Transcript",
     "Turn",
+    "contrast",
     "export",
     "load_results",
     "load_rubric",

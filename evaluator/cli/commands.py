@@ -13,6 +13,7 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from evaluator.cli.contrast_command import cmd_contrast, print_report_groups
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, read_options, run_config
 from evaluator.cli.rubrics_command import cmd_rubrics
 from evaluator.cli.subsets import cmd_render, print_subset_note
@@ -152,9 +153,12 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     run_dir = resolve_run(args.run, args.output)
     summary, path = write_summary(run_dir)
     print_summary(summary, console)
+    if args.by:
+        print_report_groups(run_dir, args.by, console)
     console.print(f"\nSummary: {path}", markup=False, highlight=False)
-    if args.html:
-        console.print(f"Report:  {write_html_report(run_dir, summary)}", markup=False, highlight=False)
+    if args.html or args.by:
+        report = write_html_report(run_dir, summary, by=[args.by] if args.by else [])
+        console.print(f"Report:  {report}", markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -163,6 +167,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "validate": _cmd_validate,
     "report": _cmd_report,
     "compare": _cmd_compare,
+    "contrast": cmd_contrast,
     "agree": _cmd_agree,
     "export": _cmd_export,
     "cache": _cmd_cache,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evaluator.cli.contrast_command import add_parser as add_contrast_parser
 from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
 from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.config import (
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runs(report, run="run folder or run id")
     report.add_argument("--html", action="store_true", help="also write report.html: charts, tables, turn viewer")
+    add_contrast_parser(sub, report)
     add_rubrics_parser(sub)
     add_loop_parsers(sub, run)
     return parser

@@ -11,6 +11,7 @@ escaped there).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,7 @@ from evaluator.rubrics import scale_summary
 from evaluator.store import write_atomic
 from evaluator.views import format as fmt
 from evaluator.views.charts import criterion_chart
+from evaluator.views.groups import report_groups
 from evaluator.views.sessions import SessionView, session_views
 from evaluator.views.summary import DIRECTION_ARROWS
 
@@ -40,8 +42,9 @@ DIRECTION_TEXT = {
 }
 
 
-def render_html(run_dir: Path, summary: RunSummary | None = None) -> str:
-    """The whole report as one HTML document, from the run's summary (read from run_dir unless given)."""
+def render_html(run_dir: Path, summary: RunSummary | None = None, by: Sequence[str] = ()) -> str:
+    """The whole report as one HTML document, from the run's summary (read from run_dir unless given);
+    `by` (metadata fields) adds the group sections, the forest plot and the group filter."""
     summary = summary or summarize(run_dir)
     transcripts, problems = judged_transcripts(summary.run)
     sessions = session_views(summary, transcripts, problems)
@@ -60,14 +63,15 @@ def render_html(run_dir: Path, summary: RunSummary | None = None) -> str:
             statuses=STATUSES,
             arrows=DIRECTION_ARROWS,
             direction_text=DIRECTION_TEXT,
+            grouping=report_groups(summary.run, by) if by else None,
         )
     )
 
 
-def write_html_report(run_dir: Path, summary: RunSummary | None = None) -> Path:
+def write_html_report(run_dir: Path, summary: RunSummary | None = None, by: Sequence[str] = ()) -> Path:
     """Write <run>/report.html atomically, so a reader never opens half a report."""
     path = run_dir / HTML_FILE
-    write_atomic(path, render_html(run_dir, summary))
+    write_atomic(path, render_html(run_dir, summary, by))
     return path
 
 

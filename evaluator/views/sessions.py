@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from markupsafe import Markup
 
 from evaluator.analysis.summary import RubricSummary, RunSummary, Tone
-from evaluator.models import STATUSES, Criterion, Judgment, Transcript
+from evaluator.models import STATUSES, Criterion, Judgment, Transcript, Turn
 from evaluator.views import format as fmt
 
 
@@ -69,6 +69,15 @@ class SessionView:
     counts: list[tuple[str, int]]
     notice: str | None
     turns: list[TurnView]
+
+
+SPEAKER_LABELS = {"therapist": "Therapist", "patient": "Patient"}
+
+
+def speaker_label(turn: Turn) -> str:
+    """Who speaks, as a reader of therapy says it: a chat file's `user`/`assistant` (or `Counselor`,
+    `Client`) reads as Patient/Therapist; any other speaker keeps the label the file gives."""
+    return SPEAKER_LABELS.get(turn.speaker, turn.label)
 
 
 def verdict_text(criterion: Criterion, verdict: str | float | None) -> str:
@@ -157,6 +166,8 @@ def _judgment_text(judgment: Judgment) -> str:
         return " — ".join(t for t in (judgment.unscored_reason or "", judgment.rationale) if t)
     if judgment.status == "error":
         return judgment.error or judgment.rationale
+    if judgment.weighted_score is not None:  # --logprobs: the score the judge's probabilities point to
+        return f"{judgment.rationale} [logprob-weighted score {fmt.number(judgment.weighted_score)}]".lstrip()
     return judgment.rationale
 
 
@@ -196,7 +207,7 @@ class _SessionBuilder:
             return EvidenceView(quote, found, None)
         turn_index, matches = located
         self.spans[turn_index] += [(start, end, [dom_id]) for start, end in matches]
-        where = None if turn_index == index else f"in turn {turn_index} ({transcript.turns[turn_index].label})"
+        where = None if turn_index == index else f"in turn {turn_index} ({speaker_label(transcript.turns[turn_index])})"
         return EvidenceView(quote, found, where)
 
     def grouped(self, judgments: list[Judgment]) -> list[tuple[str, list[JudgmentView]]]:
@@ -266,7 +277,7 @@ def _session_view(
                 builder.turn_id(t.index),
                 t.index,
                 t.speaker,
-                t.label,
+                speaker_label(t),
                 _segments(t.text, builder.spans[t.index]),
                 grouped.get(t.index, []),
             )

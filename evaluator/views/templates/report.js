@@ -3,6 +3,7 @@
   const $ = (id) => document.getElementById(id);
   const criterion = $("filter-criterion"), score = $("filter-score"), status = $("filter-status");
   const session = $("filter-session"), only = $("filter-only"), count = $("filter-count");
+  const group = $("filter-group");  // only with `report --by FIELD`
   const judgments = Array.from(document.querySelectorAll(".judgment"));
   const sessions = Array.from(document.querySelectorAll(".session"));
   const marks = Array.from(document.querySelectorAll("mark.evidence"));
@@ -20,7 +21,13 @@
     score.value = values.has(current) ? current : "";
   }
 
+  function sessionShown(s) {
+    if (session.value && s.id !== session.value) return false;
+    return !(group && group.value && s.dataset.group !== group.value);
+  }
+
   function matches(j) {
+    if (!sessionShown(j.closest(".session"))) return false;
     if (criterion.value && keyOf(j) !== criterion.value) return false;
     if (status.value && j.dataset.status !== status.value) return false;
     if (score.value && (j.dataset.status !== "ok" || j.dataset.score !== score.value)) return false;
@@ -35,7 +42,7 @@
     }
     const filtering = Boolean(criterion.value || status.value || score.value);
     for (const s of sessions) {
-      s.hidden = Boolean(session.value) && s.id !== session.value;
+      s.hidden = !sessionShown(s);
       const turns = Array.from(s.querySelectorAll(".turn"));
       turns.forEach((turn, i) => {
         const hasJudgments = turn.querySelector(".judgment") !== null;
@@ -54,9 +61,10 @@
   }
 
   criterion.addEventListener("change", () => { refreshScores(); apply(); });
-  for (const control of [score, status, session, only]) control.addEventListener("change", apply);
+  for (const control of [score, status, session, only, group]) if (control) control.addEventListener("change", apply);
   $("filter-reset").addEventListener("click", () => {
     criterion.value = status.value = session.value = score.value = "";
+    if (group) group.value = "";
     only.checked = false;
     refreshScores();
     apply();
