@@ -12,12 +12,14 @@ from rich.console import Console
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.analysis.summary import summarize
-from evaluator.models import Criterion
+from evaluator.config import JudgeSettings, RunConfig
+from evaluator.models import Criterion, Subset
+from evaluator.runner import run
 from evaluator.store import load_judgments
 from evaluator.views import format as fmt
 from evaluator.views.html import render_html
 from evaluator.views.summary import distribution, print_summary, render_markdown
-from tests.conftest import IGNORING_SEED, SLOWING_SEED
+from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 from tests.runs import BINARY, LIKERT, QUESTIONS, judgment, make_rubric, sampled, write_run
 from tests.test_runner import seed_run  # noqa: F401  (module-scoped fixture shared with the runner tests)
 
@@ -274,3 +276,28 @@ def test_an_llm_judge_sampled_three_times_is_summarised_over_folded_items(tmp_pa
         assert summary.rubrics[0].by_transcript[topic]["honours_request"].mean == (
             pytest.approx(mean(mine)) if mine else None
         )
+
+
+def test_a_criterion_subset_summarises_only_the_planned_criteria(tmp_path: Path) -> None:
+    """`--criterion slow_down_responsiveness` judges it and the criterion it depends on; the terminal,
+    summary.md and report.html list those two, not the rubric's other criteria as rows of zeros."""
+    config = RunConfig(
+        transcripts=[IGNORING_SEED, SLOWING_SEED],
+        rubrics=[REPO / "rubrics"],
+        output=tmp_path,
+        judge=JudgeSettings(kind="rules"),
+        subset=Subset(criteria=["slow_down_responsiveness"]),
+        show_progress=False,
+    )
+    run_dir = run(config).run_dir
+    summary = summarize(run_dir)
+    planned = ["slow_down_requested", "slow_down_responsiveness"]
+    assert [(rs.rubric.id, [c.id for c in rs.rubric.criteria]) for rs in summary.rubrics] == [("pacing", planned)]
+    assert all(rs.overall[cid].counts["ok"] for rs in summary.rubrics for cid in planned)
+    buffer = io.StringIO()
+    print_summary(summary, Console(file=buffer, width=200))
+    markdown, page = render_markdown(summary), render_html(run_dir, summary)
+    for text in (buffer.getvalue(), markdown):
+        assert "Subset run" in text and all(cid in text for cid in planned)
+        assert "acknowledges_request" not in text and "questions_asked" not in text
+    assert re.findall(r'data-card="([^"]+)"', page) == [f"pacing:{cid}" for cid in planned]

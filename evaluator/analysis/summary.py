@@ -122,8 +122,22 @@ def summarize(run: RunData | Path) -> RunSummary:
     """Summarise a run (a folder, or one already opened); rubrics come from the manifest's snapshot,
     so a summary describes the rubric as it was when judged, whatever the file says now."""
     data = run if isinstance(run, RunData) else open_run(run)
-    summaries = [_rubric_summary(data, rubric) for rubric in data.rubrics.values()]
+    planned = (_planned(data, rubric) for rubric in data.rubrics.values())
+    summaries = [_rubric_summary(data, rubric) for rubric in planned if rubric.criteria]
     return RunSummary(data, summaries, Counter(item.status for item in data.items))
+
+
+def _planned(data: RunData, rubric: Rubric) -> Rubric:
+    """The rubric narrowed to the criteria a `--criterion` subset planned (the names as evaluator.plan
+    matches them, `rubric/criterion` or a bare id, plus the prerequisites it added) and any criterion
+    judged all the same, so a subset's summary does not list criteria nobody asked for as zero counts."""
+    subset = data.manifest.subset
+    if subset is None or not subset.criteria:
+        return rubric
+    names = [name.rpartition("/") for name in [*subset.criteria, *subset.prerequisites]]
+    wanted = {cid for rid, sep, cid in names if not sep or rid == rubric.id}
+    wanted |= {j.criterion_id for j in data.judgments if j.rubric_id == rubric.id}
+    return rubric.model_copy(update={"criteria": [c for c in rubric.criteria if c.id in wanted]})
 
 
 def _rubric_summary(data: RunData, rubric: Rubric) -> RubricSummary:
