@@ -156,7 +156,7 @@ def test_with_samples_the_summary_counts_and_averages_folded_items(tmp_path: Pat
     assert "Items, each folded over 3 samples (auto; see aggregates.jsonl): 8 ok, 0 not_applicable, 1 unscored" in text
     row = next(line for line in text.splitlines() if line.startswith("| Honours the request"))
     assert row.startswith("| Honours the request (`honours_request`) | ↑ | 4 | 0 | 1 | 0 | 3.25 [")
-    assert row.endswith(" | 50% | 1:1 3:1 4:1 5:1 |")
+    assert row.endswith(" | 50% | 1:1 3:1 4:1 5:1 | 33% |")  # then self-consistent: one of three items unanimous
     assert "| t1: `honours_request` | ↑ | 2 | 0 | 0 | 0 | 3.50 | 50% |" in text
 
 

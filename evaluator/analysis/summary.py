@@ -17,7 +17,7 @@ from statistics import mean
 from typing import Literal
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
-from evaluator.models import CategoricalScale, Criterion, Judgment, Rubric, RunManifest
+from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
 from evaluator.results import Item, RunData, open_run
 
 Tone = Literal["good", "mid", "bad", "neutral"]
@@ -34,6 +34,12 @@ class Cell:
     estimate: Estimate | None = None
     """The mean's 95% interval from resampling whole sessions; set for a criterion over the whole run,
     None for one transcript's cell (within one session only turns could be resampled)."""
+    weighted: list[float] = field(default_factory=list)
+    """Logprob-weighted scores (`--logprobs`), of the items where the endpoint returned them."""
+    repeated: int = 0
+    """Items with two or more scored samples (`--samples N`)."""
+    unanimous: int = 0
+    """Of those, items whose samples all gave the same verdict."""
 
     def add(self, judgment: Item) -> None:
         self.counts[judgment.status] += 1
@@ -41,6 +47,22 @@ class Cell:
             self.verdicts[str(judgment.verdict)] += 1
             if judgment.score is not None:
                 self.scores.append(judgment.score)
+            if judgment.weighted_score is not None:
+                self.weighted.append(judgment.weighted_score)
+            if isinstance(judgment, Aggregate) and judgment.scored > 1:
+                self.repeated += 1
+                self.unanimous += judgment.spread == 0
+
+    @property
+    def weighted_mean(self) -> float | None:
+        return mean(self.weighted) if self.weighted else None
+
+    @property
+    def self_consistency(self) -> float | None:
+        """Share of repeated items whose samples all agree: how far one judgment of an item is the judge's
+        answer rather than one draw of several. Not chance-corrected: three random draws agree 25% of the
+        time on yes/no and 4% on a 1-5 scale."""
+        return self.unanimous / self.repeated if self.repeated else None
 
     @property
     def mean(self) -> float | None:

@@ -3,6 +3,7 @@ figures formatted by views.format, so they show the same numbers as each other a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -32,10 +33,36 @@ def mean_text(cell: Cell) -> str:
 
 
 def distribution(cell: Cell) -> str:
-    """`1:3 2:5` in scale order; a binary scale as `yes 3 / no 5`."""
+    """`1:3 2:5` in scale order; a binary scale as `yes 3 / no 5`; folded means (`--samples N`) as `3.67:2`."""
     if cell.criterion.scale.type == "binary":
         return f"yes {cell.verdicts.get('1', 0)} / no {cell.verdicts.get('0', 0)}" if cell.verdicts else ""
-    return " ".join(f"{v}:{n}" for v, n in cell.levels())
+    return " ".join(f"{_level(v)}:{n}" for v, n in cell.levels())
+
+
+def _level(value: str) -> str:
+    try:
+        return fmt.verdict(float(value))
+    except ValueError:
+        return value
+
+
+Extra = tuple[str, Callable[[Cell], str], str]  # header, cell text, what it means
+
+
+def extra_columns(summary: RunSummary) -> list[Extra]:
+    """Columns shown only where the run has their data: the mean of logprob-weighted scores (`--logprobs`)
+    and self-consistency, the share of items whose samples all agree (`--samples N`)."""
+    extras: list[Extra] = []
+    if any(cell.weighted for rs in summary.rubrics for cell in rs.overall.values()):
+        meaning = "mean of the scores weighted by the judge's top logprobs for the score token, where recorded"
+        extras.append(("weighted mean", lambda cell: fmt.number(cell.weighted_mean), meaning))
+    if summary.manifest.samples > 1:
+        meaning = (
+            f"share of items whose {summary.manifest.samples} samples all gave the same verdict (of the items "
+            "with two or more scored samples; not chance-corrected)"
+        )
+        extras.append(("self-consistent", lambda cell: fmt.percent(cell.self_consistency), meaning))
+    return extras
 
 
 def _row(label: str, cell: Cell) -> list[str]:
@@ -53,16 +80,17 @@ def _row(label: str, cell: Cell) -> list[str]:
     ]
 
 
-def _criteria_table(rs: RubricSummary, interval: bool) -> Table:
-    """Counts, mean (with its 95% interval, if asked) and meets share per criterion."""
+def _criteria_table(rs: RubricSummary, interval: bool, extras: Sequence[Extra] = ()) -> Table:
+    """Counts, mean (with its 95% interval, if asked) and meets share per criterion, then any extra columns."""
     rows = []
     for cid, criterion in _criteria(rs):
         cell = rs.overall[cid]
         row = _row(f"{DIRECTION_ARROWS[criterion.better]} {cid}", cell)
         rows.append([row[0], *row[2:6], row[6] if interval else fmt.number(cell.mean), row[7]])
+        rows[-1] += [show(cell) for _, show, _ in extras]
     columns = (
         TERMINAL_COLUMNS if interval else tuple("mean" if c == MEAN_WITH_INTERVAL else c for c in TERMINAL_COLUMNS)
-    )
+    ) + tuple(name for name, _, _ in extras)
     return fmt.rich_table(columns, rows, title=f"{rs.rubric.title} ({rs.rubric.id} v{rs.rubric.version})")
 
 
@@ -88,6 +116,7 @@ def header_lines(summary: RunSummary) -> list[str]:
     ]
     if m.samples > 1:
         lines[1] = f"Items, each folded over {m.samples} samples ({m.aggregate}; see aggregates.jsonl): {counts}"
+    lines += [f"{name}: {meaning}" for name, _, meaning in extra_columns(summary)]
     if m.skipped_files:
         lines.append(f"Skipped files: {len(m.skipped_files)} (" + "; ".join(s.path for s in m.skipped_files) + ")")
     if m.stopped:
@@ -117,14 +146,20 @@ def render_markdown(summary: RunSummary) -> str:
     for rs in summary.rubrics:
         rubric = rs.rubric
         out += [f"## {fmt.md_escape(rubric.title)} (`{rubric.id}` v{fmt.md_escape(str(rubric.version))})", ""]
-        out += fmt.md_table(COLUMNS, [_row(f"{c.name} (`{cid}`)", rs.overall[cid]) for cid, c in _criteria(rs)])
+        extras = extra_columns(summary)
+        names = tuple(name for name, _, _ in extras)
+
+        def row(label: str, cell: Cell) -> list[str]:
+            return _row(label, cell) + [show(cell) for _, show, _ in extras]
+
+        out += fmt.md_table(COLUMNS + names, [row(f"{c.name} (`{cid}`)", rs.overall[cid]) for cid, c in _criteria(rs)])
         out += ["", "### Per transcript", ""]
         rows = [
-            [f"{tid}: `{cid}`", *_row("", cells[cid])[1:]]
+            [f"{tid}: `{cid}`", *row("", cells[cid])[1:]]
             for tid, cells in rs.by_transcript.items()
             for cid, _ in _criteria(rs)
         ]
-        out += fmt.md_table(("transcript: criterion", *COLUMNS[1:]), rows)
+        out += fmt.md_table(("transcript: criterion", *COLUMNS[1:], *names), rows)
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -135,9 +170,10 @@ def print_summary(summary: RunSummary, console: Console, per_transcript: bool = 
     for line in header_lines(summary):
         console.print(escape(line), highlight=False)
     # Intervals only where every table still fits (summary.md always has them): a squeezed table cuts off counts.
-    interval = all(_fits(console, _criteria_table(rs, interval=True)) for rs in summary.rubrics)
+    extras = extra_columns(summary)
+    interval = all(_fits(console, _criteria_table(rs, True, extras)) for rs in summary.rubrics)
     for rs in summary.rubrics:
-        console.print(fmt.fit(_criteria_table(rs, interval)))
+        console.print(fmt.fit(_criteria_table(rs, interval, extras)))
         if per_transcript:
             transcripts = list(rs.by_transcript)
             table = fmt.rich_table(
