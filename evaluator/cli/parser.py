@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evaluator.cli.batch_command import add_parser as add_batch_parser
 from evaluator.cli.contrast_command import add_parser as add_contrast_parser
 from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
 from evaluator.cli.watch_command import add_parsers as add_loop_parsers
@@ -290,4 +291,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_contrast_parser(sub, report)
     add_rubrics_parser(sub)
     add_loop_parsers(sub, run)
+    add_batch_parser(sub, run)
     return parser
