@@ -477,3 +477,61 @@ class RunManifest(_Strict):
                 f"{MANIFEST_FORMAT}); upgrade therapist-evaluator to read it"
             )
         return version
+
+
+# --- batch queues (evaluator batch) --------------------------------------------------------------
+
+
+class BatchCall(_Strict):
+    """One request line of a batch file: the items its reply answers (several in grouped modes), and for a
+    re-ask the conversation after the rendered prompt (earlier replies, and what was wrong with each)."""
+
+    custom_id: str
+    keys: list[str] = Field(min_length=1)
+    attempt: int = Field(default=1, ge=1, description="Replies asked for so far, this one included.")
+    reasks: list[Message] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage, description="Tokens of the earlier attempts, charged when settled.")
+
+
+BatchStatus = Literal[
+    "preparing",
+    "exported",
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
+BATCH_ENDED: tuple[BatchStatus, ...] = ("failed", "completed", "expired", "cancelled")
+
+
+class BatchRecord(_Strict):
+    """One batch of a run, as the provider (or an exported file) holds it; every later command resumes
+    from these ids. `preparing` is a batch written locally whose upload or creation may not have finished."""
+
+    name: str = Field(description="Its files under <run>/batch/: NAME.requests.jsonl and NAME.calls.jsonl.")
+    batch_id: str | None = None
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    status: BatchStatus = "preparing"
+    requests: int
+    completed: int = 0
+    failed: int = 0
+    errors: list[str] = Field(default_factory=list, description="Why the provider refused the batch, if it did.")
+    judged_offset: int = Field(
+        default=0, description="Size of judgments.jsonl when the batch was made: later lines are its items' verdicts."
+    )
+    created_at: str
+    collected: bool = False
+
+
+class BatchState(_Strict):
+    """<run>/batches.json: the run's batches, and the re-asks waiting for the next submit."""
+
+    batches: list[BatchRecord] = Field(default_factory=list)
+    reasks: list[BatchCall] = Field(default_factory=list)
+    waiting: int = Field(default=0, description="Items whose prerequisite's verdict is not in yet.")

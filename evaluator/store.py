@@ -163,6 +163,24 @@ def load_judgments(run_dir: Path) -> list[Judgment]:
     return list(latest.values())
 
 
+def judgments_size(run_dir: Path) -> int:
+    """Bytes of complete judgment lines so far: a mark that later lines can be read from (batch queues)."""
+    path = run_dir / JUDGMENTS
+    return _complete_length(path) if path.is_file() else 0
+
+
+def keys_judged_after(run_dir: Path, offset: int) -> set[str]:
+    """Keys of the complete judgment lines written after `offset` (a judgments_size mark)."""
+    path = run_dir / JUDGMENTS
+    if not path.is_file():
+        return set()
+    complete = _complete_length(path)
+    with path.open("rb") as handle:
+        handle.seek(min(offset, complete))
+        data = handle.read(max(0, complete - offset))
+    return {Judgment.model_validate_json(raw).key for raw in data.splitlines() if raw.strip()}
+
+
 class JudgmentWriter:
     """Appends judgments to judgments.jsonl, one flushed line each."""
 

@@ -431,6 +431,9 @@ class FakeOpenAI:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        from tests.fake_batches import FakeBatches
+
+        self.batches = FakeBatches(self)  # /v1/files and /v1/batches, answering lines as _chat does
 
     # lifecycle
 
@@ -471,6 +474,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        self.batches.add_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # no logging per request
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
@@ -529,6 +533,18 @@ class FakeOpenAI:
         if delay:
             await asyncio.sleep(arrived + delay - time.monotonic())
         return response
+
+    def answer(self, body: dict, url: str) -> tuple[int, Any]:
+        """A batch line answered as _chat answers a request (one count, script and faults with it): the
+        status and the JSON body. Recorded with the path `batch:URL`."""
+        if self.record:
+            self.received.append(Received(body, {}, f"batch:{url}"))
+        n, self._count = self._count, self._count + 1
+        behaviour = self.choose(body, n)
+        invalid = self._invalid(body)
+        response = invalid if invalid is not None else self._respond(body, behaviour, n)
+        assert isinstance(response.body, bytes)
+        return response.status, json.loads(response.body)
 
     def _invalid(self, body: dict) -> web.Response | None:
         """The 400s a real server gives whatever else happens: these depend on the request, not on luck."""

@@ -13,8 +13,8 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
-from evaluator.cli.contrast_command import cmd_contrast, print_report_groups
 from evaluator.cli.batch_command import cmd_batch
+from evaluator.cli.contrast_command import cmd_contrast, print_report_groups
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, read_options, run_config
 from evaluator.cli.rubrics_command import cmd_rubrics
 from evaluator.cli.subsets import cmd_render, print_subset_note

@@ -98,13 +98,15 @@ class OpenAIJudge:
 
     name = "openai"
 
-    def __init__(self, settings: JudgeSettings) -> None:
+    def __init__(self, settings: JudgeSettings, offline: bool = False) -> None:
+        """`offline`: the judge only builds requests and reads replies (a batch file for vLLM), so it needs
+        neither a key nor a base URL."""
         self.settings = settings
         endpoint = Endpoint.parse(settings.resolved_base_url())
         self.base_url = endpoint.base_url
         self._key = settings.api_key()
         self._redactor = settings.redactor()
-        if self._key is None and self.base_url is None:
+        if self._key is None and self.base_url is None and not offline:
             raise JudgeConfigError(
                 f"no API key: set {settings.api_key_env}, or pass --base-url for a local server that needs none"
             )
@@ -199,22 +201,14 @@ class OpenAIJudge:
             from_cache = from_cache and cached
             if not cached:
                 usage = usage + reply.usage
-            problem = self._read(reply, layout, call, found, weighted)
+            problem = self.read_reply(reply, call, found, weighted)
             if len(found) < len(call.requests):
-                conversation = conversation + [
-                    {"role": "assistant", "content": reply.content},
-                    {
-                        "role": "user",
-                        "content": f"Your reply could not be used: {problem}. "
-                        "Reply again with only the JSON object described above.",
-                    },
-                ]
+                conversation = conversation + reask_messages(reply.content, problem)
         return self._judgments(call, started, attempts, tally, usage, found, weighted, problem, from_cache)
 
-    def _read(
-        self, reply: Reply, layout: Layout, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]
-    ) -> str:
+    def read_reply(self, reply: Reply, call: JudgeCall, found: dict[int, Verdict], weighted: dict[int, float]) -> str:
         """Take the valid verdicts out of a reply; return what was wrong with the rest ("" if nothing)."""
+        layout = self._layout(call)
         if reply.refusal:
             return f"the judge refused: {reply.refusal}"
         if reply.finish_reason == "length":
@@ -235,9 +229,31 @@ class OpenAIJudge:
                         weighted[index] = score
         return "; ".join(problems)
 
-    def request_body(self, call: JudgeCall) -> dict[str, Any]:
-        """The body of the first request for a call, exactly as it would be sent (for benchmarks and audits)."""
-        return self._body(call, _message_dicts(call), self._layout(call), call.requests[0].item.sample, self.output)
+    def request_body(self, call: JudgeCall, reasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The body of a call's request exactly as it would be sent (for batch files, benchmarks and audits):
+        the first one, or with `reasks` (see reask_messages) the re-ask after invalid replies."""
+        conversation = _message_dicts(call) + (reasks or [])
+        return self._body(call, conversation, self._layout(call), call.requests[0].item.sample, self.output)
+
+    def judgments_for(
+        self,
+        call: JudgeCall,
+        found: dict[int, Verdict],
+        weighted: dict[int, float],
+        problem: str,
+        *,
+        attempts: int,
+        usage: Usage,
+        max_tokens: int | None,
+        from_cache: bool = False,
+        failed: bool = False,
+    ) -> list[Judgment]:
+        """The judgments of a call whose replies came by another road (a batch queue), recorded exactly as
+        the live judge records its own."""
+        tally = _Tally(self.output, max_tokens, sent=attempts, asked=attempts)
+        return self._judgments(
+            call, time.perf_counter(), attempts, tally, usage, found, weighted, problem, from_cache, failed
+        )
 
     def _body(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, output: OutputMode
@@ -506,6 +522,17 @@ class OpenAIJudge:
                 )
             )
         return judgments
+
+
+def reask_messages(content: str, problem: str) -> list[dict[str, Any]]:
+    """What follows an invalid reply in the conversation: the reply itself, and what was wrong with it."""
+    return [
+        {"role": "assistant", "content": content},
+        {
+            "role": "user",
+            "content": f"Your reply could not be used: {problem}. Reply again with only the JSON object described above.",
+        },
+    ]
 
 
 def _message_dicts(call: JudgeCall) -> list[dict[str, Any]]:

@@ -144,3 +144,14 @@ class Budget:
         self.reserved -= self._held.pop(id(call), 0.0)
         if self.price is not None:
             self.spent += sum(self.price.cost(j.usage) for j in judgments)
+
+
+BATCH_DISCOUNT = 0.5
+"""Batch queues (OpenAI's Batch API and the providers that copy it) charge half the synchronous price."""
+
+
+def batch_price(price: Price | None) -> Price | None:
+    """The price of a request sent through a provider's batch queue."""
+    if price is None:
+        return None
+    return Price(price.input * BATCH_DISCOUNT, price.cached_input * BATCH_DISCOUNT, price.output * BATCH_DISCOUNT)

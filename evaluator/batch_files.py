@@ -1,0 +1,123 @@
+"""The files of a batch queue: request lines in, result lines out, in the format of OpenAI's Batch API,
+which vLLM's offline `run_batch` reads and writes too.
+
+A request line is `{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}` with the body
+the live judge would send. A result line carries the same `custom_id` with `response: {status_code, body}`
+or `error: {code, message}`; order is not guaranteed. A provider caps a file at 50,000 requests and
+200 MB, so the lines are split to limits given by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+
+from evaluator.errors import EvaluatorError
+from evaluator.files import InputFileError, read_bytes
+
+ENDPOINT: Final[Literal["/v1/chat/completions"]] = "/v1/chat/completions"
+MAX_REQUESTS = 50_000
+MAX_BYTES = 200 * 1000 * 1000
+MAX_RESULTS_BYTES = 4 * 1024 * 1024 * 1024
+UNANSWERED_CODES = ("batch_expired", "batch_cancelled")
+"""Requests the queue never ran (the batch expired or was cancelled first): sent again by the next submit."""
+
+
+class BatchFileError(EvaluatorError, ValueError):
+    """A batch results file that cannot be read; names the file and line."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one uploaded file may hold."""
+
+    requests: int = MAX_REQUESTS
+    bytes: int = MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.bytes < 1:
+            raise BatchFileError("batch file limits must be at least 1 request and 1 byte")
+
+
+def request_line(custom_id: str, body: dict[str, Any]) -> bytes:
+    """One line of a request file, newline included."""
+    line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+    return orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+
+
+def split(lines: Iterable[bytes], limits: Limits) -> list[list[bytes]]:
+    """Consecutive lines in files of at most `limits.requests` lines and `limits.bytes` bytes."""
+    files: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if len(line) > limits.bytes:
+            raise BatchFileError(
+                f"one request is {len(line):,} bytes, more than a batch file may hold ({limits.bytes:,}); "
+                "judge fewer turns per call (--mode per-criterion) or lower the rubric's context"
+            )
+        if current and (len(current) >= limits.requests or size + len(line) > limits.bytes):
+            files.append(current)
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        files.append(current)
+    return files
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result line: the reply's raw chat completion, or why there is none."""
+
+    custom_id: str
+    reply: str | None
+    error: str | None
+    unanswered: bool = False
+    """The queue never ran it (expired or cancelled first)."""
+
+
+def read_results(data: bytes, source: str) -> Iterator[Result]:
+    """The result lines of an output or error file (OpenAI or vLLM), in file order."""
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = orjson.loads(raw)
+            custom_id = line["custom_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise BatchFileError(
+                f"{source}, line {number}: not a batch result line (a JSON object with custom_id); "
+                "pass the output file of a batch, e.g. vLLM run_batch's -o file"
+            ) from None
+        yield _result(str(custom_id), line)
+
+
+def _result(custom_id: str, line: dict[str, Any]) -> Result:
+    error = line.get("error")
+    response = line.get("response")
+    if isinstance(error, dict) and error:
+        code = str(error.get("code") or "")
+        message = f"{code + ': ' if code else ''}{error.get('message') or 'no message'}"
+        return Result(custom_id, None, f"the batch queue reported {message}", code in UNANSWERED_CODES)
+    if not isinstance(response, dict):
+        return Result(custom_id, None, "the batch result line has neither a response nor an error")
+    status = response.get("status_code")
+    body = response.get("body")
+    if status != 200:
+        detail = body.get("error", body) if isinstance(body, dict) else body
+        said = detail.get("message", detail) if isinstance(detail, dict) else detail
+        return Result(custom_id, None, f"the endpoint said {status}: {said}")
+    return Result(custom_id, body if isinstance(body, str) else orjson.dumps(body).decode(), None)
+
+
+def read_results_file(path: Path) -> Iterator[Result]:
+    try:
+        data = read_bytes(path, MAX_RESULTS_BYTES)
+    except InputFileError as exc:
+        raise BatchFileError(f"{path}: cannot read the results file: {exc.detail}") from None
+    return read_results(data, str(path))

@@ -1,0 +1,403 @@
+"""The batch path over real HTTP: `evaluator batch` against the fake server's /v1/files and /v1/batches
+(tests/fake_batches.py), whose lines are answered by the same logic as its chat completions. So a batch
+run must end with the judgments a live run gets, whatever the queue did on the way (split files,
+re-asks, failed lines, expiry, cancellation, a process stopped between commands)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluator.batch_files import ENDPOINT, Limits, read_results, request_line, split
+from evaluator.batch_state import read_state, write_state
+from evaluator.cli.main import main
+from evaluator.config import JudgeSettings, RunConfig
+from evaluator.judges.pricing import DEFAULT_PRICES
+from evaluator.models import Judgment
+from evaluator.runner import run as live_run
+from evaluator.store import JUDGMENTS, iter_judgments, load_judgments, read_manifest
+
+KEY = "sk-batch-test-0123456789abcdefghijklmnop"
+MODEL = "gpt-4o-mini"  # priced, so the batch discount shows; the fake server answers any model name
+RUBRIC = """\
+id: mini
+title: Mini rubric
+criteria:
+  - id: requested
+    name: The patient asked to slow down
+    question: Did the patient just ask to slow down?
+    scale: {type: binary, yes: asked, no: did not ask}
+  - id: honours
+    name: Honours the request
+    applies_when:
+      criterion: {criterion: requested, is: [1]}
+    question: Does the therapist honour the request to slow down?
+    scale:
+      type: likert
+      min: 1
+      max: 5
+      anchors: {1: ignores it, 3: in words only, 5: clearly slows down}
+  - id: length
+    name: Relative length
+    question: Is the turn shorter or longer than the patient's?
+    scale:
+      type: categorical
+      categories:
+        - {label: shorter, description: shorter}
+        - {label: longer, description: longer}
+"""
+SESSION = """\
+Patient: I feel overwhelmed by all of this. Can we slow down a bit?
+Therapist: Of course. Let's slow right down and take a breath together.
+Patient: Thanks, that helps a little, but my chest still feels tight.
+Therapist: Would you like to pause here for a moment, or keep going gently?
+Patient: Keep going, but slowly please, I'm still shaky.
+Therapist: Let's try a new exercise: list ten thoughts and rate each one from one to ten.
+Patient: That is a lot right now.
+Therapist: Fair enough. We can do just one, whenever you are ready.
+"""
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_llm_env: None) -> dict[str, Path]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    (folder / "s1.txt").write_text(SESSION, encoding="utf-8")
+    (folder / "s2.txt").write_text(SESSION.replace("a bit?", "please?").replace("ten", "five"), encoding="utf-8")
+    rubric = tmp_path / "mini.yaml"
+    rubric.write_text(RUBRIC, encoding="utf-8")
+    return {"sessions": folder, "rubric": rubric, "results": tmp_path / "results"}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def submit_args(inputs: dict[str, Path], server, *extra: object) -> list[object]:
+    return [
+        "batch",
+        "submit",
+        inputs["sessions"],
+        "-r",
+        inputs["rubric"],
+        "-o",
+        inputs["results"],
+        "--model",
+        MODEL,
+        "--base-url",
+        server.url,
+        "--no-cache",
+        "--run-id",
+        "b1",
+        *extra,
+    ]
+
+
+def live_verdicts(inputs: dict[str, Path], server, mode: str = "per-criterion", samples: int = 1) -> dict:
+    """The judgments a live run of the same plan gets from the same fake logic."""
+    settings = JudgeSettings(kind="openai", model=MODEL, base_url=server.url, cache_path=None)
+    config = RunConfig(
+        transcripts=[inputs["sessions"]],
+        rubrics=[inputs["rubric"]],
+        output=inputs["results"] / "live",
+        judge=settings,
+        mode=mode,  # type: ignore[arg-type]
+        samples=samples,
+        show_progress=False,
+    )
+    return verdicts(load_judgments(live_run(config).run_dir))
+
+
+def verdicts(judgments: list[Judgment]) -> dict:
+    return {j.key: (j.status, j.score, j.label) for j in judgments}
+
+
+def drive(capsys, run_dir: Path, rounds: int = 8) -> None:
+    """Status until the batches end, collect, submit what is next; until the run is complete."""
+    for _ in range(rounds):
+        for _ in range(3):
+            assert cli(capsys, "batch", "status", run_dir)[0] == 0
+        cli(capsys, "batch", "collect", run_dir, "--no-report")
+        manifest = read_manifest(run_dir)
+        if manifest.complete and not manifest.counts.get("error") and not read_state(run_dir).reasks:
+            return
+        assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    raise AssertionError(f"not complete after {rounds} rounds: {read_manifest(run_dir).counts}")
+
+
+def batch_lines(server) -> list[dict]:
+    return [r.body for r in server.received if r.path == f"batch:{ENDPOINT}"]
+
+
+def written_keys(run_dir: Path) -> list[str]:
+    return [j.key for j in iter_judgments(run_dir)]
+
+
+@pytest.mark.parametrize("mode", ["per-criterion", "per-turn", "per-transcript"])
+def test_a_batch_run_ends_with_the_judgments_of_a_live_run(inputs, fake_server, capsys, mode) -> None:
+    """Split into files of 1 request, stage by stage (`honours` waits for `requested`), grouped modes too."""
+    live = live_verdicts(inputs, fake_server(), mode)
+    server = fake_server()
+    code, out = cli(capsys, *submit_args(inputs, server, "--mode", mode, "--max-requests", 1))
+    assert code == 0, out
+    run_dir = inputs["results"] / "b1"
+    state = read_state(run_dir)
+    assert len(state.batches) >= 2 and all(b.requests == 1 and b.batch_id for b in state.batches)
+    submitted_first = {k for b in state.batches for k in _keys(run_dir, b)}
+    assert not any("/honours/" in k for k in submitted_first)  # the dependent stage waits
+    assert state.waiting > 0 and "wait for a prerequisite's verdict" in out
+    drive(capsys, run_dir)
+    judgments = load_judgments(run_dir)
+    assert verdicts(judgments) == live
+    assert len(written_keys(run_dir)) == len(set(written_keys(run_dir))) == len(live)
+    assert any(j.criterion_id == "honours" and j.status == "ok" for j in judgments)
+    assert len(batch_lines(server)) == sum(b.requests for b in read_state(run_dir).batches)
+
+
+def _keys(run_dir: Path, record) -> set[str]:
+    from evaluator.batch_state import read_calls
+
+    return {k for c in read_calls(run_dir, record).values() for k in c.keys}
+
+
+def test_the_request_file_is_the_documented_format_with_the_live_bodies(inputs, fake_server, capsys) -> None:
+    """Every line is {custom_id, method, url, body}; custom_id is the item key; each body is exactly what the
+    live judge sent for that item (prompt, schema, seed, max_tokens)."""
+    live_server = fake_server()
+    live_verdicts(inputs, live_server, samples=2)
+    sent = {json.dumps(r.body, sort_keys=True) for r in live_server.received}
+    exported = inputs["results"].parent / "requests.jsonl"
+    code, out = cli(capsys, *submit_args(inputs, live_server, "--samples", 2, "--export", exported))
+    assert code == 0, out
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert lines and all(set(line) == {"custom_id", "method", "url", "body"} for line in lines)
+    assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in lines)
+    ids = [line["custom_id"] for line in lines]
+    assert len(ids) == len(set(ids))
+    assert {tuple(i.split("/")) [2:] for i in ids} >= {("1", "requested", "0"), ("1", "requested", "1")}
+    assert {json.dumps(line["body"], sort_keys=True) for line in lines} <= sent
+    assert all(line["body"]["seed"] == int(line["custom_id"].rsplit("/", 1)[1]) for line in lines)
+    assert all(line["body"]["response_format"]["json_schema"]["strict"] for line in lines)
+
+
+def test_limits_split_files_by_requests_and_bytes() -> None:
+    lines = [request_line(f"id{n}", {"messages": [{"role": "user", "content": "x" * n}]}) for n in range(10)]
+    by_count = split(lines, Limits(requests=3))
+    assert [len(f) for f in by_count] == [3, 3, 3, 1] and sum(by_count, []) == lines
+    cap = len(lines[-1]) + len(lines[-2])
+    by_size = split(lines, Limits(bytes=cap))
+    assert all(sum(map(len, f)) <= cap for f in by_size) and sum(by_size, []) == lines and len(by_size) > 3
+
+
+def test_a_bad_reply_is_unscored_with_its_reason_after_follow_up_batches(inputs, fake_server, capsys) -> None:
+    server = fake_server(faults={"out_of_range": 1.0})
+    assert cli(capsys, *submit_args(inputs, server, "--attempts", 2, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    drive(capsys, run_dir)
+    judgments = load_judgments(run_dir)
+    assert judgments and all(j.status == "unscored" and j.score is None and j.label is None for j in judgments)
+    assert all("after 2 attempt(s)" in j.unscored_reason and "'score' must be one of" in j.unscored_reason
+               for j in judgments)  # fmt: skip
+    rounds = len(read_state(run_dir).batches)
+    assert rounds == 2 and len(batch_lines(server)) == 2 * len(judgments)
+    reasked = [b for b in batch_lines(server) if len(b["messages"]) > 2]
+    assert len(reasked) == len(judgments) and reasked[0]["messages"][-1]["content"].startswith("Your reply could")
+
+
+def test_a_re_ask_in_a_follow_up_batch_gets_a_grade(inputs, fake_server, capsys) -> None:
+    """The first reply to each item is invalid, the re-ask valid: ok after 2 attempts, as the live judge."""
+    def chooser(body: dict, n: int) -> str:
+        return "malformed" if len(body["messages"]) == 2 else "valid"
+
+    server = fake_server(chooser=chooser)
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    drive(capsys, run_dir)
+    judgments = load_judgments(run_dir)
+    assert judgments and all(j.status == "ok" and j.attempts == 2 for j in judgments)
+    live = live_verdicts(inputs, fake_server(chooser=chooser))
+    assert verdicts(judgments) == {k: v for k, v in live.items() if "/length/" in k}
+
+
+def test_failed_lines_are_errors_and_a_resubmit_sends_only_them(inputs, fake_server, capsys) -> None:
+    failing = {"n": 0}
+
+    def chooser(body: dict, n: int) -> str:
+        failing["n"] += 1
+        return "server_error" if failing["n"] % 3 == 0 and failing["n"] <= 8 else "valid"  # the first batch only
+
+    server = fake_server(chooser=chooser)
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    errors = [j for j in load_judgments(run_dir) if j.status == "error"]
+    assert code == 1 and errors and all("500" in j.error for j in errors)
+    assert f"{len(errors)} failed request(s)" in out
+    sent_before = len(batch_lines(server))
+    code, out = cli(capsys, "batch", "submit", "--resume", run_dir)
+    assert code == 0 and f"{len(errors)} request(s) submitted" in out
+    drive(capsys, run_dir)
+    assert len(batch_lines(server)) == sent_before + len(errors)
+    assert all(j.status == "ok" for j in load_judgments(run_dir))
+
+
+def test_an_expired_batch_keeps_its_finished_lines_and_the_rest_is_sent_again(inputs, fake_server, capsys) -> None:
+    server = fake_server()
+    server.batches.expire_after = {0: 2}
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    planned = read_manifest(run_dir).items_planned
+    for _ in range(2):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert len(load_judgments(run_dir)) == 2 and f"{planned - 2} request(s) never run" in out
+    drive(capsys, run_dir)
+    assert len(written_keys(run_dir)) == planned and len(batch_lines(server)) == planned
+    assert verdicts(load_judgments(run_dir)) == {
+        k: v for k, v in live_verdicts(inputs, fake_server()).items() if "/length/" in k
+    }
+
+
+def test_cancel_keeps_what_ran_and_the_rest_is_sent_again(inputs, fake_server, capsys) -> None:
+    server = fake_server()
+    server.batches.lines_per_step = 1
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    cli(capsys, "batch", "status", run_dir)  # in progress, one line run
+    code, out = cli(capsys, "batch", "cancel", run_dir)
+    assert code == 0 and "cancelling" in out
+    code, out = cli(capsys, "batch", "status", run_dir)
+    assert "cancelled" in out
+    cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert len(load_judgments(run_dir)) == 1
+    drive(capsys, run_dir, rounds=12)
+    assert len(written_keys(run_dir)) == read_manifest(run_dir).items_planned == len(batch_lines(server))
+
+
+def test_kill_and_resume_between_submit_and_collect_loses_nothing_and_judges_nothing_twice(
+    inputs, fake_server, capsys
+) -> None:
+    """submit in one process; a submit stopped between upload and create; collect in another process, killed
+    after writing half its judgments; collected again: every item once, no request sent twice."""
+    server = fake_server()
+    server.batches.fail_create = 1
+    env = {"OPENAI_API_KEY": KEY, "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    argv = [str(a) for a in submit_args(inputs, server, "--max-requests", 4)]
+    first = subprocess.run([sys.executable, "-m", "evaluator", *argv], capture_output=True, text=True, env=env)
+    assert first.returncode == 2 and "could not be created" in first.stderr
+    run_dir = inputs["results"] / "b1"
+    state = read_state(run_dir)
+    assert state.batches[0].input_file_id and state.batches[0].batch_id is None
+    resumed = subprocess.run(
+        [sys.executable, "-m", "evaluator", "batch", "submit", "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(server.batches.batches) == len(read_state(run_dir).batches)  # the stopped one created once
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    collected = subprocess.run(
+        [sys.executable, "-m", "evaluator", "batch", "collect", str(run_dir), "--no-report"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert collected.returncode == 0, collected.stderr
+    complete = (run_dir / JUDGMENTS).read_bytes().splitlines(keepends=True)
+    # a collect killed half way: half its lines written, the last one cut short, its batches not marked collected
+    (run_dir / JUDGMENTS).write_bytes(b"".join(complete[: len(complete) // 2]) + complete[-1][:40])
+    state = read_state(run_dir)
+    for record in state.batches:
+        record.collected = False
+    state.reasks = []
+    write_state(run_dir, state)
+    drive(capsys, run_dir)
+    keys = written_keys(run_dir)
+    assert len(keys) == len(set(keys)) == read_manifest(run_dir).items_planned
+    live_server = fake_server()
+    assert verdicts(load_judgments(run_dir)) == live_verdicts(inputs, live_server)
+    assert len(batch_lines(server)) == len(live_server.received)  # each call sent once, as the live run does
+
+
+def test_vllm_round_trip_export_then_collect_from_file(inputs, fake_server, capsys) -> None:
+    """export writes the file run_batch reads; its output (here: each line posted to the fake server's chat
+    endpoint, written as run_batch writes it) is collected with --from-file, stage after stage, no key needed."""
+    import httpx
+
+    server = fake_server()
+    requests_file = inputs["results"].parent / "requests.jsonl"
+    env_free = submit_args(inputs, server, "--export", requests_file)
+    env_free[env_free.index("--base-url") : env_free.index("--base-url") + 2] = []
+    code, out = cli(capsys, *env_free)
+    assert code == 0, out
+    run_dir = inputs["results"] / "b1"
+    for _ in range(4):
+        lines = [json.loads(line) for line in requests_file.read_text().splitlines()]
+        again = requests_file.read_text()
+        cli(capsys, "batch", "export", run_dir, requests_file)
+        assert requests_file.read_text() == again  # written again, not added to
+        results = inputs["results"].parent / "results.jsonl"
+        with results.open("w") as out_file:
+            for n, line in enumerate(lines):
+                reply = httpx.post(server.url + "/chat/completions", json=line["body"])
+                entry = {
+                    "id": f"vllm-{n}",
+                    "custom_id": line["custom_id"],
+                    "response": {"status_code": reply.status_code, "request_id": f"vllm-batch-{n}", "body": reply.json()},
+                    "error": None,
+                }
+                out_file.write(json.dumps(entry) + "\n")
+        code, out = cli(capsys, "batch", "collect", run_dir, "--from-file", results, "--no-report")
+        assert code == 0, out
+        if read_manifest(run_dir).complete:
+            break
+        assert cli(capsys, "batch", "export", run_dir, requests_file)[0] == 0
+    assert verdicts(load_judgments(run_dir)) == live_verdicts(inputs, fake_server())
+    assert not any(h.get("authorization") for h in server.batches.headers)
+
+
+def test_no_key_is_written_and_the_cost_is_at_batch_prices(inputs, fake_server, capsys) -> None:
+    server = fake_server()
+    code, out = cli(capsys, *submit_args(inputs, server))
+    assert code == 0
+    run_dir = inputs["results"] / "b1"
+    outputs = [out]
+    for _ in range(3):
+        outputs.append(cli(capsys, "batch", "status", run_dir)[1])
+    outputs.append(cli(capsys, "batch", "collect", run_dir)[1])
+    assert server.batches.headers and all(h["authorization"] == f"Bearer {KEY}" for h in server.batches.headers)
+    for path in [p for p in inputs["results"].rglob("*") if p.is_file()]:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert all(KEY not in text for text in outputs)
+    manifest = read_manifest(run_dir)
+    assert manifest.judge["batch"] == "openai-batch" and (run_dir / "report.html").is_file()
+    price = DEFAULT_PRICES[MODEL]
+    assert manifest.usage.prompt_tokens > 0
+    assert manifest.cost_usd == pytest.approx(price.cost(manifest.usage) / 2, abs=1e-6)
+
+
+def test_results_lines_in_both_shapes_are_read() -> None:
+    data = b"\n".join(
+        json.dumps(line).encode()
+        for line in (
+            {"custom_id": "a", "response": {"status_code": 200, "body": {"choices": []}}, "error": None},
+            {"custom_id": "b", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}},
+            {"custom_id": "c", "response": None, "error": {"code": "batch_expired", "message": "expired"}},
+        )
+    )
+    a, b, c = read_results(data, "out.jsonl")
+    assert a.reply == '{"choices":[]}' and a.error is None
+    assert b.reply is None and "429: slow down" in (b.error or "") and not b.unanswered
+    assert c.unanswered
