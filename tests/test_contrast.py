@@ -120,7 +120,7 @@ def test_three_arms_each_against_the_baseline_with_holm_across_every_row(tmp_pat
     assert contrast.baseline == "a" and contrast.compared() == ["b", "c"]
     assert [r.difference.value for r in contrast.rows] == pytest.approx([1.0, 2.0])
     assert [r.p_holm for r in contrast.rows] == holm([r.p_value for r in contrast.rows])
-    assert any("arm a has 4 sessions" in w and "54%" in w for w in contrast.warnings)
+    assert any("arm a has 4 sessions" in w and "79% at 4" in w for w in contrast.warnings)
 
 
 def test_two_runs_are_paired_by_transcript(tmp_path: Path) -> None:

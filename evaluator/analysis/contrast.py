@@ -133,7 +133,7 @@ def _totals(sessions: ScoresBySession, weight: Weight) -> tuple[np.ndarray, np.n
     return np.array([sum(v) for v in values], dtype=float), np.array([len(v) for v in values], dtype=float)
 
 
-def _resampled_means(sums: np.ndarray, counts: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+def resampled_means(sums: np.ndarray, counts: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
     """Means of `resamples` bootstrap samples, each drawing len(sums) sessions with replacement."""
     picks = rng.integers(0, len(sums), size=(resamples, len(sums)))
     return sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
@@ -167,7 +167,7 @@ def unpaired_difference(
         return None
     point = sums_b.sum() / counts_b.sum() - sums_a.sum() / counts_a.sum()
     rng = np.random.default_rng(seed)
-    draws = _resampled_means(sums_b, counts_b, rng, resamples) - _resampled_means(sums_a, counts_a, rng, resamples)
+    draws = resampled_means(sums_b, counts_b, rng, resamples) - resampled_means(sums_a, counts_a, rng, resamples)
     n = int(counts_a.sum() + counts_b.sum()) if weight == "turns" else _turns(baseline) + _turns(arm)
     estimate = _interval(float(point), draws, n, len(sums_a) + len(sums_b), level)
     sums, counts = np.concatenate([sums_a, sums_b]), np.concatenate([counts_a, counts_b])

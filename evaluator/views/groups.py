@@ -123,9 +123,9 @@ def groups_view(groups: GroupSummary, contrast: Contrast | None) -> GroupsView:
     warnings = [w for w in [small_groups_warning(groups)] if w]
     notes = [groups.method]
     forest, baseline = Markup(""), None
-    if contrast is not None:
+    if contrast is not None:  # its notes say what groups.method says, and how the plot's differences are drawn
         forest, baseline = forest_svg(contrast.rows, contrast.baseline), contrast.baseline
-        notes += contrast.notes
+        notes = contrast.notes
     return GroupsView(
         groups.fields,
         groups.groups,
