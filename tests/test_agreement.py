@@ -28,6 +28,7 @@ from evaluator.results import open_run
 from evaluator.runner import run
 from evaluator.store import JudgmentWriter, load_judgments
 from evaluator.views.agreement import print_agreement, render_agreement_markdown, write_agreement
+from evaluator.views.format import interval as fmt_interval
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 from tests.runs import BINARY, LIKERT, judgment, make_rubric, sampled, write_run
 
@@ -633,3 +634,23 @@ def test_against_names_criteria_judged_in_one_run_only(tmp_path: Path) -> None:
     report = analysis.against(agreement(before, labels), agreement(after, _write(tmp_path / "both.csv", rows)))
     assert [s.criterion.id for s in report.shifts] == [LIKERT["id"]]
     assert report.notes == [f"{BINARY['id']}: labelled, but not judged in run before"]
+
+
+def test_verdicts_keep_every_figure_at_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evaluator.cli.main import main
+
+    ratings = _scripted_labels(sessions=10, turns=6)
+    rng = random.Random(11)
+    run_dir = _scripted_run(tmp_path, "random", {item: rng.randint(1, 5) for item in ratings})
+    labels = _scripted_csv(tmp_path / "labels.csv", ratings)
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+    assert main(["agree", str(run_dir), str(labels)]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in out.splitlines() if line[:1] in "┏┃┡│└")
+    ceiling = agreement(run_dir, labels).criteria[0].ceiling
+    for k, signed in ((ceiling.judge, False), (ceiling.humans, False), (ceiling.difference, True)):
+        assert fmt_interval(k.value, k.low, k.high, signed=signed) in out
+    assert analysis.BELOW in out
