@@ -331,33 +331,29 @@ def test_kill_and_resume_between_submit_and_collect_loses_nothing_and_judges_not
     assert len(batch_lines(server)) == len(live_server.received)  # each call sent once, as the live run does
 
 
-def test_vllm_round_trip_export_then_collect_from_file(inputs, fake_server, capsys) -> None:
+def test_vllm_round_trip_export_then_collect_from_file(inputs, fake_server, capsys, monkeypatch) -> None:
     """export writes the file run_batch reads; its output (here: each line posted to the fake server's chat
-    endpoint, written as run_batch writes it) is collected with --from-file, stage after stage, no key needed."""
-    import httpx
-
+    endpoint, written as run_batch writes it) is collected with --from-file, stage after stage, with no key
+    and no queue: the files and batches endpoints are never called."""
+    monkeypatch.delenv("OPENAI_API_KEY")
     server = fake_server()
     requests_file = inputs["results"].parent / "requests.jsonl"
-    env_free = submit_args(inputs, server, "--export", requests_file)
-    env_free[env_free.index("--base-url") : env_free.index("--base-url") + 2] = []
-    code, out = cli(capsys, *env_free)
+    results = inputs["results"].parent / "results.jsonl"
+    argv = submit_args(inputs, server, "--export", requests_file)
+    del argv[argv.index("--base-url") : argv.index("--base-url") + 2]
+    code, out = cli(capsys, *argv)
     assert code == 0, out
     run_dir = inputs["results"] / "b1"
     for _ in range(4):
-        lines = [json.loads(line) for line in requests_file.read_text().splitlines()]
-        again = requests_file.read_text()
-        cli(capsys, "batch", "export", run_dir, requests_file)
-        assert requests_file.read_text() == again  # written again, not added to
-        results = inputs["results"].parent / "results.jsonl"
+        written = requests_file.read_text()
+        assert cli(capsys, "batch", "export", run_dir, requests_file)[0] == 0
+        assert requests_file.read_text() == written  # before a collect, the same requests again
         with results.open("w") as out_file:
-            for n, line in enumerate(lines):
-                reply = httpx.post(server.url + "/chat/completions", json=line["body"])
-                entry = {
-                    "id": f"vllm-{n}",
-                    "custom_id": line["custom_id"],
-                    "response": {"status_code": reply.status_code, "request_id": f"vllm-batch-{n}", "body": reply.json()},
-                    "error": None,
-                }
+            for n, raw in enumerate(written.splitlines()):
+                line = json.loads(raw)
+                status, body = _post(server.url + "/chat/completions", line["body"])
+                response = {"status_code": status, "request_id": f"vllm-batch-{n}", "body": body}
+                entry = {"id": f"vllm-{n}", "custom_id": line["custom_id"], "response": response, "error": None}
                 out_file.write(json.dumps(entry) + "\n")
         code, out = cli(capsys, "batch", "collect", run_dir, "--from-file", results, "--no-report")
         assert code == 0, out
@@ -365,7 +361,19 @@ def test_vllm_round_trip_export_then_collect_from_file(inputs, fake_server, caps
             break
         assert cli(capsys, "batch", "export", run_dir, requests_file)[0] == 0
     assert verdicts(load_judgments(run_dir)) == live_verdicts(inputs, fake_server())
-    assert not any(h.get("authorization") for h in server.batches.headers)
+    assert server.batches.headers == []
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def test_no_key_is_written_and_the_cost_is_at_batch_prices(inputs, fake_server, capsys) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -82,13 +83,30 @@ def test_agree_keeps_every_figure_at_80_columns(
 def test_compare_keeps_criterion_names_and_figures_at_80_columns(
     runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The criterion table stays a boxed table, one per rubric, with every id on one line and every figure
+    whole (multi-figure cells wrap between their figures)."""
     out = _printed(["compare", str(runs[0]), str(runs[1])], 80, monkeypatch, capsys)
     comparison, _ = write_comparison(*runs)
     assert comparison.criteria
+    assert out.count("┏") == len(comparison.rubric_ids())
     for c in comparison.criteria:
-        assert re.search(rf"\b{re.escape(c.criterion_id)}\b", out), c.criterion_id
+        assert re.search(rf"^│{re.escape(c.criterion_id)}\b", out, re.MULTILINE), c.criterion_id
         _assert_whole(out, [str(c.paired), fmt.number(c.mean_a), fmt.number(c.mean_b), fmt.number(c.exact)])
         _assert_whole(out, [str(c.changed)])
+
+
+def test_compare_at_80_columns_names_an_edited_definition_under_its_criterion(
+    runs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The compact table has no definition column: an edit is named under the criterion it changed."""
+    rubrics = tmp_path / "rubrics"
+    shutil.copytree(REPO / "rubrics", rubrics)
+    pacing = rubrics / "pacing.yaml"
+    pacing.write_text(pacing.read_text().replace("Clearly slows down", "Plainly slows down"), encoding="utf-8")
+    argv = ["run", str(REPO / "transcripts"), "--rubric", str(rubrics), "--judge", "rules", "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path), "--run-id", "edited"]) in (0, 1)
+    out = _printed(["compare", str(runs[0]), str(tmp_path / "edited")], 80, monkeypatch, capsys)
+    assert "┏" in out and re.search(r"^│slow_down_responsiveness +│.*\n│\(edited\) +│", out, re.MULTILINE)
 
 
 def test_report_keeps_every_count_and_mean_at_80_columns(

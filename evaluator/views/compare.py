@@ -33,6 +33,9 @@ MD_COLUMNS = (
     "definition",
 )
 TERMINAL_COLUMNS = ("criterion", "paired", "mean A → B", "B − A [95% CI]", "exact", "κ", "changed", "definition")
+WRAPPING_COLUMNS = ("mean A → B", "B − A [95% CI]", "changed", "only A / B")
+"""In a compact table, the columns that wrap between their figures; criterion ids stay whole on one line."""
+UNBOUNDED = 10_000
 CHANGED_COLUMNS = ("criterion", "transcript", "turn", "A", "B", "moved by", "rationale A", "rationale B")
 LEGEND = (
     "Means and B − A are over paired items (ok in both runs); the 95% interval resamples whole sessions. "
@@ -127,19 +130,9 @@ def print_comparison(comparison: Comparison, console: Console, top: int = 20) ->
         console.print(escape(line), highlight=False)
     for rubric_id in comparison.rubric_ids():
         criteria = [c for c in comparison.criteria if c.rubric_id == rubric_id]
-        unpaired = any(c.only_a or c.only_b for c in criteria)
-        # Not fmt.rich_table: rows are coloured by what moved, and criterion ids wrap while figures stay on one line.
-        table = Table(title=f"{rubric_id}: run B − run A", title_justify="left")
-        for column in TERMINAL_COLUMNS + (("only A / B",) if unpaired else ()):
-            table.add_column(
-                column,
-                justify="left" if column in ("criterion", "definition") else "right",
-                no_wrap=column != "criterion",
-                overflow="fold",
-            )
-        for c in criteria:
-            cells = (escape(cell) for cell in _terminal_row(c, unpaired))
-            table.add_row(*cells, style="yellow" if c.edited else "red" if c.moved else None)
+        table = _criteria_table(rubric_id, criteria, compact=False)
+        if console.measure(table, options=console.options.update_width(UNBOUNDED)).maximum > console.width:
+            table = _criteria_table(rubric_id, criteria, compact=True)
         console.print(fmt.fit(table))
         for note in _notes(criteria):
             console.print(f"  {escape(note)}", style="dim", highlight=False)
@@ -150,6 +143,35 @@ def print_comparison(comparison: Comparison, console: Console, top: int = 20) ->
             console.print(f"[yellow]![/yellow] {escape(finding.message)}", highlight=False)
     if comparison.changed:
         _print_changed(comparison.changed, console, top)
+
+
+def _criteria_table(rubric_id: str, criteria: list[CriterionComparison], compact: bool) -> Table:
+    """One row per criterion, coloured by what moved (hence not fmt.rich_table). Compact, for a console
+    too narrow for the figures on one line (80 columns): cells holding several figures wrap between them,
+    never inside one, an edited definition moves under the criterion id, and cells keep one space of
+    padding instead of two, so the table stays a table with whole ids (fmt.fit still stacks it where
+    even that cannot fit)."""
+    unpaired = any(c.only_a or c.only_b for c in criteria)
+    columns = TERMINAL_COLUMNS + (("only A / B",) if unpaired else ())
+    if compact:
+        columns = tuple(column for column in columns if column != "definition")
+    table = Table(
+        title=f"{rubric_id}: run B − run A", title_justify="left", padding=(0, 1, 0, 0) if compact else (0, 1)
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            justify="left" if column in ("criterion", "definition") else "right",
+            no_wrap=column not in (WRAPPING_COLUMNS if compact else ("criterion",)),
+            overflow="fold",
+        )
+    for c in criteria:
+        row = _terminal_row(c, unpaired)
+        if compact:
+            definition = row.pop(TERMINAL_COLUMNS.index("definition"))
+            row[0] += "" if definition == "same" else f"\n({definition})"
+        table.add_row(*(escape(cell) for cell in row), style="yellow" if c.edited else "red" if c.moved else None)
+    return table
 
 
 def _print_changed(changed: list[ChangedItem], console: Console, top: int) -> None:
