@@ -4,7 +4,7 @@ choices from here, so `evaluator run` and `evaluator.run()` cannot drift apart."
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
@@ -98,6 +98,17 @@ class RunConfig:
     """Judge only part of the plan (see evaluator.plan.select_plans); recorded in the manifest."""
     write_report: bool = True
     """Write report.html beside summary.md (summary.md is always written)."""
+    unblind: bool = False
+    """Let judge prompts carry transcript ids, file names and metadata; recorded in the manifest."""
+
+    def __post_init__(self) -> None:
+        # Either switch unblinds: the reader marks each transcript, so every path that renders a prompt honours it.
+        if self.unblind != self.read_options.unblind:
+            self.unblind = True
+            self.read_options = replace(self.read_options, unblind=True)
+        metadata = self.read_options.metadata
+        if metadata.path_pattern and not metadata.roots:  # paths are read below the folders named
+            self.read_options = replace(self.read_options, metadata=replace(metadata, roots=tuple(self.transcripts)))
 
 
 JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from evaluator.config import RunConfig
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import Judge
 from evaluator.judges.pricing import Price
+from evaluator.metadata import value_text
 from evaluator.models import (
     MANIFEST_FORMAT,
     STATUSES,
@@ -79,6 +81,10 @@ def new_manifest(
         samples=config.samples,
         aggregate=config.aggregate,
         items_planned=planned,
+        metadata_file=str(config.read_options.metadata.sidecar) if config.read_options.metadata.sidecar else None,
+        meta_from_path=config.read_options.metadata.path_pattern,
+        transcript_inputs=[str(p) for p in config.transcripts],
+        unblind=config.unblind,
     )
 
 
@@ -86,6 +92,7 @@ def check_resumable(manifest: RunManifest, rubrics: list[Rubric], judge: Judge, 
     _check_same_rubrics(manifest, rubrics)
     _check_same_judge(manifest, judge)
     _check_same_transcripts(manifest, transcripts)
+    _check_same_blinding(manifest, transcripts)
 
 
 def _check_same_rubrics(manifest: RunManifest, rubrics: list[Rubric]) -> None:
@@ -114,18 +121,60 @@ def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]
     if not manifest.transcript_hashes:
         return
     now = {t.id: t for t in transcripts}
-    problems = []
+    problems, relabelled = [], []
     for transcript_id, recorded in manifest.transcript_hashes.items():
         current = now.get(transcript_id)
+        was = manifest.transcript_metadata.get(transcript_id)
         if current is None:
             problems.append(f"{transcript_id} can no longer be read")
-        elif current.content_hash() != recorded:
+        elif current.content_hash() == recorded:
+            continue
+        elif was is not None and current.model_copy(update={"metadata": was}).content_hash() == recorded:
+            relabelled.append(f"{transcript_id}: {_metadata_change(was, current.metadata)}")
+        else:
             problems.append(f"{transcript_id} ({current.source}) changed")
     problems += [f"{t.id} ({t.source}) is new" for t in transcripts if t.id not in manifest.transcript_hashes]
     if problems:
         raise RunError(
             f"cannot resume {manifest.run_id}: its transcripts changed since the run started: {'; '.join(problems)}. "
             "Restore them, or start a new run"
+        )
+    if relabelled:
+        shown = "; ".join(relabelled[:5]) + (f"; and {len(relabelled) - 5} more" if len(relabelled) > 5 else "")
+        raise RunError(
+            f"cannot resume {manifest.run_id}: the metadata of {len(relabelled)} transcript(s) differs from what the "
+            f"run recorded ({shown}), and one run holds one version of it. The run read metadata with "
+            f"{_sources(manifest)}: resume with the same (the command line reuses the run's own when you give none), "
+            "or start a new run (the response cache makes unchanged items free)"
+        )
+
+
+def _metadata_change(was: dict[str, Any], now: dict[str, Any]) -> str:
+    """The fields that differ, e.g. 'condition "a" -> "b", site added'; at most three named."""
+    changes = [
+        f"{name} added" if name not in was
+        else f"{name} removed" if name not in now
+        else f'{name} "{value_text(was[name])}" -> "{value_text(now[name])}"'
+        for name in sorted(set(was) | set(now))
+        if name not in was or name not in now or value_text(was[name]) != value_text(now[name])
+    ]
+    return ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
+def _sources(manifest: RunManifest) -> str:
+    given = [f"--metadata {manifest.metadata_file}"] if manifest.metadata_file else []
+    given += [f"--meta-from-path '{manifest.meta_from_path}'"] if manifest.meta_from_path else []
+    return " ".join(given) or "no sidecar or path pattern (the records alone)"
+
+
+def _check_same_blinding(manifest: RunManifest, transcripts: list[Transcript]) -> None:
+    """Blinding changes every prompt, so one run is judged blind or unblinded throughout."""
+    unblind = any(t.unblind for t in transcripts)
+    if unblind != manifest.unblind:
+        started = "with --unblind (the judge saw ids and metadata)" if manifest.unblind else "blind (without --unblind)"
+        raise RunError(
+            f"cannot resume {manifest.run_id}: it was started {started}, and one run is judged one way; resume it "
+            f"{'with' if manifest.unblind else 'without'} --unblind, or start a new run"
         )
 
 

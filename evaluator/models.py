@@ -41,6 +41,12 @@ class Transcript(_Strict):
     source: str = Field(description="The file the transcript was read from.")
     turns: list[Turn]
     metadata: dict[str, Any] = Field(default_factory=dict)
+    unblind: bool = Field(
+        default=False,
+        exclude=True,
+        description="Whether judge prompts may carry this transcript's id, file name and metadata (--unblind): "
+        "set when it is read for a run, so every path that renders a prompt honours it; not content, never saved.",
+    )
 
     def content_hash(self) -> str:
         """Changes exactly when what a judge could see changes: the id, the turns as read and the
@@ -467,6 +473,12 @@ class RunManifest(_Strict):
     complete: bool = False
     stopped: str | None = Field(default=None, description="Why the run stopped early, if it did.")
     subset: Subset | None = Field(default=None, description="Set when the run judged only part of the plan.")
+    metadata_file: str | None = Field(default=None, description="The sidecar CSV of transcript metadata (--metadata).")
+    meta_from_path: str | None = Field(default=None, description="The path pattern metadata was read with.")
+    transcript_inputs: list[str] = Field(
+        default_factory=list, description="The transcript files and folders as named; paths are read below them."
+    )
+    unblind: bool = Field(default=False, description="Whether the judge saw transcript ids and metadata (--unblind).")
 
     @field_validator("format_version")
     @classmethod

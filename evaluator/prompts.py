@@ -14,7 +14,7 @@ import posixpath
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Sequence
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
@@ -237,7 +237,7 @@ class PromptRenderer:
         self, rubric: Rubric, criteria: list[Criterion], transcript: Transcript, turns: list[Turn]
     ) -> dict[str, Any]:
         """The variables every template may use (documented in the README)."""
-        all_turns = self._dumped(transcript, lambda t: [turn.model_dump(mode="json") for turn in t.turns])
+        all_turns = self._dumped(transcript.turns, lambda turns: [turn.model_dump(mode="json") for turn in turns])
         criteria_vars = [self._dumped(c, _criterion_vars) for c in criteria]
         first, last = turns[0], turns[-1]
         before = rubric.context.before
@@ -248,7 +248,7 @@ class PromptRenderer:
             "criteria": criteria_vars,
             "scale": criteria_vars[0]["scale"],
             "examples": criteria_vars[0]["examples"],
-            "transcript": {"id": transcript.id, "metadata": transcript.metadata},
+            "transcript": self._dumped(transcript, _identity) if transcript.unblind else _BLINDED,
             "turns": all_turns,
             "context_before": all_turns[start : first.index],
             "turn": all_turns[first.index],
@@ -281,6 +281,29 @@ class _TurnFormatter:
         return entry[2]
 
 
+class _BlindMetadata(dict[str, Any]):
+    """What a blinded judge gets for metadata: nothing, and any field a template reads is empty, so a
+    template written for --unblind still renders (without the field) in a default run."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+# By default the judge sees no transcript id, file name or metadata: ids and folders often encode the
+# arm (model, condition), and a judge that can read the arm can rate it instead of the turn.
+_BLINDED: dict[str, Any] = {"blinded": True, "id": "", "file": "", "metadata": _BlindMetadata()}
+
+
+def _identity(transcript: Transcript) -> dict[str, Any]:
+    """Who the session is, for a judge run with --unblind."""
+    return {
+        "blinded": False,
+        "id": transcript.id,
+        "file": PurePath(transcript.source).name,
+        "metadata": transcript.metadata,
+    }
+
+
 class _AnyMetadata(dict[str, Any]):
     """Metadata of the sample session: any field a template reads exists, since real sessions carry
     fields (condition, model) that a sample cannot guess."""
@@ -309,12 +332,14 @@ def check_templates(
     """Render every template each rubric uses in `modes` (its own `template:` included) on a sample
     session, so a syntax error, an undefined variable or a missing include stops `validate` and `run`
     before any call and before a run folder exists, instead of failing mid-run. Raises RubricError."""
-    sample = _sample_transcript()
+    blinded = _sample_transcript()
+    samples = (blinded, blinded.model_copy(update={"unblind": True}))
     for rubric in rubrics:
         problems = []
         for mode in modes:
             try:
-                _render_sample(renderer, rubric, mode, sample)
+                for sample in samples:
+                    _render_sample(renderer, rubric, mode, sample)
             except PromptError as exc:
                 problems.append(f"template for {mode} mode: {exc}")
         if problems:

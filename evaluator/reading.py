@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, get_args
 
 from evaluator.errors import EvaluatorError
 from evaluator.files import located
+from evaluator.metadata import MetadataSources
 from evaluator.models import Speaker, Transcript, Turn
 
 SPEAKERS: tuple[Speaker, ...] = get_args(Speaker)
@@ -64,11 +65,15 @@ class CsvColumns:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How labels, chat roles and CSV columns map onto the model; the defaults read common files as they are."""
+    """How labels, chat roles and CSV columns map onto the model, where metadata comes from, and whether the
+    judge may see it; the defaults read common files as they are."""
 
     speaker_aliases: Mapping[str, Speaker] = field(default_factory=lambda: DEFAULT_ALIASES)
     role_map: Mapping[str, Speaker | None] = field(default_factory=lambda: DEFAULT_ROLE_MAP)
     csv_columns: CsvColumns = field(default_factory=CsvColumns)
+    metadata: MetadataSources = field(default_factory=MetadataSources)
+    unblind: bool = False
+    """Let judge prompts carry each transcript's id, file name and metadata (by default they carry none)."""
 
     def with_aliases(self, extra: Mapping[str, str]) -> ReadOptions:
         """Add user mappings such as {"Doctor": "therapist"}; they also apply to JSON roles and override defaults.

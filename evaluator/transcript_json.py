@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.files import bad_character
+from evaluator.metadata import flatten
 from evaluator.models import Transcript
 from evaluator.reading import ReadOptions, TranscriptError, Utterance, build_transcript, map_hint
 
@@ -179,9 +180,11 @@ def _session(
         for n, message in enumerate(messages)
         if (turn := _message(path, message, line, f"{where}.messages[{n}]".lstrip("."), options)) is not None
     ]
-    return build_transcript(
-        path, str(transcript_id), turns, {"source_format": path.suffix.lower().lstrip("."), **metadata}
-    )
+    try:
+        flat = flatten(metadata)
+    except ValueError as exc:
+        raise TranscriptError(path, line, f"{at}{exc}") from None
+    return build_transcript(path, str(transcript_id), turns, {"source_format": path.suffix.lower().lstrip("."), **flat})
 
 
 def _message(path: Path, message: Any, line: int | None, where: str, options: ReadOptions) -> Utterance | None:

@@ -7,7 +7,7 @@ Formats:
   Transcript id = file stem.
 * ``.json`` - one session object ``{"session_id", "messages": [{"role", "content"}], ...}`` or a
   list of them; ``.jsonl`` - one session object per line. Keys other than the id and the messages
-  go to metadata. Without an id the transcript is ``<stem>`` (single object) or ``<stem>-<n>``
+  go to metadata, nested objects flattened to ``a.b`` keys. Without an id the transcript is ``<stem>`` (single object) or ``<stem>-<n>``
   (n = 0-based record number). ``system`` messages are skipped.
 * ``.csv`` - one utterance per row (AnnoMI layout by default), grouped by the transcript column and
   sorted by the order column; columns constant within a transcript go to metadata.
@@ -28,9 +28,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from evaluator.files import InputFileError, check_text, read_text
+from evaluator.metadata import MetadataReader
 from evaluator.models import Transcript
 from evaluator.reading import ReadOptions, TranscriptError, Utterance, build_transcript, unknown_speaker
 from evaluator.transcript_csv import parse_csv
@@ -72,8 +74,15 @@ def discover(paths: Sequence[Path]) -> list[Path]:
 
 
 def read_transcripts(path: Path, options: ReadOptions = ReadOptions()) -> list[Transcript]:
-    """Read one file; a JSON, JSONL or CSV file may hold several transcripts."""
-    path = Path(path)
+    """Read one file; a JSON, JSONL or CSV file may hold several transcripts. Metadata from the
+    options' sidecar and path pattern is merged in (see evaluator.metadata), and disagreements logged."""
+    reader = options.metadata.open()
+    transcripts = _read_file(Path(path), options, reader)
+    reader.warn(all_read=False)
+    return transcripts
+
+
+def _read_file(path: Path, options: ReadOptions, reader: MetadataReader) -> list[Transcript]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise TranscriptError(
@@ -91,7 +100,10 @@ def read_transcripts(path: Path, options: ReadOptions = ReadOptions()) -> list[T
     else:
         transcripts = parse_csv(path, text, options)
     _check_unique_ids(path, transcripts)
-    return transcripts
+    path_fields = reader.path_fields(path)
+    if path_fields is None:
+        raise TranscriptError(path, None, reader.mismatch())
+    return [reader.apply(t, path_fields, options.unblind) for t in transcripts]
 
 
 def read_all(
@@ -100,14 +112,18 @@ def read_all(
     """Read every file under `paths`, setting bad files aside so one broken file does not stop a run.
 
     Paths are expanded with `discover`, whose errors (a path that does not exist) are raised. A file
-    whose transcript id was already read from an earlier file is set aside as a whole.
+    whose transcript id was already read from an earlier file is set aside as a whole, and so is a file
+    whose path does not match the metadata path pattern. A sidecar that cannot be used raises
+    MetadataError before any file is read.
     """
     transcripts: list[Transcript] = []
     failures: list[tuple[Path, TranscriptError]] = []
     sources: dict[str, str] = {}
+    metadata = options.metadata
+    reader = replace(metadata, roots=(*metadata.roots, *map(Path, paths))).open()
     for path in discover(paths):
         try:
-            read = read_transcripts(path, options)
+            read = _read_file(Path(path), options, reader)
             for transcript in read:
                 if transcript.id in sources:
                     raise TranscriptError(
@@ -118,6 +134,7 @@ def read_all(
             continue
         sources.update((t.id, t.source) for t in read)
         transcripts.extend(read)
+    reader.warn(all_read=True)
     return transcripts, failures
 
 

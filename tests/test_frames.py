@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 
 from evaluator.analysis.frames import load_results
@@ -47,3 +49,42 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(judge_session) -> Non
     assert {row["meta.site"] for row in rows} == {"'@SUM(A1)"}
     scored = [row for row in rows if row["score"]]
     assert scored and all(float(row["score"]) >= 0 for row in scored)
+
+
+def test_metadata_is_one_column_per_field_and_lists_are_json_never_repr(judge_session) -> None:
+    import csv
+    import json
+
+    run_dir = judge_session({"session_id": "s1", "arm": {"model": "m", "config": {"t": 0.5}}, "tags": ["a", "b"]})
+    assert main(["export", str(run_dir)]) == 0
+    assert main(["export", str(run_dir), "--format", "parquet"]) == 0
+    with (run_dir / "judgments.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    parquet = pd.read_parquet(run_dir / "judgments.parquet")
+    for row in [*rows, *parquet.to_dict("records")]:
+        assert row["meta.arm.model"] == "m" and float(row["meta.arm.config.t"]) == 0.5
+        assert json.loads(row["meta.tags"]) == ["a", "b"] and row["meta.tags"] == '["a", "b"]'
+    assert "meta.arm" not in parquet.columns and "['a', 'b']" not in (run_dir / "judgments.csv").read_text()
+
+
+def test_nested_metadata_of_an_older_run_is_flattened_on_export(judge_session) -> None:
+    import json
+
+    run_dir = judge_session({"session_id": "s1"})
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["transcript_metadata"]["s1"] = {"arm": {"model": "m"}, "mixed": 1}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    frame = load_results(run_dir)
+    assert set(frame["meta.arm.model"]) == {"m"} and "meta.arm" not in frame.columns
+
+
+def test_a_metadata_column_mixing_text_and_numbers_exports_as_text() -> None:
+    """A Parquet column holds one type: "7" from a sidecar beside 3 from a record would not write."""
+    from evaluator.analysis.frames import cells_as_text
+
+    frame = pd.DataFrame({"meta.seed": ["7", 3, None], "meta.n": [1, 2, 3], "meta.tags": [["x"], {"k": 1}, None]})
+    text = cells_as_text(frame)
+    assert list(text["meta.seed"][:2]) == ["7", "3"] and text["meta.seed"].isna()[2]
+    assert list(text["meta.n"]) == [1, 2, 3]
+    assert list(text["meta.tags"][:2]) == ['["x"]', '{"k": 1}'] and text["meta.tags"].isna()[2]
+    text.to_parquet(io.BytesIO())

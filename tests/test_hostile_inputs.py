@@ -119,9 +119,9 @@ def test_a_batch_with_hostile_files_judges_the_good_ones_and_names_every_bad_one
 def test_markup_in_ids_text_and_names_is_printed_literally(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _zoo(workdir / "transcripts")
     path = "transcripts/markup [red].jsonl"
-    assert main(["render", path, "-r", "pacing", "--turn", "1", "--criterion", "slow_down_requested"]) == 0
+    assert main(["render", path, "-r", "pacing", "--turn", "1", "--criterion", "slow_down_requested", "--unblind"]) == 0
     out = _output(capsys)
-    assert f"(session {MARKUP_ID})" in out and "Slow down [/] please [bold]now[/bold]" in out
+    assert f"(session {MARKUP_ID}, file markup [red].jsonl" in out and "Slow down [/] please [bold]now[/bold]" in out
     assert main(["validate", path]) == 0
     assert f"ok   {path}: 1 transcript(s)" in _output(capsys)
     assert main(["render", path, "-r", "pacing", "--turn", "7"]) == 2

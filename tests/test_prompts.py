@@ -211,3 +211,124 @@ def test_a_rubric_template_override_that_is_a_fifo_is_named_as_such(write, tmp_p
     rubric = load_rubric(path)
     with bounded(), pytest.raises(RubricError, match=r"custom.j2: is a named pipe \(FIFO\)"):
         check_templates([rubric], PromptRenderer(), ["per-criterion"])
+
+
+# --- blinding: the judge sees no id, file name or metadata unless --unblind ------------------------
+
+
+def _arm_corpus(tmp_path: Path) -> tuple[list[Path], Path, set[str]]:
+    """Sessions whose ids, file names, folders, record fields and sidecar cells are distinctive strings
+    (ids often encode the arm), and the set of all of them, to look for in prompts."""
+    import json
+
+    turns = [
+        ("user", "I have been on edge all week."),
+        ("assistant", "That sounds hard. What has been the hardest part?"),
+        ("user", "Can we slow down? This is a lot."),
+        ("assistant", "Of course. Let's pause; what would help right now?"),
+        ("user", "Thanks."),
+        ("assistant", "Take your time."),
+    ]
+    messages = [{"role": role, "content": text} for role, text in turns]
+    files, secrets = [], set()
+    for arm in ("ARMQX-GPT", "ARMQX-LLAMA"):
+        folder = tmp_path / "in" / f"MODELQX-{arm}" / f"CONDQX-{arm}"
+        folder.mkdir(parents=True)
+        path = folder / f"FILEQX-{arm}.jsonl"
+        record = {
+            "session_id": f"SESSQX-{arm}",
+            "arm": {"model": f"NESTQX-{arm}", "tags": [f"TAGQX-{arm}"]},
+            "therapist": f"RECQX-{arm}",
+            "messages": messages,
+        }
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        files.append(path)
+        secrets |= {f"SESSQX-{arm}", f"MODELQX-{arm}", f"CONDQX-{arm}", f"FILEQX-{arm}", f"NESTQX-{arm}"}
+        secrets |= {f"TAGQX-{arm}", f"RECQX-{arm}", f"SIDEQX-{arm}"}
+    sidecar = tmp_path / "meta.csv"
+    sidecar.write_text(
+        "transcript_id,site\n" + "".join(f"SESSQX-{a},SIDEQX-{a}\n" for a in ("ARMQX-GPT", "ARMQX-LLAMA"))
+    )
+    return files, sidecar, secrets
+
+
+def _every_prompt(tmp_path: Path, rubrics_dir: Path, unblind: bool) -> tuple[list[str], set[str]]:
+    """Every message of every judge call a run over the corpus would make, in every mode and rubric."""
+    from evaluator.cli.subsets import render_calls
+    from evaluator.metadata import MetadataSources
+    from evaluator.prompts import MODE_TEMPLATES
+    from evaluator.reading import ReadOptions
+    from evaluator.rubrics import discover_rubrics
+    from evaluator.transcripts import read_all
+
+    _, sidecar, secrets = _arm_corpus(tmp_path)
+    metadata = MetadataSources(sidecar=sidecar, path_pattern="{model}/{condition}/*.jsonl")
+    transcripts, failures = read_all([tmp_path / "in"], ReadOptions(metadata=metadata, unblind=unblind))
+    assert not failures and len(transcripts) == 2
+    assert {value for t in transcripts for value in t.metadata.values() if isinstance(value, str)} >= {
+        s for s in secrets if s.startswith(("MODELQX", "CONDQX", "NESTQX", "RECQX", "SIDEQX"))
+    }
+    contents = [
+        message.content
+        for transcript in transcripts
+        for rubric in discover_rubrics([rubrics_dir])
+        for mode in MODE_TEMPLATES
+        for call in render_calls(transcript, rubric, None, mode)[0]
+        for message in call.messages
+    ]
+    return contents, secrets
+
+
+def test_no_prompt_of_a_default_run_carries_an_id_file_name_or_metadata(tmp_path: Path, rubrics_dir: Path) -> None:
+    contents, secrets = _every_prompt(tmp_path, rubrics_dir, unblind=False)
+    assert len(contents) > 100
+    leaks = {secret for secret in secrets for content in contents if secret in content}
+    assert not leaks and not any("QX" in content for content in contents)
+
+
+def test_unblind_shows_the_judge_id_file_name_and_metadata(tmp_path: Path, rubrics_dir: Path) -> None:
+    contents, secrets = _every_prompt(tmp_path, rubrics_dir, unblind=True)
+    user = "\n".join(contents)
+    assert "(session SESSQX-ARMQX-GPT, file FILEQX-ARMQX-GPT.jsonl; arm.model: NESTQX-ARMQX-GPT, " in user
+    assert {secret for secret in secrets if secret in user} == secrets
+
+
+def test_the_judge_receives_no_id_or_metadata_over_the_wire(tmp_path: Path, fake_server, rubrics_dir: Path) -> None:
+    """What the endpoint is sent, checked at the endpoint: a default run, then the same with --unblind."""
+    from evaluator.config import JudgeSettings, RunConfig
+    from evaluator.metadata import MetadataSources
+    from evaluator.reading import ReadOptions
+    from evaluator.runner import run
+
+    files, sidecar, secrets = _arm_corpus(tmp_path)
+    for unblind in (False, True):
+        server = fake_server()
+        judge = JudgeSettings(kind="openai", model="fake-judge", base_url=server.url, cache_path=None)
+        options = ReadOptions(metadata=MetadataSources(sidecar=sidecar, path_pattern="{model}/{condition}/*.jsonl"))
+        result = run(
+            RunConfig(
+                transcripts=[tmp_path / "in"],
+                rubrics=[rubrics_dir / "pacing.yaml"],
+                output=tmp_path / "results",
+                judge=judge,
+                read_options=options,
+                show_progress=False,
+                unblind=unblind,
+            )
+        )
+        sent = "\n".join(m["content"] for r in server.received for m in r.body["messages"])
+        assert server.received and result.manifest.counts["ok"] > 0 and result.manifest.unblind == unblind
+        assert {s for s in secrets if s in sent} == (secrets if unblind else set())
+
+
+def test_a_template_reading_metadata_renders_blind_with_the_field_empty(write) -> None:
+    write("mine/custom.j2", BLOCKS + "Arm: [{{ transcript.metadata.arm }}] {{ turn.text }}{% endblock %}")
+    rubric = load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))
+    transcript = _transcript("Slow down").model_copy(update={"metadata": {"arm": "secret-arm"}})
+    blind = PromptRenderer().render(rubric, rubric.criteria[0], transcript, transcript.turns[3])
+    unblind = PromptRenderer().render(
+        rubric, rubric.criteria[0], transcript.model_copy(update={"unblind": True}), transcript.turns[3]
+    )
+    assert "Arm: []" in blind.messages[1].content and "secret-arm" not in blind.messages[1].content
+    assert "Arm: [secret-arm]" in unblind.messages[1].content
+    assert blind.prompt_hash != unblind.prompt_hash

@@ -267,7 +267,11 @@ def test_a_template_that_fails_on_one_session_errors_its_items_and_the_batch_goe
     sessions.write_text(f'{{"id": "with", "arm": "a", {session}}}\n{{"id": "without", {session}}}\n')
     result = run(
         RunConfig(
-            transcripts=[sessions], rubrics=[tmp_path / "pacing.yaml"], output=tmp_path / "out", show_progress=False
+            transcripts=[sessions],
+            rubrics=[tmp_path / "pacing.yaml"],
+            output=tmp_path / "out",
+            show_progress=False,
+            unblind=True,  # a blind judge sees no metadata: every field reads empty (test_prompts)
         )
     )
     judgments = load_judgments(result.run_dir)

@@ -3,11 +3,14 @@ transcript metadata alongside so any summary can be grouped by condition, model 
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
+from evaluator.metadata import flatten, value_text
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 COLUMNS = (
@@ -46,7 +49,8 @@ COLUMNS = (
 def load_results(run: Path | str) -> pd.DataFrame:
     """Every judgment of a run folder as a row (the latest one per key, as summaries count them)."""
     run_dir = Path(run)
-    metadata = read_manifest(run_dir).transcript_metadata
+    # Runs recorded before metadata was flattened at reading time hold nested objects: flatten them here too.
+    metadata = {tid: flatten(meta) for tid, meta in read_manifest(run_dir).transcript_metadata.items()}
     fields = sorted({key for meta in metadata.values() for key in meta})
     rows = []
     for j in load_judgments(run_dir):
@@ -81,10 +85,28 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def cells_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """List and object cells (metadata such as tags: ["a", "b"]) as JSON, which any tool reads back, never
+    as Python's repr; a metadata column whose values mix text and numbers becomes text throughout, as a
+    Parquet column holds one type."""
+    columns = {}
+    for column in (c for c in frame.columns if frame[c].dtype == object):
+        values = frame[column].map(lambda v: _json(v) if isinstance(v, (list, dict)) else v)
+        kinds = {type(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        if str in kinds and len(kinds) > 1:
+            values = values.map(lambda v: v if v is None or isinstance(v, str) else value_text(v))
+        columns[column] = values
+    return frame.assign(**columns)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def export(run: Path | str, format: Literal["csv", "parquet"] = "csv") -> Path:
     """judgments.csv or judgments.parquet beside the judgments; written whole, then moved into place."""
     run_dir = Path(run)
-    frame = load_results(run_dir)
+    frame = cells_as_text(load_results(run_dir))
     target = run_dir / f"judgments.{format}"
     if format == "csv":
         write_atomic(target, neutralise_formulas(frame).to_csv(index=False))

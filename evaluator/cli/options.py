@@ -13,6 +13,7 @@ from typing import Sequence
 
 from evaluator.config import JudgeSettings, RunConfig
 from evaluator.errors import EvaluatorError
+from evaluator.metadata import MetadataSources
 from evaluator.models import Subset
 from evaluator.reading import CsvColumns, ReadOptions
 from evaluator.rubrics import RUBRIC_SUFFIXES, find_rubric
@@ -45,7 +46,30 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
         options = ReadOptions().with_aliases(_pairs(args.speaker, "--speaker"))
     except ValueError as exc:
         raise CliError(f"--speaker: {exc}") from None
-    return replace(options, csv_columns=replace(options.csv_columns, **columns))
+    inputs = getattr(args, "transcripts", None) or getattr(args, "files", None) or ()  # render names one file
+    sources = MetadataSources(sidecar=args.metadata, path_pattern=args.meta_from_path, roots=tuple(inputs))
+    sources.check()  # a bad sidecar or pattern stops once, before any file is read
+    return replace(
+        options,
+        csv_columns=replace(options.csv_columns, **columns),
+        metadata=sources,
+        unblind=getattr(args, "unblind", False),  # validate renders no session, so it has no --unblind
+    )
+
+
+def _recorded_reading(args: argparse.Namespace, resume: Path) -> None:
+    """A resumed run reads metadata and blinds the judge as it did when it started, unless told otherwise
+    (a different source is then refused by the resume check, naming the fields that differ)."""
+    from evaluator.store import read_manifest
+
+    recorded = read_manifest(resume)
+    if args.metadata is None and recorded.metadata_file:
+        args.metadata = Path(recorded.metadata_file)
+    if args.meta_from_path is None and recorded.meta_from_path:
+        args.meta_from_path = recorded.meta_from_path
+    args.unblind = args.unblind or recorded.unblind
+    if recorded.transcript_inputs:  # the runner reads the recorded files; paths are read below these
+        args.transcripts = [Path(p) for p in recorded.transcript_inputs]
 
 
 def rubric_paths(values: Sequence[str]) -> list[Path]:
@@ -107,6 +131,8 @@ def judge_settings(args: argparse.Namespace) -> JudgeSettings:
 
 def run_config(args: argparse.Namespace, resume: Path | None = None) -> RunConfig:
     """The RunConfig the run options describe; `run` and `watch` read them the same way."""
+    if resume is not None:
+        _recorded_reading(args, resume)
     return RunConfig(
         transcripts=args.transcripts,
         rubrics=rubric_paths(args.rubric) or list(RunConfig().rubrics),
@@ -125,4 +151,5 @@ def run_config(args: argparse.Namespace, resume: Path | None = None) -> RunConfi
         show_progress=not args.no_progress,
         subset=subset(args),
         write_report=not args.no_report,
+        unblind=args.unblind,
     )

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from evaluator.cli.batch_command import add_parser as add_batch_parser
 from evaluator.cli.contrast_command import add_parser as add_contrast_parser
-from evaluator.cli.parser_extras import add_render_options, add_rubrics_parser, add_subset_options
+from evaluator.cli.parser_extras import (
+    add_metadata_options,
+    add_render_options,
+    add_rubrics_parser,
+    add_subset_options,
+    add_unblind_option,
+)
 from evaluator.cli.watch_command import add_parsers as add_loop_parsers
 from evaluator.config import (
     AGGREGATE_METHODS,
@@ -58,6 +64,7 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=COLUMN",
         help="CSV column for transcript|order|speaker|text (repeatable), e.g. text=utterance",
     )
+    add_metadata_options(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     llm.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     _add_input_options(run)
+    add_unblind_option(run)
 
     render = sub.add_parser(
         "render",
@@ -226,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--json", action="store_true", help="print the messages as JSON")
     add_render_options(render)
     _add_input_options(render)
+    add_unblind_option(render)
 
     validate = sub.add_parser(
         "validate",

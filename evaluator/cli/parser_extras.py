@@ -4,6 +4,7 @@ defined here so parser.py only calls them; imports nothing heavy, as `--help` lo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from evaluator.config import MODES
 
@@ -63,4 +64,30 @@ def add_rubrics_parser(sub: argparse._SubParsersAction) -> None:
         help="list the rubrics -r NAME finds, with their criteria",
         description="Rubrics in ./rubrics/ (found first) and those installed with the package, each with "
         "its criteria ids and scales; use a name with `evaluator run -r NAME`.",
+    )
+
+
+def add_metadata_options(group: argparse._ArgumentGroup) -> None:
+    """--metadata and --meta-from-path, beside the other options about reading transcripts."""
+    group.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="FILE.csv",
+        help="transcript metadata from a CSV with a transcript_id (or id) column and one column per field; "
+        "it wins over the path and the record",
+    )
+    group.add_argument(
+        "--meta-from-path",
+        metavar="PATTERN",
+        help="metadata from each file's path below the input folder, e.g. '{model}/{condition}/*.jsonl'; "
+        "a file that does not match is set aside; wins over the record",
+    )
+
+
+def add_unblind_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unblind",
+        action="store_true",
+        help="show the judge each transcript's id, file name and metadata (by default it sees none of them, "
+        "since ids and folders often encode the arm)",
     )
