@@ -409,3 +409,31 @@ def test_results_lines_in_both_shapes_are_read() -> None:
     assert a.reply == '{"choices":[]}' and a.error is None
     assert b.reply is None and "429: slow down" in (b.error or "") and not b.unanswered
     assert c.unanswered
+
+
+def test_items_the_response_cache_answers_are_judged_at_submit_and_not_sent(inputs, fake_server, capsys) -> None:
+    """A live run fills the cache; a batch run of the same plan then sends nothing, judges every item from
+    it, and ends with the same verdicts (the dependent stage too, in the second round)."""
+    live_server = fake_server()
+    cache = inputs["results"].parent / "cache.sqlite"
+    settings = JudgeSettings(kind="openai", model=MODEL, base_url=live_server.url, cache_path=cache)
+    config = RunConfig(
+        transcripts=[inputs["sessions"]],
+        rubrics=[inputs["rubric"]],
+        output=inputs["results"] / "live",
+        judge=settings,
+        show_progress=False,
+    )
+    live = verdicts(load_judgments(live_run(config).run_dir))
+    server = fake_server()
+    argv = submit_args(inputs, server)
+    argv[argv.index("--no-cache")] = "--cache"
+    argv.insert(argv.index("--cache") + 1, cache)
+    argv[argv.index("--base-url") + 1] = live_server.url  # the cache is keyed by endpoint
+    code, out = cli(capsys, *argv)
+    assert code == 0 and "0 request(s) submitted" in out and "answered from the response cache" in out
+    run_dir = inputs["results"] / "b1"
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    assert read_state(run_dir).batches == [] and batch_lines(server) == batch_lines(live_server) == []
+    assert verdicts(load_judgments(run_dir)) == live and read_manifest(run_dir).complete
+    assert all(j.from_cache for j in load_judgments(run_dir) if j.status == "ok")
