@@ -4,8 +4,10 @@
 
 Runs, each in a fresh process: `evaluator --help`, `evaluator run --help`, and `evaluator run` with
 the offline rules judge on the bundled transcripts and rubrics (it writes summary.md and report.html
-into a temporary folder). Prints the median wall time and the largest maximum RSS of each, next to the
-targets of issue 12 (0.5 s / 80 MB for help, 1.5 s for the run). It prints figures; it asserts nothing.
+into a temporary folder). Prints the median wall time, the median CPU time (user + system: on a machine
+other work keeps busy, wall time waits for a core and CPU time does not) and the largest maximum RSS of
+each, with the load average, next to the targets of issue 12 (0.5 s / 80 MB for help, 1.5 s for the run).
+It prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and max RSS (MB) of one child process; os.wait4 gives that child's own usage."""
+def measure(argv: list[str], cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and max RSS (MB) of one child process; os.wait4 gives that child's own usage."""
     start = time.perf_counter()
     process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -32,7 +34,7 @@ def measure(argv: list[str], cwd: Path) -> tuple[float, float]:
     stderr = process.stderr.read().decode() if process.stderr else ""
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {process.returncode}:\n{stderr}")
-    return wall, usage.ru_maxrss / 1024  # Linux reports KB
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux reports KB
 
 
 def main() -> None:
@@ -52,13 +54,15 @@ def main() -> None:
                 None,
             ),
         ]
-        print(f"{'command':<40} {'wall (median)':>14} {'max RSS':>10}   target")
+        print("load average (1, 5, 15 min): " + ", ".join(f"{n:.2f}" for n in os.getloadavg()))
+        print(f"{'command':<40} {'wall (median)':>14} {'cpu (median)':>13} {'max RSS':>10}   target")
         for name, argv, wall_target, rss_target in cases:
             figures = [measure(argv, REPO) for _ in range(args.repeat)]
-            wall = statistics.median(w for w, _ in figures)
-            rss = max(r for _, r in figures)
+            wall = statistics.median(w for w, _, _ in figures)
+            cpu = statistics.median(c for _, c, _ in figures)
+            rss = max(r for _, _, r in figures)
             target = f"< {wall_target} s" + (f", < {rss_target:.0f} MB" if rss_target else "")
-            print(f"{name:<40} {wall:>12.2f} s {rss:>7.0f} MB   {target}")
+            print(f"{name:<40} {wall:>12.2f} s {cpu:>11.2f} s {rss:>7.0f} MB   {target}")
 
 
 if __name__ == "__main__":
