@@ -188,6 +188,20 @@ def test_two_runs_from_the_command_line_write_into_run_b(tmp_path: Path, capsys:
     assert not (run_a / CONTRAST_MD).exists()
 
 
+def test_two_runs_name_the_criteria_and_transcripts_only_one_of_them_judged(tmp_path: Path) -> None:
+    run_a = write_run(tmp_path, "a", make_rubric(LIKERT), [judgment(f"t{n}", 1, 3) for n in range(4)])
+    run_b = write_run(
+        tmp_path,
+        "b",
+        make_rubric(LIKERT, BINARY),
+        [judgment(f"t{n}", 1, 4) for n in range(5)] + [judgment("t0", 1, 1, criterion=BINARY["id"])],
+    )
+    contrast = contrast_runs(run_a, run_b)
+    assert [r.criterion.id for r in contrast.rows] == [LIKERT["id"]]
+    assert any("1 transcript(s) judged in one run only" in w for w in contrast.warnings)
+    assert any(f"synthetic/{BINARY['id']}" in w for w in contrast.warnings)
+
+
 def test_a_baseline_of_several_fields_is_given_as_they_are_on_the_command_line(tmp_path: Path) -> None:
     judgments = [judgment(f"s{n}", 1, 1 + n % 4) for n in range(8)]
     run_dir = _with_metadata(

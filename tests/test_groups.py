@@ -119,6 +119,8 @@ def test_report_by_field_prints_groups_and_writes_the_report(corpus: Path, capsy
 
     assert main(["report", str(corpus), "--by", "model"]) == 0
     out = capsys.readouterr().out
-    assert "arms by model" in out and "model-b" in out
+    assert "arms by model" in out and "model-b" in out and "groups.md" in out
+    md = (corpus / "groups.md").read_text(encoding="utf-8")
+    assert "| questions | model-b | 20 |" in md and "resample whole sessions" in md
     page = (corpus / "report.html").read_text(encoding="utf-8")
     assert 'id="groups"' in page and json.dumps("model-a")[1:-1] in page

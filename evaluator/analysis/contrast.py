@@ -433,7 +433,17 @@ def contrast_runs(run_a: RunData | Path, run_b: RunData | Path, seed: int = 0) -
     only = len(set(a.manifest.transcripts) ^ set(b.manifest.transcripts))
     if only:
         contrast.warnings.append(f"{only} transcript(s) judged in one run only are left out.")
+    unmatched = sorted(_criterion_ids(a) ^ _criterion_ids(b))
+    if unmatched:
+        contrast.warnings.append(
+            f"criteria judged in one run only are left out (a renamed criterion counts as another): "
+            f"{', '.join('/'.join(key) for key in unmatched)}."
+        )
     return contrast
+
+
+def _criterion_ids(run: RunData) -> set[tuple[str, str]]:
+    return {(rubric.id, c.id) for rubric in run.rubrics.values() for c in rubric.criteria}
 
 
 # --- as a DataFrame -----------------------------------------------------------------------------------

@@ -67,9 +67,12 @@ def cmd_contrast(args: argparse.Namespace, console: Console) -> int:
 
 
 def print_report_groups(run_dir: Path, by: str, console: Console) -> None:
-    """`report --by`: the group tables in the terminal (report.html gets them from write_html_report)."""
+    """`report --by`: the group tables in the terminal and groups.md (report.html gets them from
+    write_html_report)."""
     from evaluator.analysis.groups import summarize_groups
-    from evaluator.views.groups import print_groups
+    from evaluator.views.groups import print_groups, write_groups
 
+    groups = summarize_groups(run_dir, by)
     console.print()
-    print_groups(summarize_groups(run_dir, by), console)
+    print_groups(groups, console)
+    console.print(f"\nGroups:  {write_groups(groups, run_dir)}", markup=False, highlight=False)

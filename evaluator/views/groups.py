@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from markupsafe import Markup
 from rich.console import Console
@@ -15,9 +16,11 @@ from evaluator.analysis.contrast import Contrast, contrast_groups
 from evaluator.analysis.groups import FEW_SESSIONS, FEW_SESSIONS_NOTE, GroupCell, GroupSummary, summarize_groups
 from evaluator.analysis.stats import Estimate
 from evaluator.results import RunData
+from evaluator.store import write_atomic
 from evaluator.views import format as fmt
 from evaluator.views.forest import forest_svg
 
+GROUPS_MD = "groups.md"
 TERMINAL_COLUMNS = ("criterion", "group", "sessions", "turns", "mean [95% CI]", "meets [95% CI]")
 
 
@@ -53,6 +56,34 @@ def print_groups(groups: GroupSummary, console: Console) -> None:
     if warning:
         console.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False)
     console.print(escape(groups.method), style="dim", highlight=False)
+
+
+# --- groups.md -----------------------------------------------------------------------------------------
+
+
+def render_groups_markdown(groups: GroupSummary) -> str:
+    """groups.md: the terminal's tables, one per rubric, with the same notes."""
+    run = groups.run.manifest.run_id
+    out = [f"# Run {run} by {', '.join(groups.fields)}", ""]
+    out += [f"- {g}: {groups.size(g)} sessions" for g in groups.groups]
+    warning = small_groups_warning(groups)
+    out += ["", f"Warning: {warning}"] if warning else []
+    for rubric_id in dict.fromkeys(c.rubric_id for c in groups.criteria):
+        rows = [
+            [gc.criterion.id, group, str(cell.sessions), str(cell.turns), _estimate(cell.mean), _share(cell.share)]
+            for gc in groups.criteria
+            if gc.rubric_id == rubric_id
+            for group, cell in gc.cells.items()
+        ]
+        out += ["", f"## Rubric `{rubric_id}`", ""] + fmt.md_table(TERMINAL_COLUMNS, rows)
+    out += ["", groups.method]
+    return "\n".join(out) + "\n"
+
+
+def write_groups(groups: GroupSummary, folder: Path) -> Path:
+    path = folder / GROUPS_MD
+    write_atomic(path, render_groups_markdown(groups))
+    return path
 
 
 # --- report.html --------------------------------------------------------------------------------------
