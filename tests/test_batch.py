@@ -227,6 +227,24 @@ def test_a_re_ask_in_a_follow_up_batch_gets_a_grade(inputs, fake_server, capsys)
     assert verdicts(judgments) == {k: v for k, v in live.items() if "/length/" in k}
 
 
+@pytest.mark.parametrize("mode", ["per-turn", "per-transcript"])
+def test_a_grouped_reply_keeps_its_valid_verdicts_across_a_follow_up_batch(inputs, fake_server, capsys, mode) -> None:
+    """The first reply breaks one verdict of the group, the re-ask in the follow-up batch is cut off: the
+    broken one ends unscored and the others keep the first reply's verdicts, as the live judge does."""
+
+    def chooser(body: dict, n: int) -> str:
+        return "out_of_range" if len(body["messages"]) == 2 else "length"
+
+    server = fake_server(chooser=chooser)
+    assert cli(capsys, *submit_args(inputs, server, "--mode", mode, "--attempts", 2))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    drive(capsys, run_dir)
+    judgments = load_judgments(run_dir)
+    assert {j.attempts for j in judgments if j.status in ("ok", "unscored") and j.criterion_id != "honours"} == {2}
+    assert {j.status for j in judgments} >= {"ok", "unscored"}
+    assert verdicts(judgments) == live_verdicts(inputs, fake_server(chooser=chooser), mode)
+
+
 def test_failed_lines_are_errors_and_a_resubmit_sends_only_them(inputs, fake_server, capsys) -> None:
     failing = {"n": 0}
 
