@@ -14,7 +14,7 @@ from evaluator.analysis.groups import GroupingError, summarize_groups
 from evaluator.models import RunManifest
 from evaluator.store import MANIFEST, load_judgments
 from evaluator.views.groups import print_groups
-from tests.arms import QUESTIONS, VALIDATES, judged_corpus
+from tests.arms import QUESTIONS, RUBRIC, VALIDATES, judged_corpus
 from tests.runs import LIKERT, judgment, make_rubric, write_run
 
 
@@ -124,3 +124,33 @@ def test_report_by_field_prints_groups_and_writes_the_report(corpus: Path, capsy
     assert "| questions | model-b | 20 |" in md and "resample whole sessions" in md
     page = (corpus / "report.html").read_text(encoding="utf-8")
     assert 'id="groups"' in page and json.dumps("model-a")[1:-1] in page
+
+
+def test_a_nested_field_of_a_judged_record_groups_by_its_dotted_name(tmp_path: Path) -> None:
+    from evaluator.config import JudgeSettings, RunConfig
+    from evaluator.runner import run
+
+    lines = [
+        {
+            "id": f"s{n}",
+            "therapist": {"model": f"m{n % 2}"},
+            "messages": [
+                {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": "What brings you here?" * (1 + n % 2)},
+            ],
+        }
+        for n in range(4)
+    ]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    (tmp_path / "r.yaml").write_text(RUBRIC, encoding="utf-8")
+    config = RunConfig(
+        transcripts=[tmp_path / "s.jsonl"],
+        rubrics=[tmp_path / "r.yaml"],
+        output=tmp_path / "results",
+        judge=JudgeSettings(kind="rules"),
+        show_progress=False,
+        write_report=False,
+    )
+    groups = summarize_groups(run(config).run_dir, "therapist.model")
+    cells = next(c for c in groups.criteria if c.criterion.id == QUESTIONS).cells
+    assert groups.groups == ["m0", "m1"] and cells["m1"].mean.value == 2 and cells["m0"].mean.value == 1

@@ -11,7 +11,6 @@ fields that exist. Pure computation: the views render a GroupSummary.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.errors import EvaluatorError
+from evaluator.metadata import value_text
 from evaluator.models import Criterion
 from evaluator.results import RunData, open_run
 
@@ -110,11 +110,6 @@ def split_fields(by: str | Sequence[str]) -> tuple[str, ...]:
     return fields
 
 
-def value_label(value: Any) -> str:
-    """A metadata value as a group label: text as written, anything else as JSON (never a Python repr)."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
 def lookup(metadata: Mapping[str, Any], field: str) -> Any:
     """The field's value, by its name, or down a nested record for `a.b`; None when absent."""
     if field in metadata:
@@ -147,7 +142,7 @@ def metadata_values(run: RunData, fields: Sequence[str]) -> dict[str, tuple[str,
         missing = [t for t in transcripts if lookup(metadata[t], field) is None]
         if missing:
             raise GroupingError(_missing_message(run, field, missing, metadata))
-    return {t: tuple(value_label(lookup(metadata[t], f)) for f in fields) for t in transcripts}
+    return {t: tuple(value_text(lookup(metadata[t], f)) for f in fields) for t in transcripts}
 
 
 def _missing_message(run: RunData, field: str, missing: list[str], metadata: Mapping[str, Mapping[str, Any]]) -> str:
