@@ -15,7 +15,7 @@ from evaluator.models import RunManifest
 from evaluator.store import MANIFEST, load_judgments
 from evaluator.views.groups import print_groups
 from tests.arms import QUESTIONS, RUBRIC, VALIDATES, judged_corpus
-from tests.runs import LIKERT, judgment, make_rubric, write_run
+from tests.runs import LIKERT, judgment, make_rubric, sampled, write_run
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,15 @@ def test_a_nested_field_of_a_judged_record_groups_by_its_dotted_name(tmp_path: P
     groups = summarize_groups(run(config).run_dir, "therapist.model")
     cells = next(c for c in groups.criteria if c.criterion.id == QUESTIONS).cells
     assert groups.groups == ["m0", "m1"] and cells["m1"].mean.value == 2 and cells["m0"].mean.value == 1
+
+
+def test_repeated_samples_count_once_as_their_folded_item(tmp_path: Path) -> None:
+    """With --samples 2 and the mean fold, s0 turn 1 scored (2, 4) is one turn scoring 3, not two turns."""
+    judgments = [*sampled("s0", 1, [2, 4]), *sampled("s0", 3, [5, 5]), *sampled("s1", 1, [1, 2])]
+    run_dir = _with_metadata(
+        write_run(tmp_path, "r", make_rubric(LIKERT), judgments, samples=2, aggregate="mean"),
+        {"s0": {"arm": "x"}, "s1": {"arm": "x"}},
+    )
+    cell = summarize_groups(run_dir, "arm").criteria[0].cells["x"]
+    assert (cell.sessions, cell.turns) == (2, 3)
+    assert cell.mean is not None and cell.mean.value == pytest.approx((3 + 5 + 1.5) / 3)
