@@ -1,17 +1,21 @@
 """What configures a run and its judge, validated in one place: the command line takes its defaults and
-choices from here, so `evaluator run` and `evaluator.run()` cannot drift apart."""
+choices from here, so `evaluator run` and `evaluator.run()` cannot drift apart. Importing it builds no
+pydantic model (they take most of a --help's time): the models and the reader load with the first RunConfig.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
 
 from evaluator.errors import EvaluatorError
-from evaluator.models import AggregateMethod, JudgeMode, Subset
-from evaluator.reading import ReadOptions
 from evaluator.redact import Redactor, api_key_env_problem
+
+if TYPE_CHECKING:
+    from evaluator.models import AggregateMethod, JudgeMode, Subset
+    from evaluator.reading import ReadOptions
 
 DEFAULT_CACHE = Path(".cache") / "responses.sqlite"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -76,13 +80,19 @@ class JudgeSettings:
         return self.kind == "openai" or (self.kind == "auto" and self.llm_configured())
 
 
+def _default_read_options() -> ReadOptions:
+    from evaluator.reading import ReadOptions  # here, not at the top: it imports the pydantic models
+
+    return ReadOptions()
+
+
 @dataclass
 class RunConfig:
     transcripts: Sequence[Path] = (Path("transcripts"),)
     rubrics: Sequence[Path] = (Path("rubrics"),)
     output: Path = Path("results")
     judge: JudgeSettings = field(default_factory=JudgeSettings)
-    read_options: ReadOptions = field(default_factory=ReadOptions)
+    read_options: ReadOptions = field(default_factory=_default_read_options)
     prompts_dir: Path | None = None
     mode: JudgeMode = "per-criterion"
     concurrency: int = 8
@@ -113,5 +123,7 @@ class RunConfig:
 
 JUDGE_KINDS: tuple[JudgeKind, ...] = get_args(JudgeKind)
 OUTPUT_MODES: tuple[OutputMode, ...] = get_args(OutputMode)
-MODES: tuple[JudgeMode, ...] = get_args(JudgeMode)
-AGGREGATE_METHODS: tuple[AggregateMethod, ...] = get_args(AggregateMethod)
+MODES: tuple[JudgeMode, ...] = ("per-criterion", "per-turn", "per-transcript")
+"""models.JudgeMode's values, spelled out so the parser's choices need no pydantic (a test keeps them equal)."""
+AGGREGATE_METHODS: tuple[AggregateMethod, ...] = ("auto", "mean", "median", "majority")
+"""models.AggregateMethod's values, likewise."""

@@ -7,10 +7,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 import evaluator
+from evaluator import config, models
+from evaluator.reading import ReadOptions
 
 HEAVY = ("pandas", "pyarrow", "numpy", "scipy", "sklearn", "krippendorff", "matplotlib", "openai", "aiohttp")
 
@@ -32,6 +35,15 @@ def _loaded_after(code: str) -> set[str]:
 )
 def test_start_up_loads_no_heavy_library(code: str) -> None:
     assert _loaded_after(code).isdisjoint(HEAVY), sorted(_loaded_after(code) & set(HEAVY))
+
+
+def test_config_which_the_parser_reads_its_choices_from_builds_no_pydantic_model() -> None:
+    """Most of --help's time went into building the pydantic models; config is where the parser's defaults
+    and choices come from, so importing it must not build them (a RunConfig still gets its ReadOptions)."""
+    assert "pydantic" not in _loaded_after("import evaluator.config\nevaluator.config.JudgeSettings()")
+    assert config.MODES == get_args(models.JudgeMode)
+    assert config.AGGREGATE_METHODS == get_args(models.AggregateMethod)
+    assert config.RunConfig().read_options == ReadOptions()
 
 
 def test_the_lazy_package_root_still_gives_every_public_name() -> None:
