@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,7 +18,7 @@ from evaluator.config import RunConfig
 from evaluator.errors import EvaluatorError
 from evaluator.judges.base import Judge
 from evaluator.judges.pricing import Price
-from evaluator.metadata import value_text
+from evaluator.metadata import MetadataSources, value_text
 from evaluator.models import (
     MANIFEST_FORMAT,
     STATUSES,
@@ -30,6 +31,7 @@ from evaluator.models import (
     Usage,
 )
 from evaluator.prompts import PromptRenderer
+from evaluator.reading import ReadOptions
 
 
 class RunError(EvaluatorError, RuntimeError):
@@ -86,6 +88,20 @@ def new_manifest(
         transcript_inputs=[str(p) for p in config.transcripts],
         unblind=config.unblind,
     )
+
+
+def recorded_reading(manifest: RunManifest, options: ReadOptions | None = None) -> ReadOptions:
+    """`options` with the metadata sources and blinding `manifest`'s run started with, for resuming it:
+    a source given in `options` is kept (check_resumable then refuses it if the metadata it gives differs),
+    and paths are read below the inputs the run named, as they were."""
+    options = options or ReadOptions()
+    sources = options.metadata
+    recorded = MetadataSources(
+        sidecar=sources.sidecar or (Path(manifest.metadata_file) if manifest.metadata_file else None),
+        path_pattern=sources.path_pattern or manifest.meta_from_path,
+        roots=tuple(map(Path, manifest.transcript_inputs)) or sources.roots,
+    )
+    return replace(options, metadata=recorded, unblind=options.unblind or manifest.unblind)
 
 
 def check_resumable(manifest: RunManifest, rubrics: list[Rubric], judge: Judge, transcripts: list[Transcript]) -> None:

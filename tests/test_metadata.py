@@ -278,3 +278,26 @@ def test_unblind_on_the_config_reaches_every_transcript_read() -> None:
     config = RunConfig(unblind=True)
     assert config.read_options.unblind
     assert RunConfig(read_options=ReadOptions(unblind=True)).unblind
+
+
+def test_recorded_reading_resumes_a_run_from_python_as_it_started(write, tmp_path: Path, no_llm_env) -> None:
+    from evaluator.manifest import recorded_reading
+
+    write("in/gpt/control/a.jsonl", session("a1"))
+    sidecar = write("meta.csv", "transcript_id,site\na1,leeds\n")
+    reading = ReadOptions(metadata=MetadataSources(sidecar=sidecar, path_pattern="{model}/{condition}/*.jsonl"))
+    first = run(
+        RunConfig(
+            transcripts=[tmp_path / "in"],
+            rubrics=[PACING],
+            output=tmp_path / "results",
+            read_options=reading,
+            unblind=True,
+            show_progress=False,
+        )
+    )
+    recorded = recorded_reading(first.manifest)
+    assert recorded.metadata == MetadataSources(sidecar, "{model}/{condition}/*.jsonl", (tmp_path / "in",))
+    assert recorded.unblind
+    again = run(RunConfig(rubrics=[PACING], resume=first.run_dir, read_options=recorded, show_progress=False))
+    assert again.manifest.transcript_metadata == first.manifest.transcript_metadata

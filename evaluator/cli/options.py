@@ -57,21 +57,6 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
     )
 
 
-def _recorded_reading(args: argparse.Namespace, resume: Path) -> None:
-    """A resumed run reads metadata and blinds the judge as it did when it started, unless told otherwise
-    (a different source is then refused by the resume check, naming the fields that differ)."""
-    from evaluator.store import read_manifest
-
-    recorded = read_manifest(resume)
-    if args.metadata is None and recorded.metadata_file:
-        args.metadata = Path(recorded.metadata_file)
-    if args.meta_from_path is None and recorded.meta_from_path:
-        args.meta_from_path = recorded.meta_from_path
-    args.unblind = args.unblind or recorded.unblind
-    if recorded.transcript_inputs:  # the runner reads the recorded files; paths are read below these
-        args.transcripts = [Path(p) for p in recorded.transcript_inputs]
-
-
 def rubric_paths(values: Sequence[str]) -> list[Path]:
     """A rubric may be named by path or by id (`-r pacing`): ./rubrics/ first, then the installed ones."""
     paths = []
@@ -131,14 +116,18 @@ def judge_settings(args: argparse.Namespace) -> JudgeSettings:
 
 def run_config(args: argparse.Namespace, resume: Path | None = None) -> RunConfig:
     """The RunConfig the run options describe; `run` and `watch` read them the same way."""
-    if resume is not None:
-        _recorded_reading(args, resume)
+    reading = read_options(args)
+    if resume is not None:  # metadata is read, and the judge blinded, as when the run started
+        from evaluator.manifest import recorded_reading
+        from evaluator.store import read_manifest
+
+        reading = recorded_reading(read_manifest(resume), reading)
     return RunConfig(
         transcripts=args.transcripts,
         rubrics=rubric_paths(args.rubric) or list(RunConfig().rubrics),
         output=args.output,
         judge=judge_settings(args),
-        read_options=read_options(args),
+        read_options=reading,
         mode=args.mode,
         samples=args.samples,
         aggregate=args.aggregate,
@@ -151,5 +140,5 @@ def run_config(args: argparse.Namespace, resume: Path | None = None) -> RunConfi
         show_progress=not args.no_progress,
         subset=subset(args),
         write_report=not args.no_report,
-        unblind=args.unblind,
+        unblind=reading.unblind,
     )
