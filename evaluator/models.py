@@ -392,9 +392,10 @@ class SkippedFile(_Strict):
     error: str
 
 
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3
 """1: up to November 2026 (rubric records as plain mappings, item keys without the rubric); 2: typed
-rubric records, transcript hashes. Both read the same way; a newer format is refused by name."""
+rubric records, transcript hashes; 3: metadata sources, transcript inputs and blinding. All read the
+same way; a newer format is refused by name."""
 
 
 class RubricRecord(_Strict):
