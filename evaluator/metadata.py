@@ -26,6 +26,8 @@ from functools import cached_property
 from pathlib import Path, PurePath
 from typing import Any
 
+import regex
+
 from evaluator.errors import EvaluatorError
 from evaluator.files import InputFileError, check_text, located, read_text
 from evaluator.models import Transcript
@@ -35,6 +37,7 @@ SIDECAR_OPTION = "--metadata"
 PATH_OPTION = "--meta-from-path"
 ID_COLUMNS = ("transcript_id", "id")
 SIDECAR, PATH, RECORD = "the sidecar", "the path", "the transcript record"
+MATCH_TIMEOUT_S = 1.0
 _SHOWN = 5  # examples named in one warning; the rest are counted
 
 
@@ -79,20 +82,29 @@ class PathPattern:
     text: str
 
     @cached_property
-    def _compiled(self) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    def _compiled(self) -> tuple[regex.Pattern[str], tuple[str, ...]]:
         parts: list[str] = []
         fields: list[str] = []
-        at = 0
+        at, loose = 0, None  # loose: the variable-width token just before, with no literal text since
         for match in _PLACEHOLDER.finditer(self.text):
-            parts.append(re.escape(self.text[at : match.start()]))
+            literal = self.text[at : match.start()]
+            parts.append(re.escape(literal))
+            loose = None if literal else loose
             at = match.end()
             token, name = match.group(), match.group(1)
+            if token == "?":
+                parts.append("[^/]")
+                continue
+            if token in "{}":
+                raise self._error(f'has an unmatched "{token}"; write fields as {{name}}')
+            if loose is not None:
+                raise self._error(
+                    f"has {loose} and {token} with no text between them, so where one ends is a guess; "
+                    "separate them with text such as _ or /"
+                )
+            loose = token
             if token == "*":
                 parts.append("[^/]*")
-            elif token == "?":
-                parts.append("[^/]")
-            elif name is None:
-                raise self._error(f'has an unmatched "{token}"; write fields as {{name}}')
             elif not _FIELD_NAME.fullmatch(name):
                 raise self._error(f'field "{{{name}}}" is not a name; use letters, digits, "_", "." or "-"')
             elif name in fields:
@@ -103,7 +115,7 @@ class PathPattern:
         parts.append(re.escape(self.text[at:]))
         if not fields:
             raise self._error("names no field; write one as {name}, e.g. '{model}/{condition}/*.jsonl'")
-        return re.compile("(?:^|/)" + "".join(parts).lstrip("/") + "$"), tuple(fields)
+        return regex.compile("(?:^|/)" + "".join(parts).lstrip("/") + "$"), tuple(fields)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -114,9 +126,15 @@ class PathPattern:
         self._compiled
 
     def match(self, path: str | PurePath) -> dict[str, str] | None:
-        """The fields read from the end of `path`, or None when it does not match."""
-        regex, fields = self._compiled
-        found = regex.search(PurePath(path).as_posix())
+        """The fields read from the end of `path`, or None when it does not match. The search is
+        time-bounded: many fields in one long file name could otherwise backtrack for minutes."""
+        compiled, fields = self._compiled
+        try:
+            found = compiled.search(PurePath(path).as_posix(), timeout=MATCH_TIMEOUT_S)
+        except TimeoutError:
+            raise self._error(
+                f"took more than {MATCH_TIMEOUT_S:g} s on {path}; use fewer fields per file or folder name"
+            ) from None
         if found is None:
             return None
         return {name: found[f"f{n}"] for n, name in enumerate(fields)}

@@ -18,6 +18,7 @@ from evaluator.runner import RunError, run
 from evaluator.store import read_manifest, read_transcript_snapshot
 from evaluator.transcripts import read_all, read_transcripts
 from tests.conftest import REPO
+from tests.test_files import bounded
 
 PACING = REPO / "rubrics" / "pacing.yaml"
 MESSAGES = [{"role": "user", "content": "Can we slow down?"}, {"role": "assistant", "content": "Of course."}]
@@ -142,12 +143,20 @@ def test_a_path_pattern_reads_fields_from_the_end_of_the_path(pattern: str, path
         ("*.jsonl", "names no field"),
         ("{a}/{a}.txt", 'field "a" twice'),
         ("{a b}/x", "is not a name"),
+        ("{model}{condition}.txt", "has {model} and {condition} with no text between them"),
+        ("*{arm}/x.txt", "has * and {arm} with no text between them"),
     ],
 )
 def test_an_unusable_path_pattern_is_refused_before_reading(pattern: str, problem: str) -> None:
     with pytest.raises(MetadataError) as caught:
         MetadataSources(path_pattern=pattern).check()
     assert f"--meta-from-path '{pattern}'" in str(caught.value) and problem in str(caught.value)
+
+
+def test_a_pattern_that_backtracks_on_a_long_name_stops_in_bounded_time_with_a_message() -> None:
+    pattern = PathPattern("{a}_{b}_{c}_{d}_{e}_{f}_{g}x.txt")
+    with bounded(30), pytest.raises(MetadataError, match=r"took more than 1 s on .*; use fewer fields"):
+        pattern.match("_a" * 120 + ".txt")
 
 
 def test_a_file_named_directly_reads_the_same_fields_as_through_its_folder(write) -> None:
