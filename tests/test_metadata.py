@@ -57,6 +57,18 @@ def test_a_field_given_nested_and_dotted_is_refused_with_file_and_line(write) ->
     assert caught.value.line == 2 and '"arm.model" is given twice' in str(caught.value)
 
 
+def test_csv_columns_constant_in_a_session_are_metadata_and_a_sidecar_adds_to_them(write) -> None:
+    header = "transcript_id,utterance_id,interlocutor,utterance_text,topic,quality\n"
+    rows = "t1,0,client,Slow down?,smoking,high\nt1,1,therapist,Sure.,smoking,low\nt2,0,client,Hi,diet,high\n"
+    rows += "t2,1,therapist,Hello.,diet,high\n"
+    sidecar = write("meta.csv", "transcript_id,arm\nt1,a\nt2,b\n")
+    transcripts, _ = read_all([write("s.csv", header + rows)], options(sidecar))
+    assert by_id(transcripts) == {
+        "t1": {"source_format": "csv", "topic": "smoking", "arm": "a"},
+        "t2": {"source_format": "csv", "topic": "diet", "quality": "high", "arm": "b"},
+    }
+
+
 def test_flatten_keeps_an_empty_object() -> None:
     assert flatten({"a": {}, "b": {"c": []}}) == {"a": {}, "b.c": []}
 
