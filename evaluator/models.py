@@ -49,8 +49,10 @@ class Transcript(_Strict):
     )
 
     def content_hash(self) -> str:
-        """Changes exactly when what a judge could see changes: the id, the turns as read and the
-        metadata; not the file's path or line numbers, so a moved or re-wrapped file still matches."""
+        """Changes exactly when what a run records of the transcript changes: the id, the turns as read
+        and the metadata (which groups the results, and which a judge sees with --unblind); not the file's
+        path or line numbers, so a moved or re-wrapped file still matches. manifest.check_resumable tells a
+        change of metadata alone from an edit of the turns."""
         content = self.model_dump(mode="json", exclude={"source": True, "turns": {"__all__": {"line"}}})
         return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
