@@ -172,7 +172,9 @@ def _rubric_summary(data: RunData, rubric: Rubric) -> RubricSummary:
         if item.rubric_id != rubric.id or item.criterion_id not in overall:
             continue
         overall[item.criterion_id].add(item)
-        by_transcript.setdefault(item.transcript_id, cells())[item.criterion_id].add(item)
+        if item.transcript_id not in by_transcript:  # not setdefault: that would build the cells for every item
+            by_transcript[item.transcript_id] = cells()
+        by_transcript[item.transcript_id][item.criterion_id].add(item)
     for criterion_id, cell in overall.items():
         cell.estimate = cluster_bootstrap_mean({t: cs[criterion_id].scores for t, cs in by_transcript.items()})
     reasons = {c.id: _common_reason(data.judgments, rubric.id, c.id) for c in rubric.criteria}
