@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -91,45 +92,89 @@ def verdict_text(criterion: Criterion, verdict: str | float | None) -> str:
 
 # --- finding evidence quotes ----------------------------------------------------------------------
 
-_TYPOGRAPHIC = {
-    **dict.fromkeys("'‘’", "['‘’]"),
-    **dict.fromkeys('"“”', '["“”]'),
-    **dict.fromkeys("-–—", "[-–—]"),
-}
+_TYPOGRAPHIC = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-"})
+_RESHAPED = re.compile(r"\s{2,}|[^\S ]|…")
+"""What normalising changes the length or kind of: runs of spacing (one space), "…" ("...")."""
 
 Span = tuple[int, int, list[str]]
 
 
-def _quote_pattern(quote: str) -> re.Pattern[str] | None:
-    """The quote as the judge checked it: ignoring case, runs of spacing, typographic quotes and dashes."""
-    text = quote.strip().replace("…", "...")
-    if not text:
+@dataclass(frozen=True)
+class _Normalised:
+    """A text as quotes are compared: lower case, each run of spacing one space, typographic quotes and
+    dashes plain, "…" as "..."; with where each reshaped piece lies in it and in the original."""
+
+    text: str
+    starts: list[int]
+    """Where each piece begins in `text`: alternately as-is and reshaped, starting as-is."""
+    origins: list[tuple[int, int]]
+    """Each piece's span in the original text."""
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of text[start:end] (neither end inside a run of spacing: quotes are stripped)."""
+        first, last = bisect_right(self.starts, start) - 1, bisect_right(self.starts, end - 1) - 1
+        begin = self.origins[first][0] + (0 if first % 2 else start - self.starts[first])
+        finish = self.origins[last][1] if last % 2 else self.origins[last][0] + end - self.starts[last]
+        return begin, finish
+
+
+def _normalised(text: str) -> _Normalised:
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a letter whose lower case is longer (İ) stays as it is
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    lowered = lowered.translate(_TYPOGRAPHIC)
+    pieces: list[str] = []
+    starts: list[int] = []
+    origins: list[tuple[int, int]] = []
+    length = position = 0
+    for match in _RESHAPED.finditer(lowered):
+        for piece, origin in (
+            (lowered[position : match.start()], (position, match.start())),
+            ("..." if match.group() == "…" else " ", match.span()),
+        ):
+            starts.append(length)
+            origins.append(origin)
+            pieces.append(piece)
+            length += len(piece)
+        position = match.end()
+    starts.append(length)
+    origins.append((position, len(lowered)))
+    pieces.append(lowered[position:])
+    return _Normalised("".join(pieces), starts, origins)
+
+
+class _Finder:
+    """Quotes found in a transcript's turns, ignoring case, runs of spacing, typographic quotes and dashes
+    (as the judge checked them): each turn is normalised once, each quote searched with str.find."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.turns: dict[int, _Normalised] = {}
+
+    def _turn(self, index: int) -> _Normalised:
+        if index not in self.turns:
+            self.turns[index] = _normalised(self.transcript.turns[index].text)
+        return self.turns[index]
+
+    def _spans(self, needle: str, index: int) -> list[tuple[int, int]]:
+        turn = self._turn(index)
+        spans, position = [], turn.text.find(needle)
+        while position >= 0:
+            end = position + len(needle)
+            spans.append(turn.span(position, end))
+            position = turn.text.find(needle, end)
+        return spans
+
+    def locate(self, quote: str, index: int) -> tuple[int, list[tuple[int, int]]] | None:
+        """Where a quote is: the rated turn first, then the context before it (nearest first), then what follows."""
+        needle = _normalised(quote.strip()).text
+        if not needle:
+            return None
+        for turn_index in [index, *range(index - 1, -1, -1), *range(index + 1, len(self.transcript.turns))]:
+            spans = self._spans(needle, turn_index)
+            if spans:
+                return turn_index, spans
         return None
-    parts = []
-    for token in re.findall(r"\s+|\.\.\.|.", text, flags=re.DOTALL):
-        if token.isspace():
-            parts.append(r"\s+")
-        elif token == "...":
-            parts.append(r"(?:\.\.\.|…)")
-        else:
-            parts.append(_TYPOGRAPHIC.get(token, re.escape(token)))
-    return re.compile("".join(parts), re.IGNORECASE)
-
-
-def _search_order(transcript: Transcript, index: int) -> list[int]:
-    """The rated turn first, then the context before it (nearest first), then what follows."""
-    return [index, *range(index - 1, -1, -1), *range(index + 1, len(transcript.turns))]
-
-
-def _locate(quote: str, transcript: Transcript, index: int) -> tuple[int, list[tuple[int, int]]] | None:
-    pattern = _quote_pattern(quote)
-    if pattern is None:
-        return None
-    for turn_index in _search_order(transcript, index):
-        matches = [m.span() for m in pattern.finditer(transcript.turns[turn_index].text)]
-        if matches:
-            return turn_index, matches
-    return None
 
 
 def _merge(spans: list[Span]) -> list[Span]:
@@ -177,6 +222,7 @@ class _SessionBuilder:
     def __init__(self, number: int, summary: RunSummary, transcript: Transcript | None) -> None:
         self.prefix = f"s{number}"
         self.transcript = transcript
+        self.finder = _Finder(transcript) if transcript is not None else None
         self.rubrics: dict[str, RubricSummary] = {rs.rubric.id: rs for rs in summary.rubrics}
         self.spans: dict[int, list[Span]] = defaultdict(list)
         self.count = 0
@@ -202,7 +248,7 @@ class _SessionBuilder:
     def _evidence(self, quote: str, found: bool, index: int, dom_id: str) -> EvidenceView:
         """Highlight a quote where it is, usually the rated turn, else the context the judge saw."""
         transcript = self.transcript
-        located = _locate(quote, transcript, index) if found and transcript is not None else None
+        located = self.finder.locate(quote, index) if found and self.finder is not None else None
         if transcript is None or located is None:
             return EvidenceView(quote, found, None)
         turn_index, matches = located
