@@ -16,12 +16,20 @@ from evaluator import config, models
 from evaluator.reading import ReadOptions
 
 HEAVY = ("pandas", "pyarrow", "numpy", "scipy", "sklearn", "krippendorff", "matplotlib", "openai", "aiohttp")
+HELP = ("from evaluator.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+NOT_FOR_HELP = ("pydantic", "rich", "yaml", "jinja2", "asyncio", "regex", "evaluator.models", "evaluator.reading")
+"""What --help must not load: the models (most of its time went into building them), the terminal and the
+template engines, the YAML and regex parsers and asyncio; each is a module the commands import when they run."""
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
 
 
 def _loaded_after(code: str) -> set[str]:
-    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    return {name.split(".")[0] for name in json.loads(out.splitlines()[-1])}
+    return {name.split(".")[0] for name in _modules_after(code)}
 
 
 @pytest.mark.parametrize(
@@ -29,12 +37,21 @@ def _loaded_after(code: str) -> set[str]:
     [
         "import evaluator",
         "import evaluator.cli",
-        "from evaluator.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
-        "from evaluator.cli.main import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass",
+        HELP.format(argv=["--help"]),
+        HELP.format(argv=["run", "--help"]),
     ],
 )
 def test_start_up_loads_no_heavy_library(code: str) -> None:
     assert _loaded_after(code).isdisjoint(HEAVY), sorted(_loaded_after(code) & set(HEAVY))
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["watch", "--help"], ["batch", "submit", "--help"], ["report", "--help"]]
+)
+def test_help_builds_the_parser_without_the_models_rich_or_the_parsers_of_the_commands(argv: list[str]) -> None:
+    loaded = _modules_after(HELP.format(argv=argv))
+    found = sorted(name for name in loaded if name in NOT_FOR_HELP or name.split(".")[0] in NOT_FOR_HELP)
+    assert not found, f"{' '.join(argv)} loads {found[:8]}"
 
 
 def test_config_which_the_parser_reads_its_choices_from_builds_no_pydantic_model() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from evaluator.cli.options import EXIT_OK, CliError
-from evaluator.store import resolve_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 WEIGHT_HELP = "average over turns (default; long sessions weigh more) or over sessions (each session's mean once)"
 
@@ -46,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], report:
 
 def cmd_contrast(args: argparse.Namespace, console: Console) -> int:
     from evaluator.analysis.contrast import contrast_groups, contrast_runs
+    from evaluator.store import resolve_run
     from evaluator.views.contrast import print_contrast, write_contrast
 
     runs = [resolve_run(r, args.output) for r in args.runs]

@@ -11,9 +11,6 @@ import os
 import sys
 from typing import Sequence
 
-from rich.console import Console
-from rich.markup import escape
-
 from evaluator.cli.options import EXIT_FAILED
 from evaluator.cli.parser import build_parser
 from evaluator.errors import EvaluatorError
@@ -35,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    # After parsing, so `--help` and argument errors never load the commands and what they import.
+    # After parsing, so `--help` and argument errors never load the commands, rich or what they import.
+    from rich.console import Console
+    from rich.markup import escape
+
     from evaluator.cli.commands import COMMANDS, cmd_run
 
     console = Console(soft_wrap=True)

@@ -9,14 +9,14 @@ import argparse
 import json
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from evaluator.config import JudgeSettings, RunConfig
 from evaluator.errors import EvaluatorError
-from evaluator.metadata import MetadataSources
-from evaluator.models import Subset
-from evaluator.reading import CsvColumns, ReadOptions
-from evaluator.rubrics import RUBRIC_SUFFIXES, find_rubric
+
+if TYPE_CHECKING:  # at run time each function imports what it uses: `--help` loads this module, not the models
+    from evaluator.models import Subset
+    from evaluator.reading import ReadOptions
 
 # Exit codes: 0 everything judged; 1 finished but something needs attention (a skipped input file, an
 # errored judgment, an invalid file under `validate`); 2 nothing was done (bad rubric, bad option).
@@ -38,6 +38,9 @@ def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
 
 
 def read_options(args: argparse.Namespace) -> ReadOptions:
+    from evaluator.metadata import MetadataSources
+    from evaluator.reading import CsvColumns, ReadOptions
+
     columns = _pairs(args.csv_column, "--csv-column")
     unknown = sorted(set(columns) - {f.name for f in fields(CsvColumns)})
     if unknown:
@@ -59,6 +62,8 @@ def read_options(args: argparse.Namespace) -> ReadOptions:
 
 def rubric_paths(values: Sequence[str]) -> list[Path]:
     """A rubric may be named by path or by id (`-r pacing`): ./rubrics/ first, then the installed ones."""
+    from evaluator.rubrics import RUBRIC_SUFFIXES, find_rubric
+
     paths = []
     for value in values:
         path = Path(value)
@@ -71,6 +76,8 @@ def rubric_paths(values: Sequence[str]) -> list[Path]:
 def subset(args: argparse.Namespace, with_transcripts: bool = True) -> Subset | None:
     """The --transcript, --criterion, --turns and --limit options as one Subset (None: the whole plan);
     `render` names its transcript positionally, so it has no --transcript to read."""
+    from evaluator.models import Subset
+
     limit = args.limit
     if limit is not None and limit < 1:
         raise CliError("--limit must be at least 1")

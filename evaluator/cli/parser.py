@@ -24,11 +24,13 @@ from evaluator.config import (
     JUDGE_KINDS,
     MODES,
     OUTPUT_MODES,
+    JudgeSettings,
     RunConfig,
 )
 
-RUN = RunConfig()
-JUDGE = RUN.judge
+RUN = RunConfig
+"""The class, read for its fields' defaults: an instance would build ReadOptions and so the pydantic models."""
+JUDGE = JudgeSettings()
 
 EXAMPLES = """\
 examples:

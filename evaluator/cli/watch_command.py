@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from evaluator.cli.options import EXIT_OK, CliError, run_config
 from evaluator.config import RunConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -45,7 +47,7 @@ def cmd_watch(args: argparse.Namespace, console: Console) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], run: argparse.ArgumentParser) -> None:
     """`runs`, and `watch` taking every option of `run` (copied from it, so the two cannot drift)."""
-    output = RunConfig().output
+    output = RunConfig.output  # the field's default; a RunConfig instance would load the models
     runs = sub.add_parser(
         "runs",
         help="list the runs in the results folder, newest first",
