@@ -6,17 +6,14 @@ since `--help` loads this module."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, run_config
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from evaluator.batch import BatchRun
     from evaluator.batch_api import BatchQueue
     from evaluator.config import JudgeSettings
@@ -83,6 +80,8 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_batch(args: argparse.Namespace, console: Console) -> int:
+    import asyncio  # here, as rich below: `--help` loads this module
+
     commands = {"submit": _submit, "export": _export, "status": _status, "collect": _collect, "cancel": _cancel}
     return asyncio.run(commands[args.batch_command](args, console))
 
@@ -267,6 +266,9 @@ def _print_waiting(console: Console, waiting: int, run_dir: Path) -> None:
 
 
 def _print_records(console: Console, records: list[BatchRecord], title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     if not records:
         return
     table = Table(title=escape(title), title_justify="left")
