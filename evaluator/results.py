@@ -4,6 +4,8 @@ re-folds it."""
 
 from __future__ import annotations
 
+import json
+from array import array
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
 from evaluator.reading import TranscriptError
-from evaluator.store import load_judgments, read_manifest, read_transcript_snapshot
+from evaluator.store import JUDGMENTS, ResultsError, load_judgments, read_manifest, read_transcript_snapshot
 from evaluator.transcripts import read_transcripts
 
 Item = Judgment | Aggregate
@@ -79,3 +81,40 @@ def _candidates(name: str, run_dir: Path) -> list[Path]:
     directory) or relative to the project holding results/<run>/."""
     path = Path(name)
     return [path] if path.is_absolute() else [path, run_dir.resolve().parent.parent / path]
+
+
+def judgment_offsets(run_dir: Path) -> dict[str, array[int]]:
+    """Per transcript id, where its judgment lines start in judgments.jsonl, in the order written: one
+    pass that keeps a few bytes per judgment, so a view can read one transcript's judgments at a time
+    (transcript_judgments) instead of holding every judgment of a large run."""
+    offsets: dict[str, array[int]] = {}
+    path = run_dir / JUDGMENTS
+    if not path.is_file():
+        return offsets
+    with path.open("rb") as handle:
+        position = 0
+        for number, raw in enumerate(handle, start=1):
+            if raw.endswith(b"\n") and raw.strip():  # a line cut short by a kill has no newline yet
+                offsets.setdefault(_transcript_id(raw, path, number), array("q")).append(position)
+            position += len(raw)
+    return offsets
+
+
+def _transcript_id(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return str(json.loads(raw)["transcript_id"])
+    except (ValueError, KeyError, TypeError):
+        raise ResultsError(f"{path}, line {number}: not a valid judgment (no transcript_id)") from None
+
+
+def transcript_judgments(run_dir: Path, offsets: array[int]) -> list[Judgment]:
+    """One transcript's judgments from the lines judgment_offsets found, the last written winning where
+    a key was re-judged, as load_judgments decides for the whole run."""
+    latest: dict[str, Judgment] = {}
+    with (run_dir / JUDGMENTS).open("rb") as handle:
+        for position in offsets:
+            handle.seek(position)
+            judgment = Judgment.model_validate_json(handle.readline())
+            latest.pop(judgment.key, None)
+            latest[judgment.key] = judgment
+    return list(latest.values())

@@ -1,11 +1,12 @@
-"""report.html: one self-contained page to read a run, from the headline figures down to every turn.
+"""report.html: the page to read a run, from the headline figures down to every turn.
 
 It renders the same analysis.summary.RunSummary as the terminal and summary.md (means, intervals,
 shares, counts and tones all come from it), plus the conversations (views.sessions) and charts
-(views.charts). Everything is inline (CSS and JS from views/templates, charts as SVG), so the file
-opens from disk, can be mailed or archived beside the run, and never reaches the network. The template
-autoescapes every value; the only raw HTML inserted is pre-escaped text or views.charts' SVG (its text
-escaped there).
+(views.charts). A small run is one self-contained file (CSS and JS inline, charts as SVG) that opens
+from disk, can be mailed or archived beside the run, and never reaches the network. A large one
+(views.pages) keeps the figures and a paginated, searchable index in report.html, and puts each
+transcript's conversation on its own page in report/ beside it. The templates autoescape every value;
+the only raw HTML inserted is pre-escaped text or views.charts' SVG (its text escaped there).
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from markupsafe import Markup
 
 from evaluator.analysis.stats import Estimate
 from evaluator.analysis.summary import Cell, RubricSummary, RunSummary, Tone, summarize
-from evaluator.models import STATUSES, Criterion, RunManifest
+from evaluator.models import STATUSES, Criterion, Judgment, RunManifest
 from evaluator.results import judged_transcripts
 from evaluator.rubrics import scale_summary
 from evaluator.store import write_atomic
 from evaluator.views import format as fmt
 from evaluator.views.charts import criterion_chart
-from evaluator.views.groups import report_groups
+from evaluator.views.groups import GroupsView, report_groups
+from evaluator.views.pages import PageContext, fits_one_file, remove_pages, write_pages
 from evaluator.views.sessions import SessionView, session_views
 from evaluator.views.summary import DIRECTION_ARROWS
+from evaluator.views.transcript_index import STATUS_LABELS, cell_note, transcript_index
 
 HTML_FILE = "report.html"
 PAGE_TEMPLATE = "report.html.j2"
-
-STATUS_LABELS = {"ok": "ok", "not_applicable": "n/a", "unscored": "unscored", "error": "error"}
+TRANSCRIPT_TEMPLATE = "transcript.html.j2"
 DIRECTION_TEXT = {
     "higher": "higher is better",
     "lower": "lower is better",
@@ -43,36 +45,85 @@ DIRECTION_TEXT = {
 
 
 def render_html(run_dir: Path, summary: RunSummary | None = None, by: Sequence[str] = ()) -> str:
-    """The whole report as one HTML document, from the run's summary (read from run_dir unless given);
-    `by` (metadata fields) adds the group sections, the forest plot and the group filter."""
+    """The whole report as one HTML document, every session inline, from the run's summary (read from
+    run_dir unless given); `by` (metadata fields) adds the group sections, the forest plot and the group
+    filter."""
     summary = summary or summarize(run_dir)
+    return _render_single(run_dir, summary, report_groups(summary.run, by) if by else None)
+
+
+def write_html_report(
+    run_dir: Path, summary: RunSummary | None = None, by: Sequence[str] = (), single_file: bool | None = None
+) -> Path:
+    """Write <run>/report.html atomically, so a reader never opens half a report: one file for a small
+    run, report.html plus report/ (a page per transcript) for a large one (views.pages.fits_one_file
+    decides unless `single_file` says)."""
+    summary = summary or summarize(run_dir)
+    grouping = report_groups(summary.run, by) if by else None
+    path = run_dir / HTML_FILE
+    if fits_one_file(summary) if single_file is None else single_file:
+        write_atomic(path, _render_single(run_dir, summary, grouping))
+        remove_pages(run_dir)
+        return path
+    transcripts, problems = judged_transcripts(summary.run)
+    header = _header_view(summary, run_dir)
+    template = _environment().get_template(TRANSCRIPT_TEMPLATE)
+
+    def render_page(page: PageContext) -> str:
+        return template.render(
+            **_common(header, grouping),
+            session=page.session,
+            filters=_filter_view(summary, page.judgments, []),
+            previous=page.previous,
+            next=page.next,
+        )
+
+    assets = {name: str(_asset(name)) for name in ("report.css", "report.js")}
+    links = write_pages(run_dir, summary, transcripts, problems, render_page, assets)
+    index = transcript_index(summary, list(links), links, grouping)
+    write_atomic(path, _render(summary, header, grouping, index=index, index_js=_asset("index.js")))
+    return path
+
+
+def _render_single(run_dir: Path, summary: RunSummary, grouping: GroupsView | None) -> str:
     transcripts, problems = judged_transcripts(summary.run)
     sessions = session_views(summary, transcripts, problems)
+    return _render(
+        summary,
+        _header_view(summary, run_dir),
+        grouping,
+        sessions=sessions,
+        filters=_filter_view(summary, summary.judgments, sessions),
+        session_ids={s.transcript_id: s.dom_id for s in sessions},
+        js=_asset("report.js"),
+    )
+
+
+def _render(summary: RunSummary, header: _HeaderView, grouping: GroupsView | None, **page: object) -> str:
+    """report.html: with `sessions` (single file) or with `index` (conversations on transcript pages)."""
+    context: dict[str, object] = {"sessions": [], "index": None, **page}
     return (
         _environment()
         .get_template(PAGE_TEMPLATE)
         .render(
+            **_common(header, grouping),
             css=_asset("report.css"),
-            js=_asset("report.js"),
-            header=_header_view(summary, run_dir),
             rubrics=[_rubric_view(rs) for rs in summary.rubrics],
-            sessions=sessions,
-            filters=_filter_view(summary, sessions),
-            session_ids={s.transcript_id: s.dom_id for s in sessions},
-            status_labels=STATUS_LABELS,
-            statuses=STATUSES,
-            arrows=DIRECTION_ARROWS,
-            direction_text=DIRECTION_TEXT,
-            grouping=report_groups(summary.run, by) if by else None,
+            **context,
         )
     )
 
 
-def write_html_report(run_dir: Path, summary: RunSummary | None = None, by: Sequence[str] = ()) -> Path:
-    """Write <run>/report.html atomically, so a reader never opens half a report."""
-    path = run_dir / HTML_FILE
-    write_atomic(path, render_html(run_dir, summary, by))
-    return path
+def _common(header: _HeaderView, grouping: GroupsView | None) -> dict[str, object]:
+    """What report.html and every transcript page render alike."""
+    return {
+        "header": header,
+        "grouping": grouping,
+        "status_labels": STATUS_LABELS,
+        "statuses": STATUSES,
+        "arrows": DIRECTION_ARROWS,
+        "direction_text": DIRECTION_TEXT,
+    }
 
 
 # --- rubric section -----------------------------------------------------------------------------
@@ -111,6 +162,16 @@ class _CriterionView:
     @property
     def share(self) -> str:
         return fmt.percent(self.cell.pass_share)
+
+    @property
+    def weighted(self) -> str | None:
+        """The mean of the logprob-weighted scores (`--logprobs`), where the endpoint returned them."""
+        return None if self.cell.weighted_mean is None else fmt.number(self.cell.weighted_mean)
+
+    @property
+    def consistency(self) -> str | None:
+        """Share of items whose samples all agree (`--samples N`), of those with two or more scored."""
+        return None if self.cell.self_consistency is None else fmt.percent(self.cell.self_consistency)
 
 
 @dataclass
@@ -154,12 +215,7 @@ def _rubric_view(rs: RubricSummary) -> _RubricView:
 
 def _table_cell(rs: RubricSummary, cell: Cell) -> _TableCell:
     counts = ", ".join(f"{cell.counts.get(s, 0)} {STATUS_LABELS[s]}" for s in STATUSES)
-    ok = cell.counts.get("ok", 0)
-    if ok:
-        note = f"n={ok}" + (f" · {fmt.percent(cell.pass_share)}" if cell.pass_share is not None else "")
-    else:
-        note = ", ".join(f"{n} {STATUS_LABELS[s]}" for s, n in cell.counts.items() if n) or "no items"
-    return _TableCell(fmt.number(cell.mean), note, rs.mean_tone(cell), counts)
+    return _TableCell(fmt.number(cell.mean), cell_note(cell), rs.mean_tone(cell), counts)
 
 
 # --- header ----------------------------------------------------------------------------------------
@@ -213,12 +269,18 @@ def _judge_rows(manifest: RunManifest) -> list[tuple[str, str]]:
         rows.append(("parameters", ", ".join(f"{k}={v}" for k, v in judge["parameters"].items())))
     if "checks" in judge:
         rows.append(("rule checks", str(len(judge["checks"]))))
-    rows += [("mode", manifest.mode), ("samples", str(manifest.samples))]
+    rows += [("mode", manifest.mode), ("samples", str(manifest.samples)), ("blind", _blind(manifest))]
     if manifest.samples > 1:
         rows.append(("aggregate", manifest.aggregate))
     if manifest.subset is not None:
         rows.append(("subset", manifest.subset.describe()))
     return rows
+
+
+def _blind(manifest: RunManifest) -> str:
+    if manifest.unblind:
+        return "no (--unblind): the judge saw transcript ids, file names and metadata"
+    return "yes: the judge saw no transcript id, file name or metadata"
 
 
 def _header_view(summary: RunSummary, run_dir: Path) -> _HeaderView:
@@ -256,9 +318,8 @@ def _value_key(value: str) -> tuple[bool, float, str]:
         return (True, 0.0, value)
 
 
-def _filter_view(summary: RunSummary, sessions: list[SessionView]) -> _FilterView:
-    """Options list only what the run holds, so every choice shows something."""
-    judgments = summary.judgments
+def _filter_view(summary: RunSummary, judgments: list[Judgment], sessions: list[SessionView]) -> _FilterView:
+    """Options list only what the judgments shown hold, so every choice shows something."""
     criteria = [
         (rs.rubric.title, [(f"{rs.rubric.id}:{c.id}", f"{c.name} ({c.id})") for c in rs.rubric.criteria])
         for rs in summary.rubrics

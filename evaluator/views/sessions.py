@@ -281,27 +281,42 @@ def _matches_judgments(transcript: Transcript, by_turn: dict[int, list[Judgment]
 
 def session_views(summary: RunSummary, transcripts: dict[str, Transcript], problems: list[str]) -> list[SessionView]:
     """Every session of the run, its judgments (each sample shown) beside the turns they rate."""
+    by_session: dict[str, list[Judgment]] = {t: [] for t in summary.manifest.transcripts}
+    for judgment in summary.judgments:
+        by_session.setdefault(judgment.transcript_id, []).append(judgment)
+    return [
+        session_view(number, summary, transcript_id, judgments, transcripts.get(transcript_id), problems)
+        for number, (transcript_id, judgments) in enumerate(by_session.items())
+    ]
+
+
+def session_view(
+    number: int,
+    summary: RunSummary,
+    transcript_id: str,
+    judgments: list[Judgment],
+    transcript: Transcript | None,
+    problems: list[str],
+) -> SessionView:
+    """One session (DOM ids prefixed `s<number>`): its turns, each with its judgments in the report's
+    rubric and criterion order, samples in order; `transcript` None when it could not be read."""
     order = _order(summary)
-    by_session: dict[str, dict[int, list[Judgment]]] = {t: defaultdict(list) for t in summary.manifest.transcripts}
-    ranked = sorted(summary.judgments, key=lambda j: (order.get((j.rubric_id, j.criterion_id), len(order)), j.sample))
+    by_turn: dict[int, list[Judgment]] = defaultdict(list)
+    ranked = sorted(judgments, key=lambda j: (order.get((j.rubric_id, j.criterion_id), len(order)), j.sample))
     for judgment in ranked:
         if (judgment.rubric_id, judgment.criterion_id) in order:
-            by_session.setdefault(judgment.transcript_id, defaultdict(list))[judgment.turn_index].append(judgment)
-    views = []
-    for number, (transcript_id, by_turn) in enumerate(by_session.items()):
-        transcript = transcripts.get(transcript_id)
-        notice = None
-        if transcript is None:
-            detail = "; ".join(problems) if problems else "no file read holds this transcript id"
-            notice = f"The transcript could not be read ({detail}): its judgments are shown without the conversation."
-        elif not _matches_judgments(transcript, by_turn):
-            notice = (
-                f"{transcript.source} changed since the run (judged turns are no longer therapist turns): "
-                "its judgments are shown without the conversation."
-            )
-            transcript = None
-        views.append(_session_view(number, summary, transcript_id, transcript, by_turn, notice))
-    return views
+            by_turn[judgment.turn_index].append(judgment)
+    notice = None
+    if transcript is None:
+        detail = "; ".join(problems) if problems else "no file read holds this transcript id"
+        notice = f"The transcript could not be read ({detail}): its judgments are shown without the conversation."
+    elif not _matches_judgments(transcript, by_turn):
+        notice = (
+            f"{transcript.source} changed since the run (judged turns are no longer therapist turns): "
+            "its judgments are shown without the conversation."
+        )
+        transcript = None
+    return _session_view(number, summary, transcript_id, transcript, by_turn, notice)
 
 
 def _session_view(

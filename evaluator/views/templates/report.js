@@ -22,7 +22,7 @@
   }
 
   function sessionShown(s) {
-    if (session.value && s.id !== session.value) return false;
+    if (session && session.value && s.id !== session.value) return false;  // none on a transcript page
     return !(group && group.value && s.dataset.group !== group.value);
   }
 
@@ -63,7 +63,8 @@
   criterion.addEventListener("change", () => { refreshScores(); apply(); });
   for (const control of [score, status, session, only, group]) if (control) control.addEventListener("change", apply);
   $("filter-reset").addEventListener("click", () => {
-    criterion.value = status.value = session.value = score.value = "";
+    criterion.value = status.value = score.value = "";
+    if (session) session.value = "";
     if (group) group.value = "";
     only.checked = false;
     refreshScores();
