@@ -42,6 +42,11 @@ class BatchQueue:
                 "and vLLM's run_batch instead)"
             ) from None
         except openai.APIStatusError as exc:
+            if exc.status_code == 413:
+                raise BatchApiError(
+                    f"{what}: the endpoint said 413, the file is larger than it accepts; submit again with a "
+                    "lower --max-file-mb (or --max-requests): the requests recorded so far are kept"
+                ) from None
             raise BatchApiError(f"{what}: the endpoint said {exc.status_code}: {self.redact(exc.message)}") from None
         except openai.APIConnectionError as exc:
             raise BatchApiError(

@@ -471,7 +471,7 @@ class FakeOpenAI:
         self.stop()
 
     async def _listen(self, port: int) -> web.AppRunner:
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # a batch file may be 200 MB
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         self.batches.add_routes(app)
