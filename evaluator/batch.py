@@ -14,6 +14,7 @@ criteria whose `applies_when` reads another criterion's verdict, once that verdi
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.batch_api import BatchQueue
-from evaluator.batch_files import Limits, Result, read_results, read_results_file, request_line, split
+from evaluator.batch_files import Limits, Result, Splitter, read_results, read_results_file, request_line
 from evaluator.batch_state import (
     ended,
     next_name,
@@ -46,6 +47,7 @@ from evaluator.models import (
     BatchCall,
     BatchRecord,
     BatchState,
+    BatchStatus,
     Criterion,
     Judgment,
     Message,
@@ -202,8 +204,8 @@ def open_run(run_dir: Path, settings: JudgeSettings | None = None, offline: bool
 
 @dataclass
 class Work:
-    calls: list[JudgeCall] = field(default_factory=list)
-    """New judge calls, ready to send."""
+    groups: list[list[JudgeRequest]] = field(default_factory=list)
+    """Requests ready to send, grouped into calls (rendered only when written, one file at a time)."""
     decided: list[Judgment] = field(default_factory=list)
     """Items recorded without a judge: rules said not applicable, or a prerequisite's verdict decided."""
     waiting: int = 0
@@ -259,16 +261,7 @@ def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
                         work.decided.append(judgment)
                         done[key] = judgment
                         open_items -= 1
-            for group in group_requests(ready, run.manifest.mode):
-                try:
-                    work.calls.append(make_call(run.renderer, group, run.manifest.mode))
-                except PromptError as exc:
-                    for request in group:
-                        judgment = judgment_for(
-                            request, name, status="error", error=f"the prompt could not be rendered: {exc}"
-                        )
-                        work.decided.append(judgment)
-                        done[request.item.key] = judgment
+            work.groups += group_requests(ready, run.manifest.mode)
             if open_items:
                 work.waiting += sum(
                     len(plan.stages[later]) * plan.samples
@@ -380,24 +373,69 @@ def _busy(run: BatchRun, state: BatchState) -> set[str]:
     return keys
 
 
-def _prepare(
-    run: BatchRun, state: BatchState, retry_failed: bool, writer: JudgmentWriter
-) -> tuple[list[tuple[BatchCall, bytes]], Submitted]:
-    """The request lines to send now: re-asks first, then new calls; cache hits are judged at once."""
+class _Files:
+    """Request lines gathered into batch files as they are made, each file written and recorded when the
+    limits close it (with no limits, for an export, one file)."""
+
+    def __init__(self, run: BatchRun, state: BatchState, limits: Limits | None, status: BatchStatus) -> None:
+        self.run, self.state, self.status = run, state, status
+        self.splitter = Splitter(limits) if limits is not None else None
+        self.records: list[BatchRecord] = []
+        self.lines: list[bytes] = []
+        self.calls: list[BatchCall] = []
+
+    def add(self, batch_call: BatchCall, line: bytes) -> None:
+        if self.splitter is not None and self.splitter.starts_file(line):
+            self.close()
+        self.lines.append(line)
+        self.calls.append(batch_call)
+
+    def close(self) -> None:
+        if not self.lines:
+            return
+        record = BatchRecord(
+            name=next_name(self.state),
+            status=self.status,
+            requests=len(self.lines),
+            judged_offset=judgments_size(self.run.run_dir),
+            created_at=now(),
+        )
+        write_batch_files(self.run.run_dir, record, self.lines, self.calls)
+        self.state.batches.append(record)
+        self.records.append(record)
+        self.lines, self.calls = [], []
+
+
+def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: JudgmentWriter, files: _Files) -> Submitted:
+    """Write the requests to send now into batch files: re-asks first, then new calls. Items the rules
+    decide, prompts that cannot be rendered and replies in the response cache are judged at once."""
     kept = RETRY_FAILED_KEEPS if retry_failed else RESUME_KEEPS_FAILED
     done = {j.key: j for j in load_judgments(run.run_dir) if j.status in kept}
     busy = _busy(run, state)
     in_flight = len(busy) - sum(len(c.keys) for c in state.reasks)
     work = plan_work(run, done, busy)
+    decided = len(work.decided)
     for judgment in work.decided:
         writer.append(judgment)
-    pending: list[tuple[BatchCall, JudgeCall]] = [(c, run.call_for(c.keys)) for c in state.reasks]
-    pending += [(BatchCall(custom_id=c.requests[0].item.key, keys=[r.item.key for r in c.requests]), c) for c in work.calls]
+    pending: deque[tuple[BatchCall, list[JudgeRequest] | JudgeCall]] = deque(
+        (c, [run.requests[k] for k in c.keys]) for c in state.reasks
+    )
+    pending += ((BatchCall(custom_id=g[0].item.key, keys=[r.item.key for r in g]), g) for g in work.groups)
     cache = _cache(run)
-    lines: list[tuple[BatchCall, bytes]] = []
-    hits = 0
+    sent = hits = 0
     while pending:
-        batch_call, call = pending.pop(0)
+        batch_call, group = pending.popleft()
+        try:
+            call = group if isinstance(group, JudgeCall) else make_call(run.renderer, group, run.manifest.mode)
+        except PromptError as exc:
+            for request in group if isinstance(group, list) else ():
+                writer.append(
+                    judgment_for(
+                        request, run.judge.name, status="error", error=f"the prompt could not be rendered: {exc}"
+                    )
+                )
+                decided += 1
+            continue
         if cache is not None and (raw := cache.get(_cache_key(run, call, batch_call))) is not None:
             hits += 1
             judgments, again = settle(run, batch_call, call, raw, from_cache=True)
@@ -406,32 +444,12 @@ def _prepare(
             if again is not None:
                 pending.append((again, call))
             continue
-        body = run.judge.request_body(call, _dicts(batch_call.reasks))
-        lines.append((batch_call, request_line(batch_call.custom_id, body)))
-    summary = Submitted([], len(lines), hits, len(work.decided), work.waiting, in_flight)
-    return lines, summary
-
-
-def _records(
-    run: BatchRun, state: BatchState, lines: list[tuple[BatchCall, bytes]], limits: Limits | None, status: str
-) -> list[BatchRecord]:
-    """Write the batch files and add their records (one per file the limits allow) to the state."""
-    records = []
-    offset = judgments_size(run.run_dir)
-    index = {line: call for call, line in lines}
-    chunks = split((line for _, line in lines), limits) if limits is not None else [[line for _, line in lines]]
-    for chunk in chunks if lines else []:
-        record = BatchRecord(
-            name=next_name(state),
-            status=status,  # type: ignore[arg-type]
-            requests=len(chunk),
-            judged_offset=offset,
-            created_at=now(),
+        files.add(
+            batch_call, request_line(batch_call.custom_id, run.judge.request_body(call, _dicts(batch_call.reasks)))
         )
-        write_batch_files(run.run_dir, record, chunk, [index[line] for line in chunk])
-        state.batches.append(record)
-        records.append(record)
-    return records
+        sent += 1
+    files.close()
+    return Submitted(files.records, sent, hits, decided, work.waiting, in_flight)
 
 
 async def _launch(run: BatchRun, state: BatchState, record: BatchRecord, queue: BatchQueue) -> None:
@@ -478,18 +496,17 @@ async def submit(
         if export is not None and exported:
             write_atomic(export, "".join(requests_path(run.run_dir, r).read_text("utf-8") for r in exported))
             return Submitted(exported, sum(r.requests for r in exported), 0, 0, state.waiting, 0)
+        files = _Files(run, state, None if export else limits, "exported" if export else "preparing")
         with JudgmentWriter(run.run_dir) as writer:
-            lines, summary = _prepare(run, state, retry_failed, writer)
+            summary = _prepare(run, state, retry_failed, writer, files)
         state.reasks = []
         state.waiting = summary.waiting
-        records = _records(run, state, lines, None if export else limits, "exported" if export else "preparing")
         write_state(run.run_dir, state)
         if export is not None:
-            write_atomic(export, "".join(requests_path(run.run_dir, r).read_text("utf-8") for r in records))
+            write_atomic(export, "".join(requests_path(run.run_dir, r).read_text("utf-8") for r in summary.batches))
         elif queue is not None:
-            for record in records:
+            for record in summary.batches:
                 await _launch(run, state, record, queue)
-        summary.batches = records
         _finish(run, 0.0)
         return summary
 
@@ -618,7 +635,7 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
                 writer.append(judgment)
         state.waiting = work.waiting
         write_state(run.run_dir, state)
-        total.ready = sum(len(c.requests) for c in work.calls) + sum(len(c.keys) for c in state.reasks)
+        total.ready = sum(len(g) for g in work.groups) + sum(len(c.keys) for c in state.reasks)
         total.waiting = work.waiting
         if run.judge.cache is not None:
             run.judge.cache.flush()

@@ -9,7 +9,7 @@ or `error: {code, message}`; order is not guaranteed. A provider caps a file at 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -49,25 +49,28 @@ def request_line(custom_id: str, body: dict[str, Any]) -> bytes:
     return orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
-def split(lines: Iterable[bytes], limits: Limits) -> list[list[bytes]]:
-    """Consecutive lines in files of at most `limits.requests` lines and `limits.bytes` bytes."""
-    files: list[list[bytes]] = []
-    current: list[bytes] = []
-    size = 0
-    for line in lines:
-        if len(line) > limits.bytes:
+class Splitter:
+    """Where a new file starts, decided line by line as the lines are made, so a run of any size holds
+    one file's lines at a time."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.count = 0
+        self.size = 0
+
+    def starts_file(self, line: bytes) -> bool:
+        """Whether `line` must open a new file (the current one would pass a limit); counts it in."""
+        if len(line) > self.limits.bytes:
             raise BatchFileError(
-                f"one request is {len(line):,} bytes, more than a batch file may hold ({limits.bytes:,}); "
+                f"one request is {len(line):,} bytes, more than a batch file may hold ({self.limits.bytes:,}); "
                 "judge fewer turns per call (--mode per-criterion) or lower the rubric's context"
             )
-        if current and (len(current) >= limits.requests or size + len(line) > limits.bytes):
-            files.append(current)
-            current, size = [], 0
-        current.append(line)
-        size += len(line)
-    if current:
-        files.append(current)
-    return files
+        new = self.count > 0 and (self.count >= self.limits.requests or self.size + len(line) > self.limits.bytes)
+        if new:
+            self.count = self.size = 0
+        self.count += 1
+        self.size += len(line)
+        return new
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.batch_files import ENDPOINT, Limits, read_results, request_line, split
+from evaluator.batch_files import ENDPOINT, BatchFileError, Limits, Splitter, read_results, request_line
 from evaluator.batch_state import read_state, write_state
 from evaluator.cli.main import main
 from evaluator.config import JudgeSettings, RunConfig
@@ -182,19 +182,30 @@ def test_the_request_file_is_the_documented_format_with_the_live_bodies(inputs, 
     assert all(line["method"] == "POST" and line["url"] == "/v1/chat/completions" for line in lines)
     ids = [line["custom_id"] for line in lines]
     assert len(ids) == len(set(ids))
-    assert {tuple(i.split("/")) [2:] for i in ids} >= {("1", "requested", "0"), ("1", "requested", "1")}
+    assert {tuple(i.split("/"))[2:] for i in ids} >= {("1", "requested", "0"), ("1", "requested", "1")}
     assert {json.dumps(line["body"], sort_keys=True) for line in lines} <= sent
     assert all(line["body"]["seed"] == int(line["custom_id"].rsplit("/", 1)[1]) for line in lines)
     assert all(line["body"]["response_format"]["json_schema"]["strict"] for line in lines)
 
 
+def _split(lines: list[bytes], limits: Limits) -> list[list[bytes]]:
+    splitter, files = Splitter(limits), [[]]
+    for line in lines:
+        if splitter.starts_file(line):
+            files.append([])
+        files[-1].append(line)
+    return files
+
+
 def test_limits_split_files_by_requests_and_bytes() -> None:
     lines = [request_line(f"id{n}", {"messages": [{"role": "user", "content": "x" * n}]}) for n in range(10)]
-    by_count = split(lines, Limits(requests=3))
+    by_count = _split(lines, Limits(requests=3))
     assert [len(f) for f in by_count] == [3, 3, 3, 1] and sum(by_count, []) == lines
     cap = len(lines[-1]) + len(lines[-2])
-    by_size = split(lines, Limits(bytes=cap))
+    by_size = _split(lines, Limits(bytes=cap))
     assert all(sum(map(len, f)) <= cap for f in by_size) and sum(by_size, []) == lines and len(by_size) > 3
+    with pytest.raises(BatchFileError, match="more than a batch file may hold"):
+        Splitter(Limits(bytes=10)).starts_file(lines[0])
 
 
 def test_a_bad_reply_is_unscored_with_its_reason_after_follow_up_batches(inputs, fake_server, capsys) -> None:
@@ -214,6 +225,7 @@ def test_a_bad_reply_is_unscored_with_its_reason_after_follow_up_batches(inputs,
 
 def test_a_re_ask_in_a_follow_up_batch_gets_a_grade(inputs, fake_server, capsys) -> None:
     """The first reply to each item is invalid, the re-ask valid: ok after 2 attempts, as the live judge."""
+
     def chooser(body: dict, n: int) -> str:
         return "malformed" if len(body["messages"]) == 2 else "valid"
 

@@ -117,9 +117,7 @@ async def _submit(args: argparse.Namespace, console: Console) -> int:
         raise CliError("batch submit sends calls to an LLM; --judge rules needs no queue: use `evaluator run`")
     if args.retry_failed and args.resume is None:
         raise CliError("--retry-failed goes with --resume RUN")
-    limits = Limits(
-        args.max_requests or MAX_REQUESTS, int(args.max_file_mb * 1e6) if args.max_file_mb else MAX_BYTES
-    )
+    limits = Limits(args.max_requests or MAX_REQUESTS, int(args.max_file_mb * 1e6) if args.max_file_mb else MAX_BYTES)
     offline = args.export is not None
     if args.resume is not None:
         run_dir = resolve_run(args.resume, args.output)
