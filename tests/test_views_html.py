@@ -26,6 +26,8 @@ from evaluator.models import Evidence, Judgment
 from evaluator.runner import run
 from evaluator.store import JUDGMENTS, MANIFEST, TRANSCRIPTS, load_judgments
 from evaluator.views.html import HTML_FILE, render_html, write_html_report
+from evaluator.views.pages import PAGES_DIR, SINGLE_FILE_SESSIONS
+from evaluator.views.transcript_index import PAGE_ROWS
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, sampled, write_run
 
@@ -52,10 +54,10 @@ Therapist: I'm glad. We can stay here as long as you need, there is no rush.
 HEADLINE = "pacing:slow_down_responsiveness"
 
 
-def _judge_run(transcripts: list[Path], output: Path) -> Path:
+def _judge_run(transcripts: list[Path], output: Path, rubrics: Path = REPO / "rubrics") -> Path:
     config = RunConfig(
         transcripts=transcripts,
-        rubrics=[REPO / "rubrics"],
+        rubrics=[rubrics],
         output=output,
         judge=JudgeSettings(kind="rules"),
         show_progress=False,
@@ -347,6 +349,37 @@ def test_the_report_is_written_into_the_run_folder(run_dir: Path, page_html: str
     assert not list(run_dir.glob(".*.tmp"))
 
 
+def test_a_small_run_is_one_file_with_every_session_inline(run_dir: Path, page_html: str) -> None:
+    assert not (run_dir / PAGES_DIR).exists()
+    for transcript_id in (IGNORING_SEED.stem, SLOWING_SEED.stem, HOSTILE_ID):
+        assert '<section class="session" id="' in page_html and f'data-transcript="{transcript_id}"' in page_html
+    assert 'id="transcript-rows"' not in page_html and "Self-contained" in page_html
+
+
+def test_the_header_says_whether_the_judge_was_blind(page_html: str, variant: Callable[..., str]) -> None:
+    assert "blind: the judge saw no transcript ids or metadata" in page_html and "unblind" not in page_html
+
+    def unblind(manifest: dict) -> None:
+        manifest["unblind"] = True
+
+    assert "unblind: the judge saw transcript ids and metadata" in variant(manifest=unblind)
+
+
+def test_cards_show_the_logprob_weighted_mean_and_self_consistency(tmp_path: Path) -> None:
+    judgments = [*sampled("a", 1, [4, 4]), *sampled("a", 3, [2, 3]), *sampled("b", 1, [5, 5])]
+    for j, weighted in zip(judgments, [4.2, 3.8, 2.6, 2.4, 4.9, 5.0]):
+        j.weighted_score = weighted
+    run_dir = write_run(tmp_path, "sampled", make_rubric(LIKERT), judgments, samples=2, aggregate="mean")
+    card = _cards(render_html(run_dir))["synthetic:honours_request"]
+    cell = summarize(run_dir).rubrics[0].overall["honours_request"]
+    assert cell.self_consistency == 2 / 3 and cell.weighted_mean is not None
+    assert '<dd class="consistency">67% <span class="n">of 3 items</span>' in card
+    assert f'<dd class="weighted">{cell.weighted_mean:.2f} ' in card
+    plain = _cards(render_html(write_run(tmp_path, "plain", make_rubric(LIKERT), [judgment("a", 1, 4.0)])))
+    card = plain["synthetic:honours_request"]
+    assert "self-consistent" not in card and "logprob" not in card
+
+
 # --- the page in a real browser ------------------------------------------------------------------
 
 
@@ -448,3 +481,155 @@ def test_write_docs_screenshot(seeds_report: Path, browser) -> None:
     DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=DOCS_SCREENSHOT)
     assert DOCS_SCREENSHOT.stat().st_size > 10_000
+
+
+# --- a large run: report.html with an index, a page per transcript ------------------------------------
+
+LARGE_SESSIONS = PAGE_ROWS + 20  # more than one page of the index, and more than one file holds
+ODD_ID = "site 3/<b>odd</b> ü"
+LARGE_RUBRIC = """id: large
+title: Large run
+criteria:
+  - id: checks_in
+    name: Checks in
+    check: checks_in
+    question: Does the turn check in?
+    scale: {type: binary, "yes": "it does", "no": "it does not"}
+  - id: question_count
+    name: Questions
+    check: question_count
+    question: How many questions?
+    scale: {type: count, unit: questions}
+"""
+
+
+def _large_id(number: int) -> str:
+    return ODD_ID if number == 7 else f"case-{number:03d}"
+
+
+@pytest.fixture(scope="module")
+def large_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LARGE_SESSIONS sessions of two therapist turns in two arms, judged by the rules judge; report
+    written with `--by arm` over a report written before (so its folder is replaced)."""
+    folder = tmp_path_factory.mktemp("large-report")
+    assert LARGE_SESSIONS > SINGLE_FILE_SESSIONS
+    records = []
+    for n in range(LARGE_SESSIONS):
+        pace = "How is this pace for you?" if n % 3 else "Let us try a breathing exercise. Ready? Now?"
+        messages = [
+            {"role": "user", "content": f"Session {n}: it is too much, can we slow down?"},
+            {"role": "assistant", "content": f"Yes, we can slow down. {pace}"},
+            {"role": "user", "content": "Thank you."},
+            {"role": "assistant", "content": "Take your time, is this pace all right?"},
+        ]
+        arm = "treatment" if n % 2 else "control"
+        records.append(json.dumps({"id": _large_id(n), "arm": arm, "messages": messages}))
+    sessions = folder / "sessions.jsonl"
+    sessions.write_text("\n".join(records) + "\n", encoding="utf-8")
+    rubric = folder / "large.yaml"
+    rubric.write_text(LARGE_RUBRIC, encoding="utf-8")
+    run_dir = _judge_run([sessions], folder / "results", rubrics=rubric)
+    write_html_report(run_dir)
+    (run_dir / PAGES_DIR / "stale.html").write_text("from an earlier report")
+    write_html_report(run_dir, by=["arm"])
+    return run_dir
+
+
+def _index_rows(report: str) -> list[list]:
+    data = re.search(r'<script type="application/json" id="transcript-rows">(.*?)</script>', report, re.DOTALL)
+    assert data is not None
+    return json.loads(data.group(1))["rows"]
+
+
+def _hrefs(text: str) -> list[str]:
+    return [html.unescape(h) for h in re.findall(r'(?:href|src)="([^"#]*)(?:#[^"]*)?"', text) if h]
+
+
+def test_a_large_run_writes_a_small_report_and_a_page_per_transcript(large_run: Path) -> None:
+    report = (large_run / HTML_FILE).read_text(encoding="utf-8")
+    pages = sorted((large_run / PAGES_DIR).glob("*.html"))
+    judgments = load_judgments(large_run)
+    assert len(pages) == LARGE_SESSIONS and not (large_run / PAGES_DIR / "stale.html").exists()
+    assert '<div class="judgment ' not in report and '<section class="session"' not in report
+    assert len(report) < sum(p.stat().st_size for p in pages) / 10
+    assert 'id="groups"' in report and len(_cards(report)) == 2  # the figures stay in report.html
+    rows = _index_rows(report)
+    assert [r[0] for r in rows] == [_large_id(n) for n in range(LARGE_SESSIONS)]
+    assert {r[3][0] for r in rows} == {"control", "treatment"} and all(r[4][0] == 4 for r in rows)
+    for row in rows:
+        page = (large_run / row[1]).read_text(encoding="utf-8")
+        mine = [j for j in judgments if j.transcript_id == row[0]]
+        assert page.count('<div class="judgment ') == len(mine) == 4
+        assert f'data-transcript="{html.escape(row[0])}"' in page
+    assert not list(large_run.glob(f".{PAGES_DIR}*")) and not list(large_run.glob(".*.tmp"))
+
+
+def test_every_link_of_a_large_report_resolves_to_a_file(large_run: Path) -> None:
+    report = large_run / HTML_FILE
+    targets = [(report, href) for href in _hrefs(report.read_text(encoding="utf-8"))]
+    targets += [(report, row[1]) for row in _index_rows(report.read_text(encoding="utf-8"))]
+    for page in (large_run / PAGES_DIR).glob("*.html"):
+        targets += [(page, href) for href in _hrefs(page.read_text(encoding="utf-8"))]
+    assert len(targets) > 4 * LARGE_SESSIONS
+    for source, href in targets:
+        assert "://" not in href and not href.startswith("/"), (source.name, href)
+        assert (source.parent / href).is_file(), (source.name, href)
+
+
+def test_an_odd_transcript_id_is_escaped_in_the_index_and_its_page(large_run: Path) -> None:
+    report = (large_run / HTML_FILE).read_text(encoding="utf-8")
+    assert "<b>odd</b>" not in report and "\\u003cb\\u003eodd" in report
+    row = next(r for r in _index_rows(report) if r[0] == ODD_ID)
+    assert re.fullmatch(r"report/\d{5}-[A-Za-z0-9_-]+\.html", row[1])
+    assert "&lt;b&gt;odd&lt;/b&gt; ü" in (large_run / row[1]).read_text(encoding="utf-8")
+
+
+def test_a_small_report_over_a_large_one_removes_its_pages(large_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(large_run, copy)
+    text = write_html_report(copy, single_file=True).read_text(encoding="utf-8")
+    assert not (copy / PAGES_DIR).exists() and text.count('<section class="session"') == LARGE_SESSIONS
+
+
+def _index_ids(page, index: str) -> list[str]:
+    return page.eval_on_selector_all(f"#{index} tbody tr", "rows => rows.map(r => r.dataset.transcript)")
+
+
+def test_the_index_pages_searches_and_sorts_in_a_browser(browser, large_run: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto((large_run / HTML_FILE).resolve().as_uri())
+    ids = [_large_id(n) for n in range(LARGE_SESSIONS)]
+
+    assert _index_ids(page, "transcript-index") == ids[:PAGE_ROWS]
+    assert page.locator("#transcript-index .tindex-prev").is_disabled()
+    page.click("#transcript-index .tindex-next")
+    assert _index_ids(page, "transcript-index") == ids[PAGE_ROWS:]
+    assert page.locator("#transcript-index .tindex-next").is_disabled()
+
+    page.fill("#transcript-index .tindex-search", "case-04")
+    assert _index_ids(page, "transcript-index") == [f"case-{n:03d}" for n in range(40, 50)]
+    page.fill("#transcript-index .tindex-search", "treatment case-1")
+    assert _index_ids(page, "transcript-index") == [f"case-{n:03d}" for n in range(100, LARGE_SESSIONS) if n % 2]
+    assert "of 120" in page.locator("#transcript-index .tindex-info").inner_text()
+
+    rubric_index = "rubric-large-index"  # sort by mean questions, highest first: sessions asking 3 then 1
+    page.click(f"#{rubric_index} thead th:last-child button")
+    page.click(f"#{rubric_index} thead th:last-child button")
+    first = _index_ids(page, rubric_index)
+    assert first[:40] == [i for n, i in enumerate(ids) if n % 3 == 0][:40]
+
+    page.fill("#transcript-index .tindex-search", "")
+    page.click('#transcript-index tbody tr[data-transcript="case-000"] a')
+    page.wait_for_load_state()
+    assert page.locator("#transcript-id").inner_text() == "case-000"
+    assert page.locator(".session .turn").count() == 4 and page.locator(".judgment").count() == 4
+    marks = page.locator(".turn .bubble mark.evidence")
+    assert marks.count() >= 2 and "is this pace all right?" in " ".join(marks.all_inner_texts())
+    page.select_option("#filter-criterion", "large:checks_in")
+    assert {d["criterion"] for d in _visible(page, ".judgment")} == {"checks_in"}
+    page.click("#next")
+    assert page.locator("#transcript-id").inner_text() == "case-001"
+    assert problems == []
