@@ -8,6 +8,7 @@ completed), and
     server.batches.lines_per_step = 1        # lines run per retrieve while in progress (None: all at once)
     server.batches.expire_after = {0: 2}     # batch 0 (creation order) runs 2 lines, then expires
     server.batches.fail_create = 1           # the next create is refused (a submit stopped half way)
+    server.batches.refuse = {0}              # batch 0 fails validation, as a batch with a bad line does
 
 A cancelled batch keeps the lines it ran; an expired one lists the rest in its error file as
 `batch_expired`; a line the server refuses (429, 500, 400) goes to the error file with its status.
@@ -38,6 +39,7 @@ class FakeBatches:
         self.lines_per_step: int | None = None
         self.expire_after: dict[int, int] = {}
         self.fail_create = 0
+        self.refuse: set[int] = set()
         self._lines: dict[str, list[dict[str, Any]]] = {}
         self._results: dict[str, list[tuple[dict[str, Any], int, Any]]] = {}
         self._problems: dict[str, list[dict[str, Any]]] = {}
@@ -165,6 +167,10 @@ class FakeBatches:
         batch = self.batches[batch_id]
         status = batch["status"]
         if status == "validating":
+            if batch["ordinal"] in self.refuse:
+                self._problems[batch_id].append(
+                    {"code": "invalid_request", "message": "The batch was refused (scripted).", "line": 1}
+                )
             if self._problems[batch_id]:
                 batch["status"], batch["errors"] = "failed", {"object": "list", "data": self._problems[batch_id]}
                 return

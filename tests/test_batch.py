@@ -154,6 +154,8 @@ def test_a_batch_run_ends_with_the_judgments_of_a_live_run(inputs, fake_server, 
     submitted_first = {k for b in state.batches for k in _keys(run_dir, b)}
     assert not any("/honours/" in k for k in submitted_first)  # the dependent stage waits
     assert state.waiting > 0 and "wait for a prerequisite's verdict" in out
+    code, out = cli(capsys, "batch", "status", run_dir)
+    assert code == 0 and "in_progress" in out and f"{state.waiting} item(s) wait for a prerequisite" in out
     drive(capsys, run_dir)
     judgments = load_judgments(run_dir)
     assert verdicts(judgments) == live
@@ -296,6 +298,20 @@ def test_an_expired_batch_keeps_its_finished_lines_and_the_rest_is_sent_again(in
     assert verdicts(load_judgments(run_dir)) == {
         k: v for k, v in live_verdicts(inputs, fake_server()).items() if "/length/" in k
     }
+
+
+def test_a_batch_that_fails_validation_shows_why_and_its_items_are_sent_again(inputs, fake_server, capsys) -> None:
+    server = fake_server()
+    server.batches.refuse = {0}
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    code, out = cli(capsys, "batch", "status", run_dir)
+    assert code == 0 and "failed" in out and "invalid_request: The batch was refused (scripted). (line 1)" in out
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert "Collected 1 batch(es): 0 judgment(s) written" in out and "are ready for a follow-up batch" in out
+    drive(capsys, run_dir)
+    planned = read_manifest(run_dir).items_planned
+    assert len(written_keys(run_dir)) == planned == len(batch_lines(server))
 
 
 def test_cancel_keeps_what_ran_and_the_rest_is_sent_again(inputs, fake_server, capsys) -> None:
