@@ -107,17 +107,19 @@ class BatchRun:
                         request = plan.request(criterion, sample)
                         self.requests[request.item.key] = request
 
-    def call_for(self, keys: Iterable[str]) -> JudgeCall:
-        """The judge call for recorded item keys, rendered again: templates and rubrics are unchanged
-        (check_resumable said so), so the messages are those that were sent."""
+    def requests_for(self, keys: Iterable[str]) -> list[JudgeRequest]:
         try:
-            requests = [self.requests[key] for key in keys]
+            return [self.requests[key] for key in keys]
         except KeyError as exc:
             raise RunError(
                 f"{self.run_dir}: item {exc.args[0]} of a recorded batch is not in the run's plan any more; "
                 "were its transcripts or rubrics moved? Restore them, or start a new run"
             ) from None
-        return make_call(self.renderer, requests, self.manifest.mode)
+
+    def call_for(self, keys: Iterable[str]) -> JudgeCall:
+        """The judge call for recorded item keys, rendered again: templates and rubrics are unchanged
+        (check_resumable said so), so the messages are those that were sent."""
+        return make_call(self.renderer, self.requests_for(keys), self.manifest.mode)
 
     async def aclose(self) -> None:
         await self.judge.aclose()
@@ -418,7 +420,7 @@ def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: Judgm
     for judgment in work.decided:
         writer.append(judgment)
     pending: deque[tuple[BatchCall, list[JudgeRequest] | JudgeCall]] = deque(
-        (c, [run.requests[k] for k in c.keys]) for c in state.reasks
+        (c, run.requests_for(c.keys)) for c in state.reasks
     )
     pending += ((BatchCall(custom_id=g[0].item.key, keys=[r.item.key for r in g]), g) for g in work.groups)
     cache = _cache(run)
