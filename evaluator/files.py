@@ -196,10 +196,40 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def load_yaml(path: str | Path, text: str, loader: type[BoundedLoader] = BoundedLoader) -> Any:
-    """Parse YAML text read from `path`; a syntax or size problem is an InputFileError naming the line."""
+_LIBYAML_LOADERS: dict[type[BoundedLoader], type[BoundedLoader]] = {}
+
+
+def with_libyaml(loader: type[BoundedLoader]) -> type[BoundedLoader]:
+    """The loader with libyaml scanning and parsing the text into events (about ten times faster than
+    PyYAML's Python scanner), while the bounded composer above still builds every node from those
+    events, so each limit holds as before; the loader itself where PyYAML was built without libyaml."""
+    if loader in _LIBYAML_LOADERS:
+        return _LIBYAML_LOADERS[loader]
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader)
+        from yaml._yaml import CParser
+    except ImportError:
+        _LIBYAML_LOADERS[loader] = loader
+        return loader
+
+    def __init__(self: Any, stream: str) -> None:
+        CParser.__init__(self, stream)
+        loader.__init__(self, stream)  # the Python reader still refuses what YAML calls unprintable
+
+    composer = yaml.composer.Composer  # CParser composes in C, without the bounds: its node methods are not used
+    methods = {name: getattr(composer, name) for name in ("check_node", "get_node", "get_single_node")}
+    _LIBYAML_LOADERS[loader] = type(f"LibYaml{loader.__name__}", (CParser, loader), {"__init__": __init__, **methods})
+    return _LIBYAML_LOADERS[loader]
+
+
+def load_yaml(path: str | Path, text: str, loader: type[BoundedLoader] = BoundedLoader) -> Any:
+    """Parse YAML text read from `path`; a syntax or size problem is an InputFileError naming the line.
+    libyaml reads a valid file as PyYAML does, but words some refusals its own way (or refuses what PyYAML
+    reads): a file it refuses is read again by the Python loader alone, whose message or result stands."""
+    try:
+        try:
+            return yaml.load(text, Loader=with_libyaml(loader))  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError:
+            return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -80,3 +80,28 @@ def test_a_rules_run_loads_only_numpy_of_the_heavy_ones(tmp_path: Path) -> None:
         f"with contextlib.redirect_stdout(io.StringIO()):\n    main(['run', *{argv!r}, '--output', {str(tmp_path)!r}])"
     )
     assert _loaded_after(code) & set(HEAVY) <= {"numpy"}
+
+
+def test_yaml_is_parsed_by_libyaml_and_still_composed_within_the_bounds() -> None:
+    """Rubrics parse through libyaml (a tenth of PyYAML's time), but the nodes are still built by the
+    bounded composer: an alias bomb, a recursive alias and deep nesting are refused by the fast loader
+    itself, with the message the Python loader gives, not by its fallback."""
+    import yaml
+
+    from evaluator.files import BoundedLoader, YamlBoundsError, with_libyaml
+    from evaluator.rubrics import load_rubrics
+
+    fast = with_libyaml(BoundedLoader)
+    assert fast is not BoundedLoader and issubclass(fast, BoundedLoader)
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 6)
+    )
+    cases = [(bomb, "expands to more than"), ("a: &a [1, *a]\n", "refers to a node that contains it")]
+    cases.append(("x: " + "[" * 100 + "]" * 100 + "\n", "nested more than 64 levels deep"))
+    for text, problem in cases:
+        with pytest.raises(YamlBoundsError, match=problem):
+            yaml.load(text, Loader=fast)  # noqa: S506 (a SafeLoader)
+    repo = Path(__file__).resolve().parent.parent
+    for rubric in load_rubrics([repo / "rubrics"]):
+        text = Path(rubric.source).read_text()
+        assert yaml.load(text, Loader=with_libyaml(BoundedLoader)) == yaml.load(text, Loader=BoundedLoader)  # noqa: S506
