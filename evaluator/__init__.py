@@ -1,8 +1,8 @@
 """therapist-evaluator: judge every therapist turn of therapy transcripts against YAML rubrics.
 
 The functions a notebook needs are here; the `evaluator` command calls the same ones. They load on
-first use (PEP 562), so `import evaluator.cli` and `evaluator --help` do not pay for pandas, numpy,
-scipy and matplotlib, which only some commands need.
+first use (PEP 562), so `import evaluator.cli` and `evaluator --help` do not pay for pydantic, pandas,
+numpy and scipy, which only some commands need.
 """
 
 from __future__ import annotations

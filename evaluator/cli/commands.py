@@ -1,7 +1,7 @@
 """What each command does: parse nothing, print results; the same functions a notebook would call.
 
-The analysis and report modules (numpy, scipy, sklearn, pandas, matplotlib) are imported inside the
-commands that use them, so the other commands start fast.
+What only some commands need (the analysis and report modules with numpy, scipy, sklearn and pandas; the
+dry-run estimate; the response cache) is imported inside those commands, so the others start fast.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, read_option
 from evaluator.cli.rubrics_command import cmd_rubrics
 from evaluator.cli.subsets import cmd_render, print_subset_note
 from evaluator.cli.watch_command import cmd_runs, cmd_watch
-from evaluator.estimate import dry_run, print_dry_run
-from evaluator.judges.cache import ResponseCache
 from evaluator.models import Rubric
 from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import ReadOptions, TranscriptError
@@ -35,6 +33,8 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     resume = resolve_run(args.resume, args.output) if args.resume is not None else None
     config = run_config(args, resume)
     if args.dry_run:
+        from evaluator.estimate import dry_run, print_dry_run
+
         estimate = await dry_run(config)
         print_subset_note(estimate.subset, console)
         print_dry_run(estimate, console)
@@ -132,6 +132,8 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from evaluator.judges.cache import ResponseCache
+
     if not args.cache.exists():
         console.print(f"{args.cache}: no cache yet", markup=False, highlight=False)
         return EXIT_OK
