@@ -95,10 +95,14 @@ class RubricSummary:
     by_transcript: dict[str, dict[str, Cell]]
     reasons: dict[str, str | None] = field(default_factory=dict)
     """Per criterion, the most common reason its items were not scored (None when all were, or none given)."""
+    _tops: dict[str, float | None] = field(default_factory=dict, repr=False, compare=False)
 
     def top(self, criterion_id: str) -> float | None:
-        """The largest score given: the end of a count scale that has no maximum, for tones."""
-        return max(self.overall[criterion_id].scores, default=None)
+        """The largest score given: the end of a count scale that has no maximum, for tones. Worked out once
+        per criterion: a report tones every judgment and every transcript's mean with it."""
+        if criterion_id not in self._tops:
+            self._tops[criterion_id] = max(self.overall[criterion_id].scores, default=None)
+        return self._tops[criterion_id]
 
     def score_tone(self, criterion: Criterion, score: float | None) -> Tone:
         return score_tone(criterion, score, self.top(criterion.id))

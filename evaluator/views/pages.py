@@ -21,7 +21,7 @@ from pathlib import Path
 from evaluator.analysis.summary import RunSummary
 from evaluator.models import Judgment, Transcript
 from evaluator.results import judgment_offsets, transcript_judgments
-from evaluator.views.sessions import SessionView, session_view
+from evaluator.views.sessions import SessionView, session_layout, session_view
 
 PAGES_DIR = "report"
 SINGLE_FILE_SESSIONS = 50
@@ -71,6 +71,7 @@ def write_pages(
     offsets = judgment_offsets(run_dir)
     ids = transcript_ids(summary, offsets)
     names = [page_name(number, tid) for number, tid in enumerate(ids)]
+    layout = session_layout(summary)
     target = run_dir / PAGES_DIR
     building = Path(tempfile.mkdtemp(prefix=f".{PAGES_DIR}.", dir=run_dir))
     try:
@@ -79,7 +80,7 @@ def write_pages(
         for number, transcript_id in enumerate(ids):
             found = offsets.get(transcript_id)
             judgments = transcript_judgments(run_dir, found) if found is not None else []
-            view = session_view(number, summary, transcript_id, judgments, transcripts.get(transcript_id), problems)
+            view = session_view(number, layout, transcript_id, judgments, transcripts.get(transcript_id), problems)
             previous = names[number - 1] if number else None
             following = names[number + 1] if number + 1 < len(names) else None
             page = render(PageContext(view, judgments, previous, following))

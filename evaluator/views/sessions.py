@@ -216,19 +216,34 @@ def _judgment_text(judgment: Judgment) -> str:
     return judgment.rationale
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What every session of a run is laid out by, worked out once per report, not once per session."""
+
+    summary: RunSummary
+    order: dict[tuple[str, str], int]
+    """Judgments beside a turn follow the report's rubric and criterion order."""
+    rubrics: dict[str, RubricSummary]
+
+
+def session_layout(summary: RunSummary) -> Layout:
+    keys = [(rs.rubric.id, c.id) for rs in summary.rubrics for c in rs.rubric.criteria]
+    return Layout(summary, {key: i for i, key in enumerate(keys)}, {rs.rubric.id: rs for rs in summary.rubrics})
+
+
 class _SessionBuilder:
     """Lays one session out as turns with their judgments beside them, collecting evidence highlights."""
 
-    def __init__(self, number: int, summary: RunSummary, transcript: Transcript | None) -> None:
+    def __init__(self, number: int, layout: Layout, transcript: Transcript | None) -> None:
         self.prefix = f"s{number}"
         self.transcript = transcript
         self.finder = _Finder(transcript) if transcript is not None else None
-        self.rubrics: dict[str, RubricSummary] = {rs.rubric.id: rs for rs in summary.rubrics}
+        self.layout = layout
         self.spans: dict[int, list[Span]] = defaultdict(list)
         self.count = 0
 
     def judgment_view(self, judgment: Judgment) -> JudgmentView:
-        rs = self.rubrics[judgment.rubric_id]
+        rs = self.layout.rubrics[judgment.rubric_id]
         criterion = rs.rubric.criterion(judgment.criterion_id)
         self.count += 1
         dom_id = f"{self.prefix}-t{judgment.turn_index}-j{self.count}"
@@ -268,12 +283,6 @@ class _SessionBuilder:
         return f"{self.prefix}-t{index}"
 
 
-def _order(summary: RunSummary) -> dict[tuple[str, str], int]:
-    """Judgments beside a turn follow the report's rubric and criterion order."""
-    keys = [(rs.rubric.id, c.id) for rs in summary.rubrics for c in rs.rubric.criteria]
-    return {key: i for i, key in enumerate(keys)}
-
-
 def _matches_judgments(transcript: Transcript, by_turn: dict[int, list[Judgment]]) -> bool:
     """A transcript edited since the run no longer has therapist turns where the judgments say."""
     return all(i < len(transcript.turns) and transcript.turns[i].speaker == "therapist" for i in by_turn)
@@ -284,15 +293,16 @@ def session_views(summary: RunSummary, transcripts: dict[str, Transcript], probl
     by_session: dict[str, list[Judgment]] = {t: [] for t in summary.manifest.transcripts}
     for judgment in summary.judgments:
         by_session.setdefault(judgment.transcript_id, []).append(judgment)
+    layout = session_layout(summary)
     return [
-        session_view(number, summary, transcript_id, judgments, transcripts.get(transcript_id), problems)
+        session_view(number, layout, transcript_id, judgments, transcripts.get(transcript_id), problems)
         for number, (transcript_id, judgments) in enumerate(by_session.items())
     ]
 
 
 def session_view(
     number: int,
-    summary: RunSummary,
+    layout: Layout,
     transcript_id: str,
     judgments: list[Judgment],
     transcript: Transcript | None,
@@ -300,7 +310,7 @@ def session_view(
 ) -> SessionView:
     """One session (DOM ids prefixed `s<number>`): its turns, each with its judgments in the report's
     rubric and criterion order, samples in order; `transcript` None when it could not be read."""
-    order = _order(summary)
+    order = layout.order
     by_turn: dict[int, list[Judgment]] = defaultdict(list)
     ranked = sorted(judgments, key=lambda j: (order.get((j.rubric_id, j.criterion_id), len(order)), j.sample))
     for judgment in ranked:
@@ -316,18 +326,18 @@ def session_view(
             "its judgments are shown without the conversation."
         )
         transcript = None
-    return _session_view(number, summary, transcript_id, transcript, by_turn, notice)
+    return _session_view(number, layout, transcript_id, transcript, by_turn, notice)
 
 
 def _session_view(
     number: int,
-    summary: RunSummary,
+    layout: Layout,
     transcript_id: str,
     transcript: Transcript | None,
     by_turn: dict[int, list[Judgment]],
     notice: str | None,
 ) -> SessionView:
-    builder = _SessionBuilder(number, summary, transcript)
+    builder = _SessionBuilder(number, layout, transcript)
     counts = Counter(j.status for js in by_turn.values() for j in js)
     grouped = {index: builder.grouped(js) for index, js in sorted(by_turn.items())}
     if transcript is None:
@@ -344,7 +354,7 @@ def _session_view(
             )
             for t in transcript.turns
         ]
-    metadata = {k: str(v) for k, v in summary.manifest.transcript_metadata.get(transcript_id, {}).items()}
+    metadata = {k: str(v) for k, v in layout.summary.manifest.transcript_metadata.get(transcript_id, {}).items()}
     return SessionView(
         f"s{number}",
         transcript_id,
