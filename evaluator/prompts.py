@@ -17,7 +17,9 @@ from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any, Callable, Sequence
 
+import jinja2
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
+from jinja2.bccache import Bucket, FileSystemBytecodeCache
 from jinja2.environment import Environment
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
@@ -33,6 +35,7 @@ SESSION_VARIABLES = frozenset(
 )
 TURNS_TEMPLATE = "_conversation.j2"
 TURNS_CACHE_SIZE = 4096
+DUMPS_CACHE_SIZE = 1024
 MODE_TEMPLATES: dict[JudgeMode, str] = {
     "per-criterion": "per_criterion.j2",
     "per-turn": "per_turn.j2",
@@ -75,6 +78,83 @@ def _mtime(filename: str) -> float | None:
         return None
 
 
+# What an Environment's compiled code depends on besides the template source (Jinja's own cache keys
+# only the template's name, file and source): a sandboxed environment compiles different code.
+_COMPILE_OPTIONS = (
+    "block_start_string",
+    "block_end_string",
+    "variable_start_string",
+    "variable_end_string",
+    "comment_start_string",
+    "comment_end_string",
+    "line_statement_prefix",
+    "line_comment_prefix",
+    "trim_blocks",
+    "lstrip_blocks",
+    "newline_sequence",
+    "keep_trailing_newline",
+    "optimized",
+    "is_async",
+    "autoescape",
+    "finalize",
+    "intercepted_binops",
+    "intercepted_unops",
+)
+
+
+def _compile_fingerprint(env: Environment) -> str:
+    def stable(value: Any) -> str:
+        if isinstance(value, (frozenset, set)):
+            return repr(sorted(value))
+        return str(getattr(value, "__qualname__", value))  # a function's repr holds its address
+
+    parts = [jinja2.__version__, f"{type(env).__module__}.{type(env).__qualname__}"]
+    parts += [f"{name}={stable(getattr(env, name, None))}" for name in _COMPILE_OPTIONS]
+    parts += [",".join(sorted(env.extensions)), ",".join(sorted(env.filters)), ",".join(sorted(env.tests))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+class _CompiledTemplates(FileSystemBytecodeCache):
+    """Compiled code of the templates under one folder, kept across runs in Jinja's per-user temporary
+    folder (created 0700 and refused if another user owns it), so a run does not compile the same
+    templates again. Safe to reuse because a file is named by the environment's compile options and the
+    template's path, and Jinja loads it only if the template's source still has the checksum it was compiled
+    from: an edited template compiles afresh. Templates outside the folder (a rubric's own) are never kept,
+    so temporary rubric folders leave nothing behind, and a cache that cannot be read or written is skipped."""
+
+    def __init__(self, env: Environment, root: Path) -> None:
+        super().__init__(pattern=f"__evaluator_{_compile_fingerprint(env)}_%s.cache")
+        self.root = root.resolve()
+
+    def get_bucket(self, environment: Environment, name: str, filename: str | None, source: str) -> Bucket:
+        if filename is None or not Path(filename).resolve().is_relative_to(self.root):
+            return Bucket(environment, "", "")  # an empty key: load_bytecode and dump_bytecode skip it
+        return super().get_bucket(environment, name, filename, source)
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 (a damaged file: compile as if it were not there)
+                bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:
+                pass
+
+
+def keep_compiled_templates(env: Environment, root: Path) -> None:
+    """Reuse the compiled code of `env`'s templates under `root` across runs (see _CompiledTemplates); call
+    once the environment has its filters. Without a safe per-user temporary folder, templates compile as before."""
+    try:
+        env.bytecode_cache = _CompiledTemplates(env, root)
+    except (OSError, RuntimeError):
+        env.bytecode_cache = None
+
+
 def bundled_prompts_dir() -> Path:
     """prompts/ of a source checkout, or the copy packed into the wheel."""
     packed = Path(str(resources.files("evaluator"))) / "_bundled" / "prompts"
@@ -98,6 +178,7 @@ class PromptRenderer:
         self._environments: dict[Path, SandboxedEnvironment] = {}
         self._hashes: dict[tuple[Path, str], str] = {}
         self._shared_systems: dict[tuple[Path, str], bool] = {}
+        self._trees: dict[tuple[Path, str], tuple[str, nodes.Template]] = {}
 
     def _environment(self, rubric_dir: Path) -> SandboxedEnvironment:
         if rubric_dir not in self._environments:
@@ -115,6 +196,7 @@ class PromptRenderer:
             lstrip_blocks=True,
         )
         env.filters["format_turns"] = _TurnFormatter(env)
+        keep_compiled_templates(env, self.prompts_dir)
         return env
 
     def template_name(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
@@ -130,7 +212,6 @@ class PromptRenderer:
         return self._hashes[rubric_dir, name]
 
     def _hash_sources(self, rubric_dir: Path, name: str) -> str:
-        env = self._environment(rubric_dir)
         pending, seen, sources = [name, TURNS_TEMPLATE], set(), []
         while pending:
             current = pending.pop()
@@ -138,8 +219,8 @@ class PromptRenderer:
                 continue
             seen.add(current)
             try:
-                source, _, _ = env.loader.get_source(env, current)  # type: ignore[union-attr]
-                included = [t for t in meta.find_referenced_templates(env.parse(source)) if t]
+                source, tree = self._parsed(rubric_dir, current)
+                included = [t for t in meta.find_referenced_templates(tree) if t]
             except TemplateNotFound as exc:
                 raise PromptError(
                     f"template {current!r} not found in {rubric_dir} or {self.prompts_dir}: {exc}"
@@ -150,6 +231,14 @@ class PromptRenderer:
             sources.append(f"{current}\n{source}")
             pending += included
         return hashlib.sha256("\n\0".join(sorted(sources)).encode()).hexdigest()[:16]
+
+    def _parsed(self, rubric_dir: Path, name: str) -> tuple[str, nodes.Template]:
+        """A template's source and syntax tree, read once for its hash and the shared-system check."""
+        if (rubric_dir, name) not in self._trees:
+            env = self._environment(rubric_dir)
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+            self._trees[rubric_dir, name] = source, env.parse(source)
+        return self._trees[rubric_dir, name]
 
     def template_hash_for(self, rubric: Rubric, mode: JudgeMode = "per-criterion") -> str:
         return self.template_hash(self._rubric_dir(rubric), self.template_name(rubric, mode))
@@ -204,12 +293,11 @@ class PromptRenderer:
         return self._shared_systems[rubric_dir, name]
 
     def _check_system_is_shared(self, rubric_dir: Path, name: str) -> bool:
-        env = self._environment(rubric_dir)
-        tree = env.parse(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+        tree = self._parsed(rubric_dir, name)[1]
         block = next((b for b in tree.find_all(nodes.Block) if b.name == "system"), None)
-        return block is not None and self._reads_no_session(env, block, set())
+        return block is not None and self._reads_no_session(rubric_dir, block, set())
 
-    def _reads_no_session(self, env: SandboxedEnvironment, node: nodes.Node, seen: set[str]) -> bool:
+    def _reads_no_session(self, rubric_dir: Path, node: nodes.Node, seen: set[str]) -> bool:
         if any(n.name in SESSION_VARIABLES for n in node.find_all(nodes.Name) if n.ctx == "load"):
             return False
         if any(True for _ in node.find_all((nodes.Import, nodes.FromImport, nodes.Extends))):
@@ -220,15 +308,17 @@ class PromptRenderer:
             target = str(include.template.value)
             if target not in seen:
                 seen.add(target)
-                included = env.parse(env.loader.get_source(env, target)[0])  # type: ignore[union-attr]
-                if not self._reads_no_session(env, included, seen):
+                if not self._reads_no_session(rubric_dir, self._parsed(rubric_dir, target)[1], seen):
                     return False
         return True
 
     def _dumped(self, obj: Any, dump: Callable[[Any], Any]) -> Any:
-        """Each rubric, criterion and transcript is turned into template data once per run, not per item."""
+        """Each rubric, criterion and transcript is turned into template data once per run, not per item;
+        the cache is emptied when full, so it holds a bounded number of transcripts however large the run."""
         entry = self._dumps.get(id(obj))
         if entry is None or entry[0] is not obj:
+            if len(self._dumps) >= DUMPS_CACHE_SIZE:
+                self._dumps.clear()
             entry = (obj, dump(obj))
             self._dumps[id(obj)] = entry
         return entry[1]

@@ -16,7 +16,7 @@ from evaluator import config, models
 from evaluator.reading import ReadOptions
 
 HEAVY = ("pandas", "pyarrow", "numpy", "scipy", "sklearn", "krippendorff", "matplotlib", "openai", "aiohttp")
-HELP = ("from evaluator.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+HELP = "from evaluator.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
 NOT_FOR_HELP = ("pydantic", "rich", "yaml", "jinja2", "asyncio", "regex", "evaluator.models", "evaluator.reading")
 """What --help must not load: the models (most of its time went into building them), the terminal and the
 template engines, the YAML and regex parsers and asyncio; each is a module the commands import when they run."""
@@ -105,3 +105,77 @@ def test_yaml_is_parsed_by_libyaml_and_still_composed_within_the_bounds() -> Non
     for rubric in load_rubrics([repo / "rubrics"]):
         text = Path(rubric.source).read_text()
         assert yaml.load(text, Loader=with_libyaml(BoundedLoader)) == yaml.load(text, Loader=BoundedLoader)  # noqa: S506
+
+
+RUBRIC = """\
+id: demo
+title: Demo rubric
+criteria:
+  - id: acknowledges
+    name: Acknowledges
+    question: Does the therapist acknowledge the request?
+    scale: {type: binary}
+"""
+
+
+def _render_user(prompts: Path, rubric_file: Path) -> str:
+    from evaluator.models import Transcript, Turn
+    from evaluator.prompts import PromptRenderer
+    from evaluator.rubrics import load_rubric
+
+    rubric = load_rubric(rubric_file)
+    turns = [
+        Turn(index=0, speaker="patient", label="P", text="Slow down."),
+        Turn(index=1, speaker="therapist", label="T", text="Sure."),
+    ]
+    transcript = Transcript(id="t", source="t.txt", turns=turns)
+    return PromptRenderer(prompts).render(rubric, rubric.criteria[0], transcript, turns[1]).messages[1].content
+
+
+def test_compiled_templates_are_kept_across_runs_and_an_edited_template_compiles_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt templates' compiled code is reused by the next run (no file rewritten), but an edit is
+    never served stale, and a rubric's own template (often in a temporary folder) is never kept."""
+    import shutil
+    import tempfile
+
+    from evaluator.prompts import bundled_prompts_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where Jinja puts its per-user cache folder
+    prompts = tmp_path / "prompts"
+    shutil.copytree(bundled_prompts_dir(), prompts)
+    rubric_dir = tmp_path / "rubric"
+    rubric_dir.mkdir()
+    rubric_file = rubric_dir / "demo.yaml"
+    rubric_file.write_text(RUBRIC)
+    first = _render_user(prompts, rubric_file)
+    kept = {p: p.stat().st_mtime_ns for p in tmp_path.glob("_jinja2-cache-*/__evaluator_*.cache")}
+    assert len(kept) >= 2, "per_criterion.j2 and its includes are kept"
+    assert _render_user(prompts, rubric_file) == first
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept, "a second run loads them instead of compiling again"
+
+    template = prompts / "per_criterion.j2"
+    template.write_text(template.read_text().replace("Rated turn:", "The turn to rate:"))
+    edited = _render_user(prompts, rubric_file)
+    assert "The turn to rate:" in edited and "Rated turn:" not in edited
+
+    shutil.copy(template, rubric_dir / "own.j2")
+    rubric_file.write_text(RUBRIC.replace("criteria:", "template: own.j2\ncriteria:"))
+    before = set(tmp_path.glob("_jinja2-cache-*/*"))
+    assert _render_user(prompts, rubric_file) == edited
+    assert set(tmp_path.glob("_jinja2-cache-*/*")) == before, "a rubric's own template is compiled, not kept"
+
+
+def test_a_sandboxed_and_a_plain_environment_never_share_compiled_code() -> None:
+    """Jinja's cache keys a template by name, file and source only; the sandbox compiles other code, so
+    the file name carries the environment's compile options too."""
+    from jinja2 import Environment
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from evaluator.prompts import _compile_fingerprint
+
+    sandboxed = SandboxedEnvironment(trim_blocks=True)
+    assert _compile_fingerprint(sandboxed) == _compile_fingerprint(SandboxedEnvironment(trim_blocks=True))
+    assert _compile_fingerprint(sandboxed) != _compile_fingerprint(Environment(trim_blocks=True))
+    assert _compile_fingerprint(sandboxed) != _compile_fingerprint(SandboxedEnvironment(trim_blocks=False))
