@@ -6,9 +6,9 @@ samples that disagree is not the same finding as a mean over samples that agree.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from statistics import mean, median, pstdev
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from evaluator.models import STATUSES, Aggregate, AggregateMethod, CategoricalScale, Criterion, Judgment, Rubric
 
@@ -27,13 +27,31 @@ def method_for(criterion: Criterion, requested: AggregateMethod) -> str:
 def aggregate_samples(
     judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod
 ) -> list[Aggregate]:
-    groups: dict[str, list[Judgment]] = defaultdict(list)
+    return list(iter_aggregates(judgments, rubrics, requested))
+
+
+def iter_aggregates(
+    judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod, samples: int | None = None
+) -> Iterator[Aggregate]:
+    """One Aggregate per item, in the order its first sample comes. With `samples` (one judgment per
+    key given), an item is folded as soon as its samples are all in and everything before it is done,
+    so only items still open are held: a run's samples of one item are written close together."""
+    groups: dict[str, list[Judgment]] = {}
     for judgment in judgments:
-        groups[judgment.key.rsplit("/", 1)[0]].append(judgment)
-    return [
-        _fold(key, group, rubrics[group[0].rubric_id].criterion(group[0].criterion_id), requested)
-        for key, group in groups.items()
-    ]
+        item = judgment.key.rsplit("/", 1)[0]
+        groups.setdefault(item, []).append(judgment)
+        if samples is not None and len(groups[item]) >= samples:
+            while groups:
+                first = next(iter(groups))
+                if len(groups[first]) < samples:
+                    break
+                yield _fold_group(first, groups.pop(first), rubrics, requested)
+    for item, group in groups.items():
+        yield _fold_group(item, group, rubrics, requested)
+
+
+def _fold_group(key: str, group: list[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod) -> Aggregate:
+    return _fold(key, group, rubrics[group[0].rubric_id].criterion(group[0].criterion_id), requested)
 
 
 def _fold(key: str, group: list[Judgment], criterion: Criterion, requested: AggregateMethod) -> Aggregate:

@@ -6,8 +6,7 @@ one judgments.jsonl would mix two experiments; the checks here refuse that with 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -28,10 +27,10 @@ from evaluator.models import (
     RunManifest,
     SkippedFile,
     Transcript,
-    Usage,
 )
 from evaluator.prompts import PromptRenderer
 from evaluator.reading import ReadOptions
+from evaluator.store import Tally
 
 
 class RunError(EvaluatorError, RuntimeError):
@@ -168,8 +167,10 @@ def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]
 def _metadata_change(was: dict[str, Any], now: dict[str, Any]) -> str:
     """The fields that differ, e.g. 'condition "a" -> "b", site added'; at most three named."""
     changes = [
-        f"{name} added" if name not in was
-        else f"{name} removed" if name not in now
+        f"{name} added"
+        if name not in was
+        else f"{name} removed"
+        if name not in now
         else f'{name} "{value_text(was[name])}" -> "{value_text(now[name])}"'
         for name in sorted(set(was) | set(now))
         if name not in was or name not in now or value_text(was[name]) != value_text(now[name])
@@ -196,16 +197,21 @@ def _check_same_blinding(manifest: RunManifest, transcripts: list[Transcript]) -
 
 def finished_manifest(
     manifest: RunManifest,
-    judgments: Sequence[Judgment],
+    judgments: Iterable[Judgment] | Tally,
     planned: int,
     price: Price | None,
     elapsed_s: float,
     judging_s: float | None,
     stopped: str | None,
 ) -> RunManifest:
-    """The manifest with what this session of the run did: counts by status, tokens, cost and time."""
-    counts = Counter(j.status for j in judgments)
-    usage = sum((j.usage for j in judgments), Usage())
+    """The manifest with what this session of the run did: counts by status, tokens, cost and time.
+    `judgments` are the run's judgments, one per key, or their Tally kept while judging."""
+    if not isinstance(judgments, Tally):
+        tally = Tally()
+        for judgment in judgments:
+            tally.add(judgment.status, judgment.usage)
+        judgments = tally
+    counts, usage = judgments.counts, judgments.usage
     return manifest.model_copy(
         update={
             "finished_at": _now(),

@@ -9,13 +9,16 @@ for precision.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
+from itertools import groupby
+from typing import Protocol
 
 from evaluator import patterns
 from evaluator.errors import EvaluatorError
 from evaluator.markers import MARKERS
-from evaluator.models import Criterion, Item, JudgeMode, Judgment, Rubric, Status, Subset, Transcript, Turn
+from evaluator.models import Criterion, Item, JudgeMode, Rubric, Status, Subset, Transcript, Turn
 from evaluator.rubrics import RubricError, criterion_stages
 
 MATCH_CACHE_SIZE = 1 << 18
@@ -98,7 +101,28 @@ def static_applicability(criterion: Criterion, transcript: Transcript, turn: Tur
     return None
 
 
-def applicability_after(criterion: Criterion, prerequisite: Judgment | None) -> tuple[Status | None, str | None]:
+class Verdicted(Protocol):
+    """What a dependent criterion reads of its prerequisite's judgment: a Judgment, or the compact
+    store.PriorVerdict a run keeps instead of it."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def verdict(self) -> int | float | str | None: ...
+
+
+def prerequisites(rubrics: Iterable[Rubric]) -> set[tuple[str, str]]:
+    """(rubric id, criterion id) of every criterion whose verdict another criterion's applies_when reads."""
+    return {
+        (rubric.id, c.applies_when.criterion.criterion)
+        for rubric in rubrics
+        for c in rubric.criteria
+        if c.applies_when is not None and c.applies_when.criterion is not None
+    }
+
+
+def applicability_after(criterion: Criterion, prerequisite: Verdicted | None) -> tuple[Status | None, str | None]:
     """Decide a verdict condition once the prerequisite is judged: (None, None) when it applies,
     else the status to record and why. A prerequisite that was not scored cannot decide anything,
     so the dependent item is recorded unscored with that reason: neither judged nor graded."""
@@ -115,16 +139,31 @@ def applicability_after(criterion: Criterion, prerequisite: Judgment | None) -> 
     return "not_applicable", f"{wanted} was judged {prerequisite.verdict!r}, not one of {rule.criterion.is_}"
 
 
+class TurnPlans:
+    """Every therapist turn of every transcript, for every rubric, in a reproducible order: made one at
+    a time as a run reaches them, so what a run holds does not grow with its size. Made, the rubrics'
+    patterns are checked on every turn and the items counted, before anything is judged."""
+
+    def __init__(self, transcripts: Sequence[Transcript], rubrics: Sequence[Rubric], samples: int = 1) -> None:
+        self.transcripts, self.samples = transcripts, samples
+        self._stages = [(rubric, tuple(tuple(stage) for stage in criterion_stages(rubric))) for rubric in rubrics]
+        self.n_items = 0
+        self.rubric_ids: set[str] = set()
+        for plan in self:
+            _check_patterns(plan.rubric, plan.transcript, plan.turn)
+            self.n_items += plan.n_items
+            self.rubric_ids.add(plan.rubric.id)
+
+    def __iter__(self) -> Iterator[TurnPlan]:
+        for rubric, stages in self._stages:
+            for transcript in self.transcripts:
+                for turn in transcript.therapist_turns():
+                    yield TurnPlan(rubric, transcript, turn, stages, self.samples)
+
+
 def plan_turns(transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1) -> list[TurnPlan]:
     """Every therapist turn of every transcript, for every rubric, in a reproducible order."""
-    plans = []
-    for rubric in rubrics:
-        stages = tuple(tuple(stage) for stage in criterion_stages(rubric))
-        for transcript in transcripts:
-            for turn in transcript.therapist_turns():
-                _check_patterns(rubric, transcript, turn)
-                plans.append(TurnPlan(rubric, transcript, turn, stages, samples))
-    return plans
+    return list(TurnPlans(transcripts, rubrics, samples))
 
 
 def _check_patterns(rubric: Rubric, transcript: Transcript, turn: Turn) -> None:
@@ -149,14 +188,14 @@ def _check_patterns(rubric: Rubric, transcript: Transcript, turn: Turn) -> None:
             ) from None
 
 
-def work_units(plans: list[TurnPlan], mode: JudgeMode) -> list[tuple[TurnPlan, ...]]:
-    """What one worker takes at a time: a turn, or in per-transcript mode a session's therapist turns."""
+def work_units(plans: Iterable[TurnPlan], mode: JudgeMode) -> Iterator[tuple[TurnPlan, ...]]:
+    """What one worker takes at a time, made as it is taken: a turn, or in per-transcript mode a
+    session's therapist turns (which come one after another in plan order)."""
     if mode != "per-transcript":
-        return [(plan,) for plan in plans]
-    groups: dict[tuple[str, str], list[TurnPlan]] = {}
-    for plan in plans:
-        groups.setdefault((plan.rubric.id, plan.transcript.id), []).append(plan)
-    return [tuple(group) for group in groups.values()]
+        yield from ((plan,) for plan in plans)
+        return
+    for _, group in groupby(plans, key=lambda plan: (plan.rubric.id, plan.transcript.id)):
+        yield tuple(group)
 
 
 def group_requests(requests: list[JudgeRequest], mode: JudgeMode) -> list[list[JudgeRequest]]:

@@ -15,12 +15,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from rich.console import Console
 from rich.markup import escape
 
-from evaluator.aggregate import AGGREGATES, aggregate_samples
+from evaluator.aggregate import AGGREGATES, iter_aggregates
 from evaluator.config import RunConfig
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, judgment_for
 from evaluator.judges.pricing import Budget
@@ -34,6 +34,7 @@ from evaluator.models import (
     RunManifest,
     SkippedFile,
     Status,
+    Subset,
     Transcript,
     item_key,
 )
@@ -41,8 +42,10 @@ from evaluator.patterns import PatternTimeout
 from evaluator.plan import (
     JudgeRequest,
     TurnPlan,
+    TurnPlans,
     applicability_after,
     group_requests,
+    prerequisites,
     select_plans,
     static_applicability,
     work_units,
@@ -52,12 +55,15 @@ from evaluator.prompts import PromptError, PromptRenderer, check_templates
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
     JudgmentWriter,
+    PriorVerdict,
     RunLock,
+    RunScan,
     create_run_dir,
-    load_judgments,
+    iter_judgments,
     new_run_id,
     read_manifest,
-    write_atomic,
+    scan_run,
+    write_lines_atomic,
     write_manifest,
     write_transcripts,
 )
@@ -110,36 +116,46 @@ def make_call(renderer: PromptRenderer, group: Sequence[JudgeRequest], mode: Jud
 
 class _UnitWorker:
     """Judges a unit (one turn, or a session's turns) stage by stage, grouping calls by mode, and
-    hands every judgment to `sink` as soon as it exists."""
+    hands every judgment to `sink` as soon as it exists. It keeps no judgment: of a resumed run the
+    keys to skip (each dropped once met) and its prerequisites' verdicts, of a unit the verdicts its
+    later stages read, dropped with the unit."""
 
     def __init__(
         self,
         judge: Judge,
         renderer: PromptRenderer,
         mode: JudgeMode,
-        done: dict[str, Judgment],
+        resumed: RunScan,
+        prerequisites: set[tuple[str, str]],
         sink: Callable[[Judgment], None],
     ) -> None:
-        self.judge, self.renderer, self.mode, self.done, self.sink = judge, renderer, mode, done, sink
+        self.judge, self.renderer, self.mode, self.sink = judge, renderer, mode, sink
+        self.resumed, self.prerequisites = resumed, prerequisites
         self.first_call: float | None = None
 
     async def run(self, unit: tuple[TurnPlan, ...], budget: Budget, slots: asyncio.Semaphore) -> None:
         """Stages run in order; the calls of one stage run side by side, each holding one of the run's
         `concurrency` slots, so a turn's independent criteria do not queue behind each other."""
         first = unit[0]
+        verdicts: dict[str, PriorVerdict] = {}
         for stage in range(len(first.stages)):
             pending = [
-                r for plan in unit for sample in range(first.samples) for r in self._requests(plan, stage, sample)
+                r
+                for plan in unit
+                for sample in range(first.samples)
+                for r in self._requests(plan, stage, sample, verdicts)
             ]
             groups = group_requests(pending, self.mode)
-            await asyncio.gather(*(self._judge_group(group, budget, slots) for group in groups))
+            await asyncio.gather(*(self._judge_group(group, budget, slots, verdicts) for group in groups))
 
-    async def _judge_group(self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore) -> None:
+    async def _judge_group(
+        self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore, verdicts: dict[str, PriorVerdict]
+    ) -> None:
         async with slots:
             try:
                 call = make_call(self.renderer, group, self.mode)
             except PromptError as exc:
-                self._record_errors(group, f"the prompt could not be rendered: {exc}")
+                self._record_errors(group, f"the prompt could not be rendered: {exc}", verdicts)
                 return
             if not budget.reserve(call):
                 return
@@ -148,41 +164,52 @@ class _UnitWorker:
             judgments = await self.judge.judge(call)
             budget.settle(call, judgments)
         for judgment in judgments:
-            self.sink(judgment)
+            self._record(judgment, verdicts)
 
-    def _requests(self, plan: TurnPlan, stage: int, sample: int) -> list[JudgeRequest]:
+    def _record(self, judgment: Judgment, verdicts: dict[str, PriorVerdict]) -> None:
+        if (judgment.rubric_id, judgment.criterion_id) in self.prerequisites:
+            verdicts[judgment.key] = PriorVerdict(judgment.status, judgment.verdict)
+        self.sink(judgment)
+
+    def _requests(
+        self, plan: TurnPlan, stage: int, sample: int, verdicts: dict[str, PriorVerdict]
+    ) -> list[JudgeRequest]:
         """The stage's requests that need the judge; the rest are recorded here without a call."""
         pending = []
         for criterion in plan.stages[stage]:
             request = plan.request(criterion, sample)
-            if request.item.key in self.done:
+            if self.resumed.done and request.item.key in self.resumed.done:
+                self.resumed.done.discard(request.item.key)
                 continue
             try:
-                status, reason = self._decided_without_judge(plan, criterion)
+                status, reason = self._decided_without_judge(plan, criterion, verdicts)
             except PatternTimeout as exc:
-                self._record_errors([request], f"applies_when could not be decided: {exc}")
+                self._record_errors([request], f"applies_when could not be decided: {exc}", verdicts)
                 continue
             if status is None:
                 pending.append(request)
             else:
-                self.sink(
+                self._record(
                     judgment_for(
                         request,
                         self.judge.name,
                         status=status,
                         rationale=reason or "",
                         unscored_reason=reason if status == "unscored" else None,
-                    )
+                    ),
+                    verdicts,
                 )
         return pending
 
-    def _record_errors(self, requests: Sequence[JudgeRequest], error: str) -> None:
+    def _record_errors(self, requests: Sequence[JudgeRequest], error: str, verdicts: dict[str, PriorVerdict]) -> None:
         """An item that this turn's data cannot be prepared for is an error for it alone, named and kept
         for --resume once fixed, while the rest of the batch goes on."""
         for request in requests:
-            self.sink(judgment_for(request, self.judge.name, status="error", error=error))
+            self._record(judgment_for(request, self.judge.name, status="error", error=error), verdicts)
 
-    def _decided_without_judge(self, plan: TurnPlan, criterion: Criterion) -> tuple[Status | None, str | None]:
+    def _decided_without_judge(
+        self, plan: TurnPlan, criterion: Criterion, verdicts: dict[str, PriorVerdict]
+    ) -> tuple[Status | None, str | None]:
         reason = static_applicability(criterion, plan.transcript, plan.turn)
         if reason is not None:
             return "not_applicable", reason
@@ -190,7 +217,8 @@ class _UnitWorker:
         if rule is None or rule.criterion is None:
             return None, None
         prerequisite = item_key(plan.rubric.id, plan.transcript.id, plan.turn.index, rule.criterion.criterion)
-        return applicability_after(criterion, self.done.get(prerequisite))
+        known = verdicts.get(prerequisite)
+        return applicability_after(criterion, known if known is not None else self.resumed.verdicts.get(prerequisite))
 
 
 def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
@@ -242,31 +270,43 @@ async def _run_with(
 ) -> RunResult:
     renderer = PromptRenderer(config.prompts_dir)
     check_templates(rubrics, renderer, (config.mode,))
-    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
-    plans, transcripts = selection.plans, selection.transcripts
-    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in plans)]
-    planned = sum(p.n_items for p in plans)
-    if selection.subset is not None:
-        console.print(f"[yellow]subset:[/yellow] {escape(selection.subset.describe())}", highlight=False)
+    plans, transcripts, subset = _select(config, transcripts, rubrics)
+    if isinstance(plans, TurnPlans):
+        planned, used = plans.n_items, plans.rubric_ids
+    else:
+        planned, used = sum(p.n_items for p in plans), {p.rubric.id for p in plans}
+    rubrics = [r for r in rubrics if r.id in used]
+    if subset is not None:
+        console.print(f"[yellow]subset:[/yellow] {escape(subset.describe())}", highlight=False)
     if previous is not None and config.resume is not None:
         check_resumable(previous, rubrics, judge, transcripts)
         run_dir, manifest = config.resume, previous
     else:
         run_id = config.run_id or new_run_id()
         manifest = new_manifest(config, run_id, judge, rubrics, renderer, transcripts, files, skipped, planned)
-        manifest.subset = selection.subset
+        manifest.subset = subset
         run_dir = create_run_dir(config.output, run_id)
     with RunLock(run_dir):
         if previous is None:
             write_transcripts(run_dir, transcripts)
-            done: dict[str, Judgment] = {}
+            resumed = RunScan()
         else:
             kept = RETRY_FAILED_KEEPS if config.retry_failed else RESUME_KEEPS_FAILED
-            done = {j.key: j for j in load_judgments(run_dir) if j.status in kept}
+            resumed = scan_run(run_dir, kept, prerequisites(rubrics))
         write_manifest(run_dir, manifest)
         return await _judge_all(
-            judge, config, manifest, run_dir, renderer, plans, planned, done, skipped, console, started
+            judge, config, manifest, run_dir, renderer, plans, rubrics, planned, resumed, skipped, console, started
         )
+
+
+def _select(
+    config: RunConfig, transcripts: list[Transcript], rubrics: list[Rubric]
+) -> tuple[Iterable[TurnPlan], list[Transcript], Subset | None]:
+    """What to judge: every turn, planned as the run reaches it, or a subset (select_plans)."""
+    if config.subset is None or config.subset.is_empty():
+        return TurnPlans(transcripts, rubrics, config.samples), transcripts, None
+    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    return selection.plans, selection.transcripts, selection.subset
 
 
 async def _judge_all(
@@ -275,9 +315,10 @@ async def _judge_all(
     manifest: RunManifest,
     run_dir: Path,
     renderer: PromptRenderer,
-    plans: list[TurnPlan],
+    plans: Iterable[TurnPlan],
+    rubrics: list[Rubric],
     planned: int,
-    done: dict[str, Judgment],
+    resumed: RunScan,
     skipped: list[SkippedFile],
     console: Console,
     started: float,
@@ -285,19 +326,21 @@ async def _judge_all(
     price = judge_price(config.judge)
     budget = Budget(config.max_cost, price, lambda call: estimate_call(call, config.judge))
     ledger = Ledger(price)
+    tally = resumed.tally
     fatal: BaseException | None = None
     with (
         JudgmentWriter(run_dir) as writer,
-        RunProgress(console, config.show_progress, planned, len(done), ledger) as progress,
+        RunProgress(console, config.show_progress, planned, len(resumed.done), ledger) as progress,
     ):
 
         def sink(judgment: Judgment) -> None:
             writer.append(judgment)
-            done[judgment.key] = judgment
+            resumed.replaced(judgment.key)
+            tally.add(judgment.status, judgment.usage)
             progress.add(judgment)
 
-        units = iter(work_units(plans, config.mode))
-        worker = _UnitWorker(judge, renderer, config.mode, done, sink)
+        units = work_units(plans, config.mode)
+        worker = _UnitWorker(judge, renderer, config.mode, resumed, prerequisites(rubrics), sink)
         slots = asyncio.Semaphore(max(1, config.concurrency))
 
         async def drain() -> None:
@@ -314,14 +357,18 @@ async def _judge_all(
         except* JudgeFatalError as failures:
             fatal = failures.exceptions[0]
 
-    judgments = load_judgments(run_dir)
     window = ledger.last - worker.first_call if worker.first_call else None
     stopped = _stop_reason(fatal, budget, config)
-    manifest = finished_manifest(manifest, judgments, planned, price, time.monotonic() - started, window, stopped)
+    manifest = finished_manifest(manifest, tally, planned, price, time.monotonic() - started, window, stopped)
     write_manifest(run_dir, manifest)
     if manifest.samples > 1:
-        aggregates = aggregate_samples(judgments, {p.rubric.id: p.rubric for p in plans}, manifest.aggregate)
-        write_atomic(run_dir / AGGREGATES, "".join(a.model_dump_json() + "\n" for a in aggregates))
+        aggregates = iter_aggregates(
+            iter_judgments(run_dir, resumed.superseded),
+            {r.id: r for r in rubrics},
+            manifest.aggregate,
+            manifest.samples,
+        )
+        write_lines_atomic(run_dir / AGGREGATES, (a.model_dump_json() + "\n" for a in aggregates))
     if fatal is not None:
         raise RunError(f"{fatal} (judgments so far are kept in {run_dir}; fix it and continue with --resume {run_dir})")
     return RunResult(run_dir, manifest, skipped)

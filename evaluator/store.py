@@ -14,14 +14,18 @@ import fcntl
 import os
 import re
 import secrets
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, NamedTuple
 
 from pydantic import ValidationError
 
 from evaluator.errors import EvaluatorError
-from evaluator.models import Judgment, RunManifest, Transcript
+from evaluator.models import Judgment, RunManifest, Status, Transcript, Usage
 
 MANIFEST = "manifest.json"
 JUDGMENTS = "judgments.jsonl"
@@ -132,26 +136,50 @@ def create_run_dir(output: Path, run_id: str) -> Path:
     return run_dir
 
 
-def _complete_length(path: Path) -> int:
-    """Byte length of the file up to its last newline: everything after is a line cut short by a kill."""
-    data = path.read_bytes()
-    return data.rfind(b"\n") + 1
+def _complete_length(path: Path, chunk: int = 1 << 16) -> int:
+    """Byte length of the file up to its last newline: everything after is a line cut short by a kill.
+    Read backwards from the end, so finding it costs the same for a file of any size."""
+    with path.open("rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - chunk)
+            handle.seek(start)
+            found = handle.read(end - start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+    return 0
 
 
-def iter_judgments(run_dir: Path) -> Iterator[Judgment]:
-    """Every complete judgment line, in the order written; a cut-short last line is ignored."""
+def _judgment_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of every complete, non-blank line, read one at a time: memory stays flat
+    however many judgments the file holds."""
+    left = _complete_length(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if left <= 0:
+                return
+            left -= len(raw)
+            if raw.strip():
+                yield number, raw
+
+
+def _parse(path: Path, number: int, raw: bytes) -> Judgment:
+    try:
+        return Judgment.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ResultsError(f"{path}, line {number}: not a valid judgment: {exc.errors()[0]['msg']}") from None
+
+
+def iter_judgments(run_dir: Path, skip_lines: AbstractSet[int] = frozenset()) -> Iterator[Judgment]:
+    """Every complete judgment line, in the order written; a cut-short last line is ignored, and so are
+    the line numbers in `skip_lines` (those a later line replaced, see RunScan.superseded)."""
     path = run_dir / JUDGMENTS
     if not path.is_file():
         return
-    complete = _complete_length(path)
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle.read(complete).splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield Judgment.model_validate_json(raw)
-            except ValidationError as exc:
-                raise ResultsError(f"{path}, line {number}: not a valid judgment: {exc.errors()[0]['msg']}") from None
+    for number, raw in _judgment_lines(path):
+        if number not in skip_lines:
+            yield _parse(path, number, raw)
 
 
 def load_judgments(run_dir: Path) -> list[Judgment]:
@@ -161,6 +189,99 @@ def load_judgments(run_dir: Path) -> list[Judgment]:
         latest.pop(judgment.key, None)
         latest[judgment.key] = judgment
     return list(latest.values())
+
+
+class Tally:
+    """Counts by status and token usage of a run's judgments, one per key: what the manifest records,
+    kept as judgments pass by instead of from every judgment held to the end."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[Status] = Counter()
+        self._tokens = [0, 0, 0]
+
+    @property
+    def usage(self) -> Usage:
+        prompt, cached, completion = self._tokens
+        return Usage(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion)
+
+    def add(self, status: Status, usage: Usage, sign: int = 1) -> None:
+        self.counts[status] += sign
+        self._tokens[0] += sign * usage.prompt_tokens
+        self._tokens[1] += sign * usage.cached_tokens
+        self._tokens[2] += sign * usage.completion_tokens
+
+    def take_back(self, status: Status, usage: Usage) -> None:
+        """Undo `add` for a judgment a later one of the same key replaces."""
+        self.add(status, usage, -1)
+
+
+class PriorVerdict(NamedTuple):
+    """What a dependent criterion reads of its prerequisite's judgment (plan.applicability_after)."""
+
+    status: Status
+    verdict: int | float | str | None
+
+
+@dataclass
+class RunScan:
+    """What resuming a run needs from its judgments.jsonl, without holding its judgments: per key a
+    few dozen bytes (about 100 bytes a kept key), the rest read again line by line when needed."""
+
+    done: set[str] = field(default_factory=set)
+    """Keys whose judgment is kept: not judged again."""
+    verdicts: dict[str, PriorVerdict] = field(default_factory=dict)
+    """Kept judgments of prerequisite criteria, for the criteria that depend on them."""
+    replaceable: dict[str, tuple[Status, Usage, int]] = field(default_factory=dict)
+    """Keys judged but not kept (they are judged again): status, usage and line, to take back when replaced."""
+    superseded: set[int] = field(default_factory=set)
+    """Line numbers of judgments a later line of the same key replaced: skipped when the run is read."""
+    tally: Tally = field(default_factory=Tally)
+
+    def replaced(self, key: str) -> None:
+        """A judgment of `key` was just written: the earlier one, if any, no longer counts."""
+        earlier = self.replaceable.pop(key, None)
+        if earlier is not None:
+            status, usage, line = earlier
+            self.tally.take_back(status, usage)
+            self.superseded.add(line)
+
+
+def scan_run(run_dir: Path, keep: Collection[Status], prerequisites: Collection[tuple[str, str]] = ()) -> RunScan:
+    """Read judgments.jsonl for a resume in two passes: which line is the last of its key (as
+    load_judgments reads it: the last written wins), then those lines into a RunScan. `prerequisites`
+    are the (rubric id, criterion id) pairs whose verdicts dependent criteria read."""
+    scan = RunScan()
+    path = run_dir / JUDGMENTS
+    if not path.is_file():
+        return scan
+    last: dict[str, int] = {}
+    for number, raw in _judgment_lines(path):
+        key = _parse(path, number, raw).key
+        earlier = last.get(key)
+        if earlier is not None:
+            scan.superseded.add(earlier)
+        last[key] = number
+    del last
+    for number, raw in _judgment_lines(path):
+        if number in scan.superseded:
+            continue
+        judgment = _parse(path, number, raw)
+        scan.tally.add(judgment.status, judgment.usage)
+        if judgment.status not in keep:
+            scan.replaceable[judgment.key] = (judgment.status, judgment.usage, number)
+            continue
+        scan.done.add(judgment.key)
+        if (judgment.rubric_id, judgment.criterion_id) in prerequisites:
+            scan.verdicts[judgment.key] = PriorVerdict(judgment.status, judgment.verdict)
+    return scan
+
+
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
+    """write_atomic for text made a line at a time, never held whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    os.replace(tmp, path)
 
 
 def judgments_size(run_dir: Path) -> int:

@@ -16,7 +16,14 @@ from evaluator.analysis.summary import summarize
 from evaluator.config import RunConfig
 from evaluator.models import Judgment
 from evaluator.runner import RunError, run
-from evaluator.store import JUDGMENTS, ResultsError, RunLocked, load_judgments, read_transcript_snapshot
+from evaluator.store import (
+    JUDGMENTS,
+    JudgmentWriter,
+    ResultsError,
+    RunLocked,
+    load_judgments,
+    read_transcript_snapshot,
+)
 from evaluator.transcripts import read_transcripts
 from evaluator.views.summary import render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
@@ -95,6 +102,26 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, repo:
     before = gc.get_threshold()
     _run(tmp_path, [IGNORING_SEED], [repo / "rubrics" / "pacing.yaml"])
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_the_runner_holds_no_judgment_it_has_written(tmp_path: Path, repo: Path, monkeypatch) -> None:
+    """Every judgment is written and dropped (a kept one costs about 4 KB: 4 GB at a million), and an
+    item's samples only until they are all in: the judgments alive while writing stay a handful, not
+    one per judgment so far. Counted by the garbage collector at every 100th judgment written."""
+    alive: list[int] = []
+    append = JudgmentWriter.append
+
+    def counting_append(writer: JudgmentWriter, judgment: Judgment) -> None:
+        append(writer, judgment)
+        written = getattr(writer, "written", 0) + 1
+        writer.written = written  # type: ignore[attr-defined]
+        if written % 100 == 0:
+            alive.append(sum(isinstance(o, Judgment) for o in gc.get_objects()))
+
+    monkeypatch.setattr(JudgmentWriter, "append", counting_append)
+    _, judgments = _run(tmp_path, [IGNORING_SEED], [repo / "rubrics"], samples=3)
+    assert len(judgments) > 1000 and len(alive) >= 10
+    assert max(alive) < 60, alive
 
 
 def test_a_batch_with_one_bad_file_judges_the_others(tmp_path: Path, repo: Path) -> None:
