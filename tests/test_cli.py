@@ -119,6 +119,21 @@ def test_bad_option_values_explain_the_fix(workdir: Path, capsys: pytest.Capture
     assert "must be one of transcript, order, speaker, text" in capsys.readouterr().err
 
 
+def test_a_caller_of_main_keeps_its_own_garbage_collector_threshold(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main() collects cycles less often while a command runs (fewer passes over the objects a run keeps),
+    and gives a notebook or test calling it its own setting back, whether the command succeeds, fails or exits."""
+    import gc
+
+    before = gc.get_threshold()
+    assert main(["run", "--no-progress", "--run-id", "gc", "-r", "pacing"]) == 0
+    assert main(["report", "no-such-run"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert gc.get_threshold() == before
+
+
 def test_python_dash_m_and_help() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "evaluator", "run", "--help"],
