@@ -42,7 +42,7 @@ from evaluator.judges.pricing import batch_price
 from evaluator.judges.replies import Reply
 from evaluator.judges.select import judge_price
 from evaluator.judges.verdicts import ReplyProblem, Verdict
-from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest
+from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
 from evaluator.models import (
     BatchCall,
     BatchRecord,
@@ -67,6 +67,7 @@ from evaluator.plan import (
     work_units,
 )
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
+from evaluator.reading import ReadOptions
 from evaluator.runner import RESUME_KEEPS_FAILED, RETRY_FAILED_KEEPS, make_call, read_inputs
 from evaluator.store import (
     JudgmentWriter,
@@ -179,14 +180,18 @@ def create_run(config: RunConfig, offline: bool = False) -> BatchRun:
     return BatchRun(run_dir, manifest, judge, renderer, selection.plans, planned)
 
 
-def open_run(run_dir: Path, settings: JudgeSettings | None = None, offline: bool = False) -> BatchRun:
-    """A batch run folder as recorded: the same rubrics, transcripts, mode and subset; refused if any changed."""
+def open_run(
+    run_dir: Path, settings: JudgeSettings | None = None, offline: bool = False, reading: ReadOptions | None = None
+) -> BatchRun:
+    """A batch run folder as recorded: the same rubrics, transcripts (read with the metadata sources and
+    blinding the run started with), mode and subset; refused if any changed."""
     manifest = read_manifest(run_dir)
     settings = settings or settings_of(manifest)
     config = RunConfig(
         transcripts=[Path(f) for f in manifest.transcript_files],
         rubrics=[Path(record.file) for record in manifest.rubrics.values()],
         judge=settings,
+        read_options=recorded_reading(manifest, reading),
         samples=manifest.samples,
         aggregate=manifest.aggregate,
         mode=manifest.mode,

@@ -121,7 +121,8 @@ async def _submit(args: argparse.Namespace, console: Console) -> int:
     offline = args.export is not None
     if args.resume is not None:
         run_dir = resolve_run(args.resume, args.output)
-        run = open_run(run_dir, _settings(args, run_dir), offline=offline)
+        reading = run_config(args, run_dir).read_options  # --speaker, --csv-column; metadata as recorded
+        run = open_run(run_dir, _settings(args, run_dir), offline=offline, reading=reading)
     else:
         run = create_run(run_config(args), offline=offline)
     try:
