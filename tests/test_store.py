@@ -10,11 +10,15 @@ from evaluator.models import Judgment, RunManifest
 from evaluator.store import (
     JUDGMENTS,
     JudgmentWriter,
+    PriorVerdict,
     ResultsError,
+    iter_judgments,
+    judgments_size,
     load_judgments,
     new_run_id,
     read_manifest,
     resolve_run,
+    scan_run,
     write_manifest,
 )
 
@@ -96,3 +100,35 @@ def test_manifest_round_trip_and_run_lookup(tmp_path: Path) -> None:
     assert resolve_run(Path(run_id), tmp_path) == run_dir
     with pytest.raises(ResultsError, match="no run found"):
         resolve_run(Path("nope"), tmp_path)
+
+
+def test_a_resume_scan_reads_the_latest_judgment_of_each_key_as_load_judgments_does(tmp_path: Path) -> None:
+    """Errors are judged again; a key written twice counts once, at its last line, and the earlier line is
+    skipped when the run is read again; kept keys and the verdicts dependents read are all a resume holds."""
+    with JudgmentWriter(tmp_path) as writer:
+        writer.append(_judgment(1, status="error"))
+        writer.append(_judgment(2, score=0))
+        writer.append(_judgment(1, score=1))
+        writer.append(_judgment(3, status="error"))
+    scan = scan_run(tmp_path, keep=("ok", "not_applicable", "unscored"), prerequisites={("r", "c")})
+    assert scan.done == {"r/t/1/c/0", "r/t/2/c/0"} and set(scan.replaceable) == {"r/t/3/c/0"}
+    assert scan.verdicts["r/t/2/c/0"] == PriorVerdict("ok", 0) and scan.superseded == {1}
+    assert dict(scan.tally.counts) == {"ok": 2, "error": 1}
+    with JudgmentWriter(tmp_path) as writer:
+        writer.append(_judgment(3, score=1))
+    scan.replaced("r/t/3/c/0")
+    scan.tally.add("ok", _judgment(3).usage)
+    assert dict(scan.tally.counts) == {"ok": 3, "error": 0} and scan.superseded == {1, 4}
+    streamed = [(j.key, j.status) for j in iter_judgments(tmp_path, scan.superseded)]
+    assert streamed == [(j.key, j.status) for j in load_judgments(tmp_path)]
+
+
+def test_the_end_of_the_last_complete_line_is_found_from_the_end_of_a_large_file(tmp_path: Path) -> None:
+    with JudgmentWriter(tmp_path) as writer:
+        for turn in range(400):
+            writer.append(_judgment(turn))
+    path = tmp_path / JUDGMENTS
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"key": "cut sh')
+    assert path.stat().st_size > 1 << 16 and judgments_size(tmp_path) == len(whole)
+    assert [j.turn_index for j in iter_judgments(tmp_path)] == list(range(400))
