@@ -483,3 +483,17 @@ def test_items_the_response_cache_answers_are_judged_at_submit_and_not_sent(inpu
     assert read_state(run_dir).batches == [] and batch_lines(server) == batch_lines(live_server) == []
     assert verdicts(load_judgments(run_dir)) == live and read_manifest(run_dir).complete
     assert all(j.from_cache for j in load_judgments(run_dir) if j.status == "ok")
+
+
+def test_a_run_started_with_metadata_collects_and_resumes_with_it_and_stays_blind(inputs, fake_server, capsys) -> None:
+    """The sidecar is read again by every later command from what the run recorded; no value reaches a prompt."""
+    sidecar = inputs["sessions"].parent / "arms.csv"
+    sidecar.write_text("transcript_id,arm\ns1,arm-zebra-7\ns2,arm-quokka-9\n", encoding="utf-8")
+    server = fake_server()
+    code, out = cli(capsys, *submit_args(inputs, server, "--metadata", sidecar))
+    assert code == 0, out
+    run_dir = inputs["results"] / "b1"
+    drive(capsys, run_dir)
+    assert read_manifest(run_dir).transcript_metadata["s2"]["arm"] == "arm-quokka-9"
+    sent = json.dumps(batch_lines(server))
+    assert batch_lines(server) and "arm-zebra-7" not in sent and "arm-quokka-9" not in sent
