@@ -94,9 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--judgments", default="10000,100000", help="comma-separated sizes (judgments per run)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium load time")
+    parser.add_argument("--no-report", action="store_true", help="pass --no-report (summary.md is sized)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.judgments.split(",")]
-    browser = CHROMIUM is not None and not args.no_browser
+    browser = CHROMIUM is not None and not args.no_browser and not args.no_report
     print(f"{'judgments':>10} {'sessions':>9} {'wall':>9} {'peak RSS':>9} {'report.html':>12} {'pages':>9} {'load':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.html"
@@ -108,8 +109,8 @@ def main() -> None:
             out = folder / "results"
             argv = [sys.executable, "-m", "evaluator", "run", str(transcripts), "--rubric", str(rubric)]
             argv += ["--judge", "rules", "--output", str(out), "--run-id", "bench", "--no-progress"]
-            wall, rss = measure(argv, REPO)
-            report = out / "bench" / "report.html"
+            wall, rss = measure(argv + ["--no-report"] * args.no_report, REPO)
+            report = out / "bench" / ("summary.md" if args.no_report else "report.html")
             pages = folder_mb(out / "bench" / "report")
             load = f"{browser_seconds(report) - baseline:.1f} s" if browser else "-"
             sessions = len(list(transcripts.iterdir()))
