@@ -5,8 +5,9 @@
 For each size N, writes synthetic sessions (20 therapist turns each) and a five-criterion rubric the
 offline rules judge answers, then runs `evaluator run` in a fresh process (judging, summary.md and
 report.html, as `make run` does) and prints: peak RSS of that process, its wall time, the size of
-report.html (and of any page folder beside it), and the time headless Chromium takes to load and
-draw report.html (a screenshot, minus the same for an empty page). It prints figures; it asserts
+report.html (and of the report/ page folder a large run gets beside it), and the time headless Chromium
+takes to load and draw report.html and, where there is one, the first transcript page (a screenshot,
+minus the same for an empty page). It prints figures; it asserts
 nothing. 1,000,000 judgments take about an hour of rules judging on 2 cores.
 """
 
@@ -98,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(n) for n in args.judgments.split(",")]
     browser = CHROMIUM is not None and not args.no_browser and not args.no_report
-    print(f"{'judgments':>10} {'sessions':>9} {'wall':>9} {'peak RSS':>9} {'report.html':>12} {'pages':>9} {'load':>8}")
+    header = f"{'judgments':>10} {'sessions':>9} {'wall':>9} {'peak RSS':>9} {'report.html':>12} {'pages':>9}"
+    print(f"{header} {'load':>8} {'page load':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.html"
         empty.write_text("<!doctype html><title>empty</title>")
@@ -113,10 +115,12 @@ def main() -> None:
             report = out / "bench" / ("summary.md" if args.no_report else "report.html")
             pages = folder_mb(out / "bench" / "report")
             load = f"{browser_seconds(report) - baseline:.1f} s" if browser else "-"
+            first = min((out / "bench" / "report").glob("*.html"), default=None)
+            page_load = f"{browser_seconds(first) - baseline:.1f} s" if browser and first else "-"
             sessions = len(list(transcripts.iterdir()))
             print(
                 f"{n:>10,} {sessions:>9,} {wall:>7.1f} s {rss:>6.0f} MB {report.stat().st_size / 1e6:>9.1f} MB"
-                f" {pages:>6.1f} MB {load:>8}",
+                f" {pages:>6.1f} MB {load:>8} {page_load:>10}",
                 flush=True,
             )
             shutil.rmtree(folder)
