@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import jinja2
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta, nodes
 from jinja2.bccache import Bucket, FileSystemBytecodeCache
-from jinja2.environment import Environment
+from jinja2.environment import Environment, Template
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -174,7 +174,8 @@ class PromptRenderer:
     def __init__(self, prompts_dir: Path | None = None) -> None:
         self.prompts_dir = prompts_dir or bundled_prompts_dir()
         self._dumps: dict[int, tuple[Any, Any]] = {}
-        self._systems: dict[tuple[Path, str, str, tuple[str, ...]], str] = {}
+        self._systems: dict[tuple[Path, str, str, tuple[str, ...]], Message] = {}
+        self._ready_templates: dict[tuple[Path, str], tuple[Template, bool]] = {}
         self._environments: dict[Path, SandboxedEnvironment] = {}
         self._hashes: dict[tuple[Path, str], str] = {}
         self._shared_systems: dict[tuple[Path, str], bool] = {}
@@ -259,31 +260,37 @@ class PromptRenderer:
         turns = [turns] if isinstance(turns, Turn) else list(turns)
         rubric_dir = self._rubric_dir(rubric)
         name = self.template_name(rubric, mode)
-        env = self._environment(rubric_dir)
         try:
-            template = env.get_template(name)
-            missing = [b for b in BLOCKS if b not in template.blocks]
-            if missing:
-                raise PromptError(
-                    f"template {name!r} must define {{% block system %}} and {{% block user %}}; missing: {missing}"
-                )
+            template, shared = self._ready(rubric_dir, name)
             context = template.new_context(self._variables(rubric, criteria, transcript, turns))
             shared_key = (rubric_dir, name, rubric.hash, tuple(c.id for c in criteria))
-            system = self._systems.get(shared_key) if self._system_is_shared(rubric_dir, name) else None
+            system = self._systems.get(shared_key) if shared else None
             if system is None:
-                system = "".join(template.blocks["system"](context)).strip()
-                if self._system_is_shared(rubric_dir, name):
+                text = "".join(template.blocks["system"](context)).strip()
+                system = Message.model_construct(role="system", content=text)
+                if shared:
                     self._systems[shared_key] = system
-            contents = {"system": system, "user": "".join(template.blocks["user"](context)).strip()}
+            user = Message.model_construct(role="user", content="".join(template.blocks["user"](context)).strip())
         except PromptError:
             raise
         except _RENDER_ERRORS as exc:
             where = f", line {getattr(exc, 'lineno')}" if getattr(exc, "lineno", None) else ""
             detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise PromptError(f"template {name!r}{where}: {detail}") from None
-        messages = tuple(Message.model_construct(role=b, content=contents[b]) for b in BLOCKS)
-        prompt_hash = hashlib.sha256("\0".join(m.content for m in messages).encode()).hexdigest()[:16]
-        return Rendered(messages, self.template_hash(rubric_dir, name), prompt_hash)
+        prompt_hash = hashlib.sha256(f"{system.content}\0{user.content}".encode()).hexdigest()[:16]
+        return Rendered((system, user), self.template_hash(rubric_dir, name), prompt_hash)
+
+    def _ready(self, rubric_dir: Path, name: str) -> tuple[Template, bool]:
+        """A template checked to have both blocks, and whether its system block is shared; once per template."""
+        if (rubric_dir, name) not in self._ready_templates:
+            template = self._environment(rubric_dir).get_template(name)
+            missing = [b for b in BLOCKS if b not in template.blocks]
+            if missing:
+                raise PromptError(
+                    f"template {name!r} must define {{% block system %}} and {{% block user %}}; missing: {missing}"
+                )
+            self._ready_templates[rubric_dir, name] = template, self._system_is_shared(rubric_dir, name)
+        return self._ready_templates[rubric_dir, name]
 
     def _system_is_shared(self, rubric_dir: Path, name: str) -> bool:
         """Whether the system block reads nothing of the session (checked on the template's syntax tree,
