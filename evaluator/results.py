@@ -1,14 +1,19 @@
-"""A run folder read once: its manifest, the rubrics as judged, every judgment, and one record per
-item (samples folded), so every analysis and view starts from the same data and none re-reads or
-re-folds it."""
+"""A run folder: its manifest and the rubrics as judged, then (read on first use, once) every judgment
+and one record per item (samples folded), so every analysis and view starts from the same data and
+none re-reads or re-folds it. A large run is also read in pieces: stream_judgments one judgment at a
+time (the summary), judgment_offsets and transcript_judgments one transcript at a time (report pages)."""
 
 from __future__ import annotations
 
 import json
+import re
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
@@ -25,14 +30,23 @@ class RunData:
     manifest: RunManifest
     rubrics: dict[str, Rubric]
     """Per rubric id, the definition as judged (the manifest's snapshot), whatever the file says now."""
-    judgments: list[Judgment]
-    """Every judgment, the latest per key, every sample."""
-    items: list[Item]
-    """One record per item: its judgment, or with `--samples N` the samples folded into one verdict."""
 
     @property
     def folded(self) -> bool:
         return self.manifest.samples > 1
+
+    @cached_property
+    def judgments(self) -> list[Judgment]:
+        """Every judgment, the latest per key, every sample; read on first use (a summary streams them
+        instead, stream_judgments, so summarising a large run does not hold them all)."""
+        return load_judgments(self.run_dir)
+
+    @cached_property
+    def items(self) -> list[Item]:
+        """One record per item: its judgment, or with `--samples N` the samples folded into one verdict."""
+        if self.folded:
+            return list(aggregate_samples(self.judgments, self.rubrics, self.manifest.aggregate))
+        return [j for j in self.judgments if j.sample == 0]
 
     @cached_property
     def transcripts(self) -> list[Transcript] | None:
@@ -43,13 +57,60 @@ class RunData:
 def open_run(run_dir: Path) -> RunData:
     manifest = read_manifest(run_dir)
     rubrics = {rid: Rubric.model_validate(record.definition) for rid, record in manifest.rubrics.items()}
-    judgments = load_judgments(run_dir)
-    items: list[Item]
-    if manifest.samples > 1:
-        items = list(aggregate_samples(judgments, rubrics, manifest.aggregate))
-    else:
-        items = [j for j in judgments if j.sample == 0]
-    return RunData(run_dir, manifest, rubrics, judgments, items)
+    return RunData(run_dir, manifest, rubrics)
+
+
+_KEY = re.compile(rb'\{"key":"([^"\\]*)"')
+"""The key at the start of a line as the store writes it (no escapes in it): read without parsing the line."""
+
+
+def stream_judgments(run_dir: Path) -> Iterator[Judgment]:
+    """The judgments load_judgments returns, in its order (a re-judged key where it was last written),
+    one at a time: a first pass notes which lines a later line re-judges, holding only the keys while
+    it reads; the second validates every line (as load_judgments does) and yields the latest ones."""
+    path = run_dir / JUDGMENTS
+    if not path.is_file():
+        return
+    superseded = _superseded_lines(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):  # a line cut short by a kill: everything after the last newline
+                return
+            if not raw.strip():
+                continue
+            try:
+                judgment = Judgment.model_validate_json(raw)
+            except ValidationError as exc:
+                raise ResultsError(f"{path}, line {number}: not a valid judgment: {exc.errors()[0]['msg']}") from None
+            if number not in superseded:
+                yield judgment
+
+
+def _superseded_lines(path: Path) -> set[int]:
+    last: dict[str, int] = {}
+    superseded: set[int] = set()
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n") or not raw.strip():
+                continue
+            key = _line_key(raw)
+            if key is None:
+                continue  # not a judgment: the second pass says so with its line number
+            if key in last:
+                superseded.add(last[key])
+            last[key] = number
+    return superseded
+
+
+def _line_key(raw: bytes) -> str | None:
+    match = _KEY.match(raw)
+    if match is not None:
+        return match.group(1).decode("utf-8", "surrogateescape")
+    try:
+        key = json.loads(raw).get("key")
+    except (ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def judged_transcripts(run: RunData) -> tuple[dict[str, Transcript], list[str]]:

@@ -10,7 +10,7 @@ cannot disagree on a figure; nothing here prints, formats or writes a file.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -18,7 +18,7 @@ from typing import Literal
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
-from evaluator.results import Item, RunData, open_run
+from evaluator.results import Item, RunData, open_run, stream_judgments
 
 Tone = Literal["good", "mid", "bad", "neutral"]
 
@@ -120,6 +120,10 @@ class RunSummary:
     rubrics: list[RubricSummary]
     counts: Counter[str]
     """Items by status (samples folded)."""
+    judged: int
+    """Judgments in the run folder (the latest per key, every sample)."""
+    turns_judged: int
+    """Therapist turns with at least one judgment."""
 
     @property
     def run_dir(self) -> Path:
@@ -131,66 +135,113 @@ class RunSummary:
 
     @property
     def judgments(self) -> list[Judgment]:
-        """Every judgment as read (samples unfolded), so other views of the run need not read it again."""
+        """Every judgment as read (samples unfolded), read on first use: the summary itself holds figures."""
         return self.run.judgments
 
     @property
     def missing(self) -> int:
         """Planned judgments not in the run folder (an incomplete run)."""
-        return max(self.manifest.items_planned - len({j.key for j in self.judgments}), 0)
-
-    @property
-    def turns_judged(self) -> int:
-        return len({(j.transcript_id, j.turn_index) for j in self.judgments})
+        return max(self.manifest.items_planned - self.judged, 0)
 
 
 def summarize(run: RunData | Path) -> RunSummary:
     """Summarise a run (a folder, or one already opened); rubrics come from the manifest's snapshot,
-    so a summary describes the rubric as it was when judged, whatever the file says now."""
+    so a summary describes the rubric as it was when judged, whatever the file says now. One pass over
+    judgments.jsonl that keeps figures (scores, counts), not judgments, so memory grows with the run by
+    a few numbers per judgment; with `--samples N` the samples of an item are folded in memory first."""
     data = run if isinstance(run, RunData) else open_run(run)
-    planned = (_planned(data, rubric) for rubric in data.rubrics.values())
-    summaries = [_rubric_summary(data, rubric) for rubric in planned if rubric.criteria]
-    return RunSummary(data, summaries, Counter(item.status for item in data.items))
+    tally = _Tally(data)
+    if data.folded:
+        for judgment in data.judgments:
+            tally.judgment(judgment)
+        for item in data.items:
+            tally.item(item)
+    else:
+        for judgment in stream_judgments(data.run_dir):
+            tally.judgment(judgment)
+            if judgment.sample == 0:
+                tally.item(judgment)
+    return tally.summary()
 
 
-def _planned(data: RunData, rubric: Rubric) -> Rubric:
+class _RubricTally:
+    """One rubric's cells, over the run and per transcript, for every criterion it defines (narrowed to
+    the planned ones at the end, when the judged ones are known)."""
+
+    def __init__(self, rubric: Rubric, transcripts: list[str]) -> None:
+        self.rubric = rubric
+        self.overall = self.cells()
+        self.by_transcript: dict[str, dict[str, Cell]] = {t: self.cells() for t in transcripts}
+
+    def cells(self) -> dict[str, Cell]:
+        return {c.id: Cell(c) for c in self.rubric.criteria}
+
+    def add(self, item: Item) -> None:
+        if item.criterion_id not in self.overall:
+            return
+        self.overall[item.criterion_id].add(item)
+        if item.transcript_id not in self.by_transcript:  # not setdefault: that would build the cells for every item
+            self.by_transcript[item.transcript_id] = self.cells()
+        self.by_transcript[item.transcript_id][item.criterion_id].add(item)
+
+
+class _Tally:
+    def __init__(self, data: RunData) -> None:
+        self.data = data
+        self.rubrics = {rid: _RubricTally(r, data.manifest.transcripts) for rid, r in data.rubrics.items()}
+        self.counts: Counter[str] = Counter()
+        self.reasons: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self.criteria: dict[str, set[str]] = defaultdict(set)
+        self.judged = 0
+        self.turns: set[tuple[str, int]] = set()
+
+    def judgment(self, judgment: Judgment) -> None:
+        self.judged += 1
+        self.turns.add((judgment.transcript_id, judgment.turn_index))
+        self.criteria[judgment.rubric_id].add(judgment.criterion_id)
+        if judgment.status != "ok":
+            reason = judgment.unscored_reason or judgment.error or judgment.rationale
+            self.reasons[(judgment.rubric_id, judgment.criterion_id)][reason] += 1
+
+    def item(self, item: Item) -> None:
+        self.counts[item.status] += 1
+        tally = self.rubrics.get(item.rubric_id)
+        if tally is not None:
+            tally.add(item)
+
+    def summary(self) -> RunSummary:
+        summaries = []
+        for rubric_id, tally in self.rubrics.items():
+            rubric = _planned(self.data.manifest, tally.rubric, self.criteria[rubric_id])
+            if rubric.criteria:
+                summaries.append(self._rubric_summary(rubric, tally))
+        return RunSummary(self.data, summaries, self.counts, self.judged, len(self.turns))
+
+    def _rubric_summary(self, rubric: Rubric, tally: _RubricTally) -> RubricSummary:
+        keep = [c.id for c in rubric.criteria]
+        overall = {cid: tally.overall[cid] for cid in keep}
+        by_transcript = {t: {cid: cells[cid] for cid in keep} for t, cells in tally.by_transcript.items()}
+        for criterion_id, cell in overall.items():
+            cell.estimate = cluster_bootstrap_mean({t: cs[criterion_id].scores for t, cs in by_transcript.items()})
+        reasons = {cid: _common_reason(self.reasons.get((rubric.id, cid))) for cid in keep}
+        return RubricSummary(rubric, overall, by_transcript, reasons)
+
+
+def _planned(manifest: RunManifest, rubric: Rubric, judged: set[str]) -> Rubric:
     """The rubric narrowed to the criteria a `--criterion` subset planned (the names as evaluator.plan
     matches them, `rubric/criterion` or a bare id, plus the prerequisites it added) and any criterion
     judged all the same, so a subset's summary does not list criteria nobody asked for as zero counts."""
-    subset = data.manifest.subset
+    subset = manifest.subset
     if subset is None or not subset.criteria:
         return rubric
     names = [name.rpartition("/") for name in [*subset.criteria, *subset.prerequisites]]
-    wanted = {cid for rid, sep, cid in names if not sep or rid == rubric.id}
-    wanted |= {j.criterion_id for j in data.judgments if j.rubric_id == rubric.id}
+    wanted = {cid for rid, sep, cid in names if not sep or rid == rubric.id} | judged
     return rubric.model_copy(update={"criteria": [c for c in rubric.criteria if c.id in wanted]})
 
 
-def _rubric_summary(data: RunData, rubric: Rubric) -> RubricSummary:
-    def cells() -> dict[str, Cell]:
-        return {c.id: Cell(c) for c in rubric.criteria}
-
-    overall = cells()
-    by_transcript: dict[str, dict[str, Cell]] = {t: cells() for t in data.manifest.transcripts}
-    for item in data.items:
-        if item.rubric_id != rubric.id or item.criterion_id not in overall:
-            continue
-        overall[item.criterion_id].add(item)
-        if item.transcript_id not in by_transcript:  # not setdefault: that would build the cells for every item
-            by_transcript[item.transcript_id] = cells()
-        by_transcript[item.transcript_id][item.criterion_id].add(item)
-    for criterion_id, cell in overall.items():
-        cell.estimate = cluster_bootstrap_mean({t: cs[criterion_id].scores for t, cs in by_transcript.items()})
-    reasons = {c.id: _common_reason(data.judgments, rubric.id, c.id) for c in rubric.criteria}
-    return RubricSummary(rubric, overall, by_transcript, reasons)
-
-
-def _common_reason(judgments: list[Judgment], rubric_id: str, criterion_id: str) -> str | None:
-    reasons = Counter(
-        j.unscored_reason or j.error or j.rationale
-        for j in judgments
-        if j.rubric_id == rubric_id and j.criterion_id == criterion_id and j.status != "ok"
-    )
+def _common_reason(reasons: Counter[str] | None) -> str | None:
+    if not reasons:
+        return None
     reasons.pop("", None)
     return reasons.most_common(1)[0][0] if reasons else None
 

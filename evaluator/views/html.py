@@ -294,7 +294,7 @@ def _header_view(summary: RunSummary, run_dir: Path) -> _HeaderView:
         cost=_cost(manifest),
         elapsed=_duration(manifest.elapsed_s),
         turns=summary.turns_judged,
-        judged=len(summary.judgments),
+        judged=summary.judged,
     )
 
 

@@ -31,8 +31,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def fits_one_file(summary: RunSummary) -> bool:
     """Small runs keep one self-contained report.html, which can be mailed or archived as it is."""
-    sessions = len(set(summary.manifest.transcripts) | {j.transcript_id for j in summary.judgments})
-    return sessions <= SINGLE_FILE_SESSIONS and len(summary.judgments) <= SINGLE_FILE_JUDGMENTS
+    sessions = set(summary.manifest.transcripts).union(*(rs.by_transcript for rs in summary.rubrics))
+    return len(sessions) <= SINGLE_FILE_SESSIONS and summary.judged <= SINGLE_FILE_JUDGMENTS
 
 
 def transcript_ids(summary: RunSummary, extra: Iterable[str]) -> list[str]:

@@ -1,0 +1,39 @@
+"""A summary of a large run holds figures, not judgments: it reads judgments.jsonl once, line by line,
+and gives exactly the figures of the run's judgments held in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluator.analysis.summary import summarize
+from evaluator.results import stream_judgments
+from evaluator.store import JUDGMENTS, load_judgments
+from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
+
+
+def _run(tmp_path: Path) -> Path:
+    judgments = [judgment(t, turn, float(turn % 5 + 1)) for t in ("a", "b", "c") for turn in (1, 3, 5)]
+    judgments += [judgment("a", 1, None, criterion=QUESTIONS["id"], status="unscored")]
+    run_dir = write_run(tmp_path, "run", make_rubric(LIKERT, QUESTIONS), judgments)
+    with (run_dir / JUDGMENTS).open("a", encoding="utf-8") as handle:  # re-judged, then a line cut short
+        handle.write(judgment("b", 3, 1.0, rationale="judged again").model_dump_json() + "\n")
+        handle.write(judgment("a", 1, None, criterion=QUESTIONS["id"], status="unscored").model_dump_json() + "\n")
+        handle.write(judgment("c", 7, 5.0).model_dump_json()[:50])
+    return run_dir
+
+
+def test_streamed_judgments_are_the_judgments_load_judgments_gives_in_its_order(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path)
+    assert list(stream_judgments(run_dir)) == load_judgments(run_dir)
+
+
+def test_a_summary_never_holds_every_judgment_and_its_figures_match_them(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path)
+    summary = summarize(run_dir)
+    assert "judgments" not in vars(summary.run) and "items" not in vars(summary.run)
+    judgments = load_judgments(run_dir)
+    assert summary.judged == len(judgments) == 10 and summary.turns_judged == 9
+    cell = summary.rubrics[0].overall[LIKERT["id"]]
+    assert cell.scores == [j.score for j in judgments if j.criterion_id == LIKERT["id"]]
+    assert summary.rubrics[0].by_transcript["b"][LIKERT["id"]].scores == [2.0, 1.0, 1.0]
+    assert summary.rubrics[0].reasons[QUESTIONS["id"]] == "the reply did not validate"
