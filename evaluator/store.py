@@ -65,7 +65,7 @@ def read_manifest(run_dir: Path) -> RunManifest:
 
 
 def write_transcripts(run_dir: Path, transcripts: list[Transcript]) -> None:
-    write_atomic(run_dir / TRANSCRIPTS, "".join(t.model_dump_json() + "\n" for t in transcripts))
+    write_lines_atomic(run_dir / TRANSCRIPTS, (t.model_dump_json() + "\n" for t in transcripts))
 
 
 def read_transcript_snapshot(run_dir: Path) -> list[Transcript] | None:
