@@ -6,7 +6,8 @@ Starts `tests/fake_openai.py` in its own process with a fixed reply latency, gen
 sessions and a five-criterion rubric, and prints:
 
 1. achieved throughput as a fraction of the ideal (items x latency / concurrency), over the run
-   window (first request to last judgment) and over wall clock;
+   window (first request to last judgment), over the wall clock of judging (reading inputs to the
+   manifest), and over the wall clock of the whole `evaluator run` command in a fresh process;
 2. CPU time per judgment of the whole evaluator process, of the bare openai client making the same
    calls, and the difference: the judge's own CPU (render, validate, cache, store). The evaluator
    runs as `evaluator run` does, with a response cache (a fresh one, so every call is sent);
@@ -135,6 +136,17 @@ async def evaluator_run(
     }
 
 
+def command_wall(url: str, transcripts: Path, rubric: Path, out: Path, concurrency: int) -> float:
+    """Wall seconds of `evaluator run` as a user starts it: a fresh process, imports, reading, judging,
+    summary.md and report.html, with a fresh response cache (every call is sent)."""
+    argv = [sys.executable, "-m", "evaluator", "run", str(transcripts), "--rubric", str(rubric), "--output", str(out)]
+    argv += ["--base-url", url, "--model", "fake-judge", "--cache", str(out / "cache.sqlite"), "--no-progress"]
+    argv += ["--concurrency", str(concurrency)]
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
 def request_bodies(transcripts: Path, rubric: Path, url: str) -> list[dict]:
     """The exact bodies the evaluator sends for these inputs, for the bare-client comparison."""
     judge = OpenAIJudge(JudgeSettings(kind="openai", model="fake-judge", base_url=url, cache_path=None))
@@ -250,6 +262,7 @@ def main() -> None:
                 evaluator_run(url, transcripts, rubric, folder / "results", "per-criterion", args.concurrency)
             )
             server_cpu = process_cpu(server.pid) - server_cpu
+            command = command_wall(url, transcripts, rubric, folder / "command", args.concurrency)
             n = figures["items"]
             ideal = n * args.latency / args.concurrency
             print(f"throughput: {n} judgments, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
@@ -260,6 +273,10 @@ def main() -> None:
             print(
                 f"  evaluator wall (reading inputs to writing the manifest, imports excluded) {figures['wall']:.2f} s "
                 f"-> {ideal / figures['wall']:.1%} of ideal"
+            )
+            print(
+                f"  `evaluator run` in a fresh process (imports, judging, summary.md, report.html) {command:.2f} s "
+                f"-> {ideal / command:.1%} of ideal"
             )
             print(
                 f"  CPU per judgment, whole evaluator: {figures['cpu'] / n * 1000:.2f} ms "
