@@ -14,7 +14,7 @@ from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
 from evaluator.judges.select import estimate_call, judge_price
 from evaluator.models import Subset, Usage
-from evaluator.plan import JudgeRequest, group_requests, select_plans, static_applicability, work_units
+from evaluator.plan import JudgeRequest, group_requests, select_work, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import make_call, read_inputs
 from evaluator.terminal import fit
@@ -55,9 +55,9 @@ async def dry_run(config: RunConfig) -> DryRun:
     rubrics, transcripts, skipped, _ = read_inputs(config)
     renderer = PromptRenderer(config.prompts_dir)
     llm = config.judge.uses_llm()
-    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    selection = select_work(transcripts, rubrics, config.samples, config.subset)
     transcripts = selection.transcripts
-    estimates = {r.id: RubricEstimate() for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)}
+    estimates = {r.id: RubricEstimate() for r in rubrics if r.id in selection.rubric_ids}
     for unit in work_units(selection.plans, config.mode):
         estimate = estimates[unit[0].rubric.id]
         for stage in range(len(unit[0].stages)):

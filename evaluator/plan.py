@@ -255,6 +255,31 @@ def select_plans(
     return Selection(plans, [t for t in chosen if t.id in used], recorded)
 
 
+@dataclass(frozen=True)
+class Work:
+    """What a run judges, planned as it is reached when the whole plan is judged (TurnPlans), as a
+    list for a subset; with the item count and rubric ids, known before anything is judged."""
+
+    plans: Iterable[TurnPlan]
+    transcripts: list[Transcript]
+    subset: Subset | None
+    planned: int
+    rubric_ids: set[str]
+
+
+def select_work(
+    transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+) -> Work:
+    """select_plans for a run and its dry run: without a subset, no plan is held."""
+    if subset is None or subset.is_empty():
+        plans = TurnPlans(transcripts, rubrics, samples)
+        return Work(plans, transcripts, None, plans.n_items, plans.rubric_ids)
+    selection = select_plans(transcripts, rubrics, samples, subset)
+    chosen = selection.plans
+    planned, used = sum(p.n_items for p in chosen), {p.rubric.id for p in chosen}
+    return Work(chosen, selection.transcripts, selection.subset, planned, used)
+
+
 def _short(values: object, most: int = 20) -> str:
     items = list(values)  # type: ignore[call-overload]
     more = f" and {len(items) - most} more" if len(items) > most else ""

@@ -36,7 +36,6 @@ from evaluator.models import (
     RunManifest,
     SkippedFile,
     Status,
-    Subset,
     Transcript,
     item_key,
 )
@@ -44,11 +43,10 @@ from evaluator.patterns import PatternTimeout
 from evaluator.plan import (
     JudgeRequest,
     TurnPlan,
-    TurnPlans,
     applicability_after,
     group_requests,
     prerequisites,
-    select_plans,
+    select_work,
     static_applicability,
     work_units,
 )
@@ -272,12 +270,9 @@ async def _run_with(
 ) -> RunResult:
     renderer = PromptRenderer(config.prompts_dir)
     check_templates(rubrics, renderer, (config.mode,))
-    plans, transcripts, subset = _select(config, transcripts, rubrics)
-    if isinstance(plans, TurnPlans):
-        planned, used = plans.n_items, plans.rubric_ids
-    else:
-        planned, used = sum(p.n_items for p in plans), {p.rubric.id for p in plans}
-    rubrics = [r for r in rubrics if r.id in used]
+    work = select_work(transcripts, rubrics, config.samples, config.subset)
+    plans, transcripts, subset, planned = work.plans, work.transcripts, work.subset, work.planned
+    rubrics = [r for r in rubrics if r.id in work.rubric_ids]
     if subset is not None:
         console.print(f"[yellow]subset:[/yellow] {escape(subset.describe())}", highlight=False)
     if previous is not None and config.resume is not None:
@@ -299,16 +294,6 @@ async def _run_with(
         return await _judge_all(
             judge, config, manifest, run_dir, renderer, plans, rubrics, planned, resumed, skipped, console, started
         )
-
-
-def _select(
-    config: RunConfig, transcripts: list[Transcript], rubrics: list[Rubric]
-) -> tuple[Iterable[TurnPlan], list[Transcript], Subset | None]:
-    """What to judge: every turn, planned as the run reaches it, or a subset (select_plans)."""
-    if config.subset is None or config.subset.is_empty():
-        return TurnPlans(transcripts, rubrics, config.samples), transcripts, None
-    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
-    return selection.plans, selection.transcripts, selection.subset
 
 
 async def _judge_all(
