@@ -108,7 +108,7 @@ def _render(summary: RunSummary, header: _HeaderView, grouping: GroupsView | Non
         .render(
             **_common(header, grouping),
             css=_asset("report.css"),
-            rubrics=[_rubric_view(rs) for rs in summary.rubrics],
+            rubrics=[_rubric_view(rs, tables=context["index"] is None) for rs in summary.rubrics],
             **context,
         )
     )
@@ -196,7 +196,8 @@ def _pass_text(criterion: Criterion) -> str | None:
     return f"{'≥' if criterion.better == 'higher' else '≤'} {value}"
 
 
-def _rubric_view(rs: RubricSummary) -> _RubricView:
+def _rubric_view(rs: RubricSummary, tables: bool) -> _RubricView:
+    """A rubric's cards, and its per-transcript table rows unless the transcript index replaces them."""
     criteria = [
         _CriterionView(
             rs.rubric.id,
@@ -209,7 +210,8 @@ def _rubric_view(rs: RubricSummary) -> _RubricView:
         )
         for criterion in rs.rubric.criteria
     ]
-    rows = [(t, [_table_cell(rs, cells[c.id]) for c in rs.rubric.criteria]) for t, cells in rs.by_transcript.items()]
+    cells = rs.by_transcript.items() if tables else []
+    rows = [(t, [_table_cell(rs, by_id[c.id]) for c in rs.rubric.criteria]) for t, by_id in cells]
     return _RubricView(rs, criteria, rows)
 
 
