@@ -87,18 +87,33 @@ def stream_judgments(run_dir: Path) -> Iterator[Judgment]:
 
 
 def _superseded_lines(path: Path) -> set[int]:
-    last: dict[str, int] = {}
-    superseded: set[int] = set()
+    """Numbers of the lines a later line re-judges (same key). It holds 24 bytes a line, not the keys:
+    a hash of each key finds the candidate repeats, whose keys are then read again and compared."""
+    import numpy as np  # the summary's bootstrap needs it anyway; kept off the start-up path
+
+    hashes, offsets, numbers = array("q"), array("q"), array("q")
     with path.open("rb") as handle:
+        position = 0
         for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n") or not raw.strip():
-                continue
-            key = _line_key(raw)
+            start, position = position, position + len(raw)
+            key = _line_key(raw) if raw.endswith(b"\n") and raw.strip() else None
+            if key is not None:  # None: not a judgment, which the second pass reports with its line number
+                hashes.append(hash(key))
+                offsets.append(start)
+                numbers.append(number)
+        values = np.frombuffer(hashes, dtype=np.int64)
+        order = np.argsort(values, kind="stable")
+        repeats = np.flatnonzero(values[order][1:] == values[order][:-1])
+        last: dict[str, int] = {}
+        superseded: set[int] = set()
+        for index in np.unique(np.concatenate([order[repeats], order[repeats + 1]])).tolist():  # in file order
+            handle.seek(offsets[index])
+            key = _line_key(handle.readline())
             if key is None:
-                continue  # not a judgment: the second pass says so with its line number
+                continue
             if key in last:
                 superseded.add(last[key])
-            last[key] = number
+            last[key] = numbers[index]
     return superseded
 
 
