@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from evaluator.aggregate import AGGREGATES, iter_aggregates
+from evaluator.batch_state import STATE as BATCH_STATE
 from evaluator.config import RunConfig
 from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, judgment_for
 from evaluator.judges.pricing import Budget
@@ -237,6 +238,11 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
     console = console or Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
     previous = read_manifest(config.resume) if config.resume is not None else None
+    if config.resume is not None and (config.resume / BATCH_STATE).exists():
+        raise RunError(
+            f"{config.resume} is judged through a batch queue, at batch prices; continue it with "
+            f"`evaluator batch status {config.resume}`, then `batch collect` and `batch submit --resume`"
+        )
     if previous is not None:
         config = replace(
             config,

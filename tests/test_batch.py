@@ -497,3 +497,14 @@ def test_a_run_started_with_metadata_collects_and_resumes_with_it_and_stays_blin
     assert read_manifest(run_dir).transcript_metadata["s2"]["arm"] == "arm-quokka-9"
     sent = json.dumps(batch_lines(server))
     assert batch_lines(server) and "arm-zebra-7" not in sent and "arm-quokka-9" not in sent
+
+
+def test_run_resume_refuses_a_batch_run_and_names_the_batch_commands(inputs, fake_server, capsys) -> None:
+    """A live resume would judge the waiting items at full price beside the open batches."""
+    server = fake_server()
+    assert cli(capsys, *submit_args(inputs, server))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    sent = len(server.received)
+    code, out = cli(capsys, "run", "--resume", run_dir, "--base-url", server.url, "--model", MODEL)
+    assert code != 0 and "batch queue" in out and f"evaluator batch status {run_dir}" in out
+    assert len(server.received) == sent and not written_keys(run_dir)
