@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
 from evaluator.reading import TranscriptError
-from evaluator.store import JUDGMENTS, ResultsError, load_judgments, read_manifest, read_transcript_snapshot
+from evaluator.store import (
+    JUDGMENTS,
+    TRANSCRIPTS,
+    ResultsError,
+    load_judgments,
+    read_manifest,
+    read_transcript_snapshot,
+)
 from evaluator.transcripts import read_transcripts
 
 Item = Judgment | Aggregate
@@ -150,6 +157,32 @@ def judged_transcripts(run: RunData) -> tuple[dict[str, Transcript], list[str]]:
         except (TranscriptError, OSError) as exc:
             problems.append(str(exc))
     return found, problems
+
+
+def transcript_reader(run: RunData) -> tuple[Callable[[str], Transcript | None], list[str]]:
+    """judged_transcripts one transcript at a time, for views that show one at a time: from the run's
+    snapshot, each transcript is read when asked for (a scan first notes where each id's line starts);
+    an old run folder without a snapshot rereads its files as judged_transcripts does."""
+    path = run.run_dir / TRANSCRIPTS
+    if not path.is_file():
+        found, problems = judged_transcripts(run)
+        return found.get, problems
+    offsets: dict[str, int] = {}
+    with path.open("rb") as handle:
+        position = 0
+        for raw in handle:
+            if raw.strip():
+                offsets[str(json.loads(raw)["id"])] = position
+            position += len(raw)
+
+    def read(transcript_id: str) -> Transcript | None:
+        if transcript_id not in offsets:
+            return None
+        with path.open("rb") as handle:
+            handle.seek(offsets[transcript_id])
+            return Transcript.model_validate_json(handle.readline())
+
+    return read, []
 
 
 def _candidates(name: str, run_dir: Path) -> list[Path]:

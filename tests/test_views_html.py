@@ -633,3 +633,13 @@ def test_the_index_pages_searches_and_sorts_in_a_browser(browser, large_run: Pat
     page.click("#next")
     assert page.locator("#transcript-id").inner_text() == "case-001"
     assert problems == []
+
+
+def test_pages_of_a_run_without_snapshot_reread_the_files(large_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(large_run, copy)
+    (copy / TRANSCRIPTS).unlink()
+    report = write_html_report(copy).read_text(encoding="utf-8")
+    row = _index_rows(report)[3]
+    page = (copy / row[1]).read_text(encoding="utf-8")
+    assert page.count('<div class="turn ') == 4 and "Session 3: it is too much" in page

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from evaluator.analysis.stats import Estimate
 from evaluator.analysis.summary import Cell, RubricSummary, RunSummary, Tone, summarize
 from evaluator.models import STATUSES, Criterion, Judgment, RunManifest
-from evaluator.results import judged_transcripts
+from evaluator.results import judged_transcripts, transcript_reader
 from evaluator.rubrics import scale_summary
 from evaluator.store import write_atomic
 from evaluator.views import format as fmt
@@ -65,7 +65,7 @@ def write_html_report(
         write_atomic(path, _render_single(run_dir, summary, grouping))
         remove_pages(run_dir)
         return path
-    transcripts, problems = judged_transcripts(summary.run)
+    transcript_of, problems = transcript_reader(summary.run)
     header = _header_view(summary, run_dir)
     template = _environment().get_template(TRANSCRIPT_TEMPLATE)
 
@@ -79,7 +79,7 @@ def write_html_report(
         )
 
     assets = {name: str(_asset(name)) for name in ("report.css", "report.js")}
-    links = write_pages(run_dir, summary, transcripts, problems, render_page, assets)
+    links = write_pages(run_dir, summary, transcript_of, problems, render_page, assets)
     index = transcript_index(summary, list(links), links, grouping)
     write_atomic(path, _render(summary, header, grouping, index=index, index_js=_asset("index.js")))
     return path

@@ -61,7 +61,7 @@ class PageContext:
 def write_pages(
     run_dir: Path,
     summary: RunSummary,
-    transcripts: dict[str, Transcript],
+    transcript_of: Callable[[str], Transcript | None],
     problems: list[str],
     render: Callable[[PageContext], str],
     assets: dict[str, str],
@@ -80,7 +80,7 @@ def write_pages(
         for number, transcript_id in enumerate(ids):
             found = offsets.get(transcript_id)
             judgments = transcript_judgments(run_dir, found) if found is not None else []
-            view = session_view(number, layout, transcript_id, judgments, transcripts.get(transcript_id), problems)
+            view = session_view(number, layout, transcript_id, judgments, transcript_of(transcript_id), problems)
             previous = names[number - 1] if number else None
             following = names[number + 1] if number + 1 < len(names) else None
             page = render(PageContext(view, judgments, previous, following))
