@@ -5,11 +5,8 @@ figures go."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
 from rich.console import Console
 from rich.markup import escape
 
@@ -17,6 +14,7 @@ from evaluator.analysis.contrast import Contrast, CriterionContrast
 from evaluator.store import write_atomic
 from evaluator.views import format as fmt
 from evaluator.views.forest import forest_svg
+from evaluator.views.templating import asset, page_environment
 
 CONTRAST_MD = "contrast.md"
 CONTRAST_HTML = "contrast.html"
@@ -157,14 +155,6 @@ def render_contrast_markdown(contrast: Contrast) -> str:
 
 
 def render_contrast_html(contrast: Contrast) -> str:
-    environment = Environment(
-        loader=PackageLoader("evaluator", "views/templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    css = (resources.files("evaluator") / "views" / "templates" / "report.css").read_text(encoding="utf-8")
     rubrics = _rubric_count(contrast)
     tables = [
         (
@@ -177,14 +167,18 @@ def render_contrast_html(contrast: Contrast) -> str:
         )
         for arm in contrast.compared()
     ]
-    return environment.get_template("contrast.html.j2").render(
-        css=Markup(css),
-        contrast=contrast,
-        header=header_lines(contrast),
-        forest=forest_svg(contrast.rows, contrast.baseline),
-        unscored=unscored_line(contrast),
-        columns=_md_columns(contrast),
-        tables=tables,
+    return (
+        page_environment()
+        .get_template("contrast.html.j2")
+        .render(
+            css=asset("report.css"),
+            contrast=contrast,
+            header=header_lines(contrast),
+            forest=forest_svg(contrast.rows, contrast.baseline),
+            unscored=unscored_line(contrast),
+            columns=_md_columns(contrast),
+            tables=tables,
+        )
     )
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from evaluator.analysis.stats import Estimate
@@ -32,6 +30,7 @@ from evaluator.views.groups import GroupsView, report_groups
 from evaluator.views.pages import PageContext, fits_one_file, remove_pages, write_pages
 from evaluator.views.sessions import SessionView, session_views
 from evaluator.views.summary import DIRECTION_ARROWS
+from evaluator.views.templating import asset, page_environment
 from evaluator.views.transcript_index import STATUS_LABELS, cell_note, transcript_index
 
 HTML_FILE = "report.html"
@@ -67,7 +66,7 @@ def write_html_report(
         return path
     transcript_of, problems = transcript_reader(summary.run)
     header = _header_view(summary, run_dir)
-    template = _environment().get_template(TRANSCRIPT_TEMPLATE)
+    template = page_environment().get_template(TRANSCRIPT_TEMPLATE)
 
     def render_page(page: PageContext) -> str:
         return template.render(
@@ -78,10 +77,10 @@ def write_html_report(
             next=page.next,
         )
 
-    assets = {name: str(_asset(name)) for name in ("report.css", "report.js")}
+    assets = {name: str(asset(name)) for name in ("report.css", "report.js")}
     links = write_pages(run_dir, summary, transcript_of, problems, render_page, assets)
     index = transcript_index(summary, list(links), links, grouping)
-    write_atomic(path, _render(summary, header, grouping, index=index, index_js=_asset("index.js")))
+    write_atomic(path, _render(summary, header, grouping, index=index, index_js=asset("index.js")))
     return path
 
 
@@ -95,7 +94,7 @@ def _render_single(run_dir: Path, summary: RunSummary, grouping: GroupsView | No
         sessions=sessions,
         filters=_filter_view(summary, summary.judgments, sessions),
         session_ids={s.transcript_id: s.dom_id for s in sessions},
-        js=_asset("report.js"),
+        js=asset("report.js"),
     )
 
 
@@ -103,11 +102,11 @@ def _render(summary: RunSummary, header: _HeaderView, grouping: GroupsView | Non
     """report.html: with `sessions` (single file) or with `index` (conversations on transcript pages)."""
     context: dict[str, object] = {"sessions": [], "index": None, **page}
     return (
-        _environment()
+        page_environment()
         .get_template(PAGE_TEMPLATE)
         .render(
             **_common(header, grouping),
-            css=_asset("report.css"),
+            css=asset("report.css"),
             rubrics=[_rubric_view(rs, tables=context["index"] is None) for rs in summary.rubrics],
             **context,
         )
@@ -335,19 +334,3 @@ def _filter_view(summary: RunSummary, judgments: list[Judgment], sessions: list[
         [(s.dom_id, s.transcript_id) for s in sessions],
         len(judgments),
     )
-
-
-def _environment() -> Environment:
-    """Autoescape on: every value from a transcript, rubric or judge is escaped unless it arrives as Markup."""
-    return Environment(
-        loader=PackageLoader("evaluator", "views/templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def _asset(name: str) -> Markup:
-    """The page's CSS and JS, kept as real files and inlined at render so the page stays self-contained."""
-    return Markup((resources.files("evaluator") / "views" / "templates" / name).read_text(encoding="utf-8"))

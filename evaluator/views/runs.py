@@ -9,11 +9,9 @@ without a page show the command that writes one instead of a dead link.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from markupsafe import Markup
 from rich.console import Console
 from rich.markup import escape
 
@@ -22,6 +20,7 @@ from evaluator.errors import EvaluatorError
 from evaluator.models import STATUSES
 from evaluator.store import write_atomic
 from evaluator.views import format as fmt
+from evaluator.views.templating import asset, page_environment
 
 INDEX_FILE = "index.html"
 REPORT_FILE = "report.html"
@@ -106,16 +105,8 @@ def run_rows(listing: RunListing) -> list[RunRow]:
     return rows
 
 
-def _template_text(name: str) -> str:
-    return (resources.files("evaluator") / "views" / "templates" / name).read_text(encoding="utf-8")
-
-
 def _render(template: str, **context: object) -> str:
-    """Autoescaped, StrictUndefined: run ids, folder names and model names are data."""
-    from jinja2 import Environment, StrictUndefined
-
-    env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(_template_text(template)).render(**context)
+    return page_environment().get_template(template).render(**context)
 
 
 def render_index_html(listing: RunListing) -> str:
@@ -124,7 +115,7 @@ def render_index_html(listing: RunListing) -> str:
         results_dir=str(listing.results_dir),
         rows=run_rows(listing),
         status_headers=[STATUS_HEADERS[s] for s in STATUSES],
-        css=Markup(_template_text("runs.css")),
+        css=asset("runs.css"),
     )
 
 
@@ -149,7 +140,7 @@ def write_compare_pages(listing: RunListing, later: Path) -> list[Path]:
             later=pair.later.name,
             rubrics=", ".join(pair.rubric_ids),
             markdown=render_comparison_markdown(comparison),
-            css=Markup(_template_text("runs.css")),
+            css=asset("runs.css"),
         )
         write_atomic(page, text)
         written.append(page)
