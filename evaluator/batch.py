@@ -48,22 +48,18 @@ from evaluator.models import (
     BatchRecord,
     BatchState,
     BatchStatus,
-    Criterion,
     Judgment,
     Message,
     RunManifest,
-    Status,
     Usage,
-    item_key,
 )
 from evaluator.patterns import PatternTimeout
 from evaluator.plan import (
     JudgeRequest,
     TurnPlan,
-    applicability_after,
+    decided_without_judge,
     group_requests,
     select_plans,
-    static_applicability,
     work_units,
 )
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
@@ -219,17 +215,6 @@ class Work:
     """Items of later stages, waiting for a verdict still in flight."""
 
 
-def _decided(plan: TurnPlan, criterion: Criterion, done: dict[str, Judgment]) -> tuple[Status | None, str | None]:
-    reason = static_applicability(criterion, plan.transcript, plan.turn)
-    if reason is not None:
-        return "not_applicable", reason
-    rule = criterion.applies_when
-    if rule is None or rule.criterion is None:
-        return None, None
-    prerequisite = item_key(plan.rubric.id, plan.transcript.id, plan.turn.index, rule.criterion.criterion)
-    return applicability_after(criterion, done.get(prerequisite))
-
-
 def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
     """Per unit of work, the first stage with items not judged: its items that are neither judged nor in
     flight become calls, grouped as the runner groups them. A later stage waits, since its applies_when
@@ -251,7 +236,7 @@ def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
                         if key in busy:
                             continue
                         try:
-                            status, reason = _decided(plan, criterion, done)
+                            status, reason = decided_without_judge(plan, criterion, done.get)
                         except PatternTimeout as exc:
                             status, reason = "error", f"applies_when could not be decided: {exc}"
                         if status is None:

@@ -9,7 +9,7 @@ for precision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from itertools import groupby
@@ -18,7 +18,7 @@ from typing import Protocol
 from evaluator import patterns
 from evaluator.errors import EvaluatorError
 from evaluator.markers import MARKERS
-from evaluator.models import Criterion, Item, JudgeMode, Rubric, Status, Subset, Transcript, Turn
+from evaluator.models import Criterion, Item, JudgeMode, Rubric, Status, Subset, Transcript, Turn, item_key
 from evaluator.rubrics import RubricError, criterion_stages
 
 MATCH_CACHE_SIZE = 1 << 18
@@ -137,6 +137,21 @@ def applicability_after(criterion: Criterion, prerequisite: Verdicted | None) ->
     if prerequisite.verdict in rule.criterion.is_:
         return None, None
     return "not_applicable", f"{wanted} was judged {prerequisite.verdict!r}, not one of {rule.criterion.is_}"
+
+
+def decided_without_judge(
+    plan: TurnPlan, criterion: Criterion, prior: Callable[[str], Verdicted | None]
+) -> tuple[Status | None, str | None]:
+    """What an item records without asking the judge, (None, None) when the judge must be asked: the rules'
+    applicability first, then the prerequisite's verdict, looked up by its item key with `prior`."""
+    reason = static_applicability(criterion, plan.transcript, plan.turn)
+    if reason is not None:
+        return "not_applicable", reason
+    rule = criterion.applies_when
+    if rule is None or rule.criterion is None:
+        return None, None
+    prerequisite = item_key(plan.rubric.id, plan.transcript.id, plan.turn.index, rule.criterion.criterion)
+    return applicability_after(criterion, prior(prerequisite))
 
 
 class TurnPlans:

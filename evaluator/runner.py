@@ -30,7 +30,6 @@ from evaluator.judges.pricing import Budget
 from evaluator.judges.select import estimate_call, judge_price, make_judge
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest
 from evaluator.models import (
-    Criterion,
     JudgeMode,
     Judgment,
     Rubric,
@@ -38,17 +37,15 @@ from evaluator.models import (
     SkippedFile,
     Status,
     Transcript,
-    item_key,
 )
 from evaluator.patterns import PatternTimeout
 from evaluator.plan import (
     JudgeRequest,
     TurnPlan,
-    applicability_after,
+    decided_without_judge,
     group_requests,
     prerequisites,
     select_work,
-    static_applicability,
     work_units,
 )
 from evaluator.progress import Ledger, RunProgress
@@ -177,13 +174,19 @@ class _UnitWorker:
     ) -> list[JudgeRequest]:
         """The stage's requests that need the judge; the rest are recorded here without a call."""
         pending = []
+
+        def prior(key: str) -> PriorVerdict | None:
+            """This unit's verdicts first, then those a resumed run read back."""
+            known = verdicts.get(key)
+            return known if known is not None else self.resumed.verdicts.get(key)
+
         for criterion in plan.stages[stage]:
             request = plan.request(criterion, sample)
             if self.resumed.done and request.item.key in self.resumed.done:
                 self.resumed.done.discard(request.item.key)
                 continue
             try:
-                status, reason = self._decided_without_judge(plan, criterion, verdicts)
+                status, reason = decided_without_judge(plan, criterion, prior)
             except PatternTimeout as exc:
                 self._record_errors([request], f"applies_when could not be decided: {exc}", verdicts)
                 continue
@@ -207,19 +210,6 @@ class _UnitWorker:
         for --resume once fixed, while the rest of the batch goes on."""
         for request in requests:
             self._record(judgment_for(request, self.judge.name, status="error", error=error), verdicts)
-
-    def _decided_without_judge(
-        self, plan: TurnPlan, criterion: Criterion, verdicts: dict[str, PriorVerdict]
-    ) -> tuple[Status | None, str | None]:
-        reason = static_applicability(criterion, plan.transcript, plan.turn)
-        if reason is not None:
-            return "not_applicable", reason
-        rule = criterion.applies_when
-        if rule is None or rule.criterion is None:
-            return None, None
-        prerequisite = item_key(plan.rubric.id, plan.transcript.id, plan.turn.index, rule.criterion.criterion)
-        known = verdicts.get(prerequisite)
-        return applicability_after(criterion, known if known is not None else self.resumed.verdicts.get(prerequisite))
 
 
 def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:

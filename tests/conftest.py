@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,37 @@ def vcr_config() -> dict:
         "match_on": ["method", "path", "body"],
         "decode_compressed_response": True,
     }
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium; the browser tests skip without it, except in CI, which installs it."""
+    path = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: install it with apt-get install chromium")
+        pytest.skip("install Debian's chromium to run the browser tests: apt-get install chromium")
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """A headless Chromium driven by Playwright (playwright-core, no browser download)."""
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield launched
+        launched.close()

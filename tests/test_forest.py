@@ -1,13 +1,10 @@
 """The forest plot of a contrast (hand-written SVG) and report.html with `--by`: group sections, the plot,
 group columns and the group filter, checked as markup and in a real headless Chromium (skipped without
-Debian's chromium, failing under CI, as tests/test_views_html.py does)."""
+Debian's chromium, failing under CI: the browser fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +18,6 @@ from tests.arms import ARMS, QUESTIONS, VALIDATES, judged_corpus
 from tests.runs import LIKERT, judgment, make_rubric, write_run
 
 SVG = "{http://www.w3.org/2000/svg}"
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 HOSTILE = '<script>alert("x")</script> & co'
 
 
@@ -80,26 +75,6 @@ def test_report_by_field_has_groups_forest_columns_and_filter(corpus: Path) -> N
     assert all(f'data-group="{arm}"' in page for arm in ARMS)
     plain = write_html_report(corpus).read_text(encoding="utf-8")
     assert 'id="groups"' not in plain and 'id="filter-group"' not in plain
-
-
-def _chromium() -> str:
-    path = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: install it with apt-get install chromium")
-        pytest.skip("install Debian's chromium to run the browser tests: apt-get install chromium")
-    return path
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_report_by_field_in_a_browser(browser, corpus: Path) -> None:  # type: ignore[no-untyped-def]

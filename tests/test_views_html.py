@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,16 +31,6 @@ from evaluator.views.transcript_index import PAGE_ROWS
 from tests.conftest import IGNORING_SEED, REPO, SLOWING_SEED
 from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, sampled, write_run
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DOCS_SCREENSHOT = REPO / "docs" / "report.png"
 HOSTILE_ID = "hostile"
 HOSTILE = """Patient: Too fast <script>alert(1)</script> and {{ x }} and "quotes" & 'apostrophes'. Can we slow down?
@@ -381,26 +371,6 @@ def test_cards_show_the_logprob_weighted_mean_and_self_consistency(tmp_path: Pat
 
 
 # --- the page in a real browser ------------------------------------------------------------------
-
-
-def _chromium() -> str:
-    path = str(CHROMIUM) if CHROMIUM.is_file() else shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: install it with apt-get install chromium")
-        pytest.skip("install Debian's chromium to run the browser tests: apt-get install chromium")
-    return path
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
-        yield launched
-        launched.close()
 
 
 def _visible(page, selector: str) -> list[dict[str, str]]:
