@@ -142,3 +142,21 @@ def test_the_difference_interval_resamples_pairs_by_session() -> None:
     estimate = cluster_bootstrap_difference(pairs, resamples=MANY)
     assert estimate.value == pytest.approx(3.0)
     assert (estimate.low, estimate.high) == pytest.approx(exact_interval(CLUSTERED)) == (1.5, 4.5)
+
+
+@pytest.mark.parametrize(
+    "by_session",
+    [
+        {f"s{i}": [float(i % 5), float(i % 3)] * (1 + i % 4) for i in range(37)},
+        {"only": [1.0, 4.0, 2.0, 5.0, 3.0, 3.0, 1.0]},
+    ],
+    ids=["37 sessions", "one session"],
+)
+def test_drawing_resamples_in_blocks_gives_the_interval_of_drawing_them_at_once(by_session, monkeypatch) -> None:
+    """Blocks keep memory flat with many sessions; they must not change a single interval."""
+    import evaluator.analysis.stats as stats
+
+    monkeypatch.setattr(stats, "CHUNK_CELLS", 10**9)
+    at_once = cluster_bootstrap_mean(by_session, seed=3)
+    monkeypatch.setattr(stats, "CHUNK_CELLS", 50)
+    assert cluster_bootstrap_mean(by_session, seed=3) == at_once
