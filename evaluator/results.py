@@ -6,14 +6,11 @@ time (the summary), judgment_offsets and transcript_judgments one transcript at 
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from evaluator.aggregate import aggregate_samples
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
@@ -22,9 +19,11 @@ from evaluator.store import (
     JUDGMENTS,
     TRANSCRIPTS,
     ResultsError,
+    iter_judgments,
     load_judgments,
     read_manifest,
     read_transcript_snapshot,
+    superseded_lines,
 )
 from evaluator.transcripts import read_transcripts
 
@@ -67,72 +66,10 @@ def open_run(run_dir: Path) -> RunData:
     return RunData(run_dir, manifest, rubrics)
 
 
-_KEY = re.compile(rb'\{"key":"([^"\\]*)"')
-"""The key at the start of a line as the store writes it (no escapes in it): read without parsing the line."""
-
-
 def stream_judgments(run_dir: Path) -> Iterator[Judgment]:
     """The judgments load_judgments returns, in its order (a re-judged key where it was last written),
-    one at a time: a first pass notes which lines a later line re-judges, holding only the keys while
-    it reads; the second validates every line (as load_judgments does) and yields the latest ones."""
-    path = run_dir / JUDGMENTS
-    if not path.is_file():
-        return
-    superseded = _superseded_lines(path)
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):  # a line cut short by a kill: everything after the last newline
-                return
-            if not raw.strip():
-                continue
-            try:
-                judgment = Judgment.model_validate_json(raw)
-            except ValidationError as exc:
-                raise ResultsError(f"{path}, line {number}: not a valid judgment: {exc.errors()[0]['msg']}") from None
-            if number not in superseded:
-                yield judgment
-
-
-def _superseded_lines(path: Path) -> set[int]:
-    """Numbers of the lines a later line re-judges (same key). It holds 24 bytes a line, not the keys:
-    a hash of each key finds the candidate repeats, whose keys are then read again and compared."""
-    import numpy as np  # the summary's bootstrap needs it anyway; kept off the start-up path
-
-    hashes, offsets, numbers = array("q"), array("q"), array("q")
-    with path.open("rb") as handle:
-        position = 0
-        for number, raw in enumerate(handle, start=1):
-            start, position = position, position + len(raw)
-            key = _line_key(raw) if raw.endswith(b"\n") and raw.strip() else None
-            if key is not None:  # None: not a judgment, which the second pass reports with its line number
-                hashes.append(hash(key))
-                offsets.append(start)
-                numbers.append(number)
-        values = np.frombuffer(hashes, dtype=np.int64)
-        order = np.argsort(values, kind="stable")
-        repeats = np.flatnonzero(values[order][1:] == values[order][:-1])
-        last: dict[str, int] = {}
-        superseded: set[int] = set()
-        for index in np.unique(np.concatenate([order[repeats], order[repeats + 1]])).tolist():  # in file order
-            handle.seek(offsets[index])
-            key = _line_key(handle.readline())
-            if key is None:
-                continue
-            if key in last:
-                superseded.add(last[key])
-            last[key] = numbers[index]
-    return superseded
-
-
-def _line_key(raw: bytes) -> str | None:
-    match = _KEY.match(raw)
-    if match is not None:
-        return match.group(1).decode("utf-8", "surrogateescape")
-    try:
-        key = json.loads(raw).get("key")
-    except (ValueError, AttributeError):
-        return None
-    return key if isinstance(key, str) else None
+    one at a time, holding a few bytes a line instead of every judgment (store.superseded_lines)."""
+    return iter_judgments(run_dir, superseded_lines(run_dir / JUDGMENTS))
 
 
 def judged_transcripts(run: RunData) -> tuple[dict[str, Transcript], list[str]]:

@@ -11,9 +11,11 @@ folder: it holds the folder's lock (an flock the kernel drops when the process d
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import secrets
+from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
@@ -247,21 +249,14 @@ class RunScan:
 
 
 def scan_run(run_dir: Path, keep: Collection[Status], prerequisites: Collection[tuple[str, str]] = ()) -> RunScan:
-    """Read judgments.jsonl for a resume in two passes: which line is the last of its key (as
-    load_judgments reads it: the last written wins), then those lines into a RunScan. `prerequisites`
+    """Read judgments.jsonl for a resume in two passes: which lines a later line of their key replaced
+    (superseded_lines; as load_judgments reads it, the last written wins), then the rest into a RunScan. `prerequisites`
     are the (rubric id, criterion id) pairs whose verdicts dependent criteria read."""
     scan = RunScan()
     path = run_dir / JUDGMENTS
     if not path.is_file():
         return scan
-    last: dict[str, int] = {}
-    for number, raw in _judgment_lines(path):
-        key = _parse(path, number, raw).key
-        earlier = last.get(key)
-        if earlier is not None:
-            scan.superseded.add(earlier)
-        last[key] = number
-    del last
+    scan.superseded = superseded_lines(path)
     for number, raw in _judgment_lines(path):
         if number in scan.superseded:
             continue
@@ -274,6 +269,55 @@ def scan_run(run_dir: Path, keep: Collection[Status], prerequisites: Collection[
         if (judgment.rubric_id, judgment.criterion_id) in prerequisites:
             scan.verdicts[judgment.key] = PriorVerdict(judgment.status, judgment.verdict)
     return scan
+
+
+_KEY = re.compile(rb'\{"key":"([^"\\]*)"')
+"""The key at the start of a line as the store writes it (no escapes in it): read without parsing the line."""
+
+
+def superseded_lines(path: Path) -> set[int]:
+    """Numbers of the judgment lines a later line re-judges (same key). It holds 24 bytes a line, not the
+    keys: a hash of each key finds the candidate repeats, whose keys are then read again and compared. A line
+    whose key cannot be read is left to the reader, which reports it with its line number."""
+    import numpy as np  # off the start-up path: only reading a whole run needs it
+
+    if not path.is_file():
+        return set()
+    hashes, offsets, numbers = array("q"), array("q"), array("q")
+    with path.open("rb") as handle:
+        position = 0
+        for number, raw in enumerate(handle, start=1):
+            start, position = position, position + len(raw)
+            key = _line_key(raw) if raw.endswith(b"\n") and raw.strip() else None
+            if key is not None:
+                hashes.append(hash(key))
+                offsets.append(start)
+                numbers.append(number)
+        values = np.frombuffer(hashes, dtype=np.int64)
+        order = np.argsort(values, kind="stable")
+        repeats = np.flatnonzero(values[order][1:] == values[order][:-1])
+        last: dict[str, int] = {}
+        superseded: set[int] = set()
+        for index in np.unique(np.concatenate([order[repeats], order[repeats + 1]])).tolist():  # in file order
+            handle.seek(offsets[index])
+            key = _line_key(handle.readline())
+            if key is None:
+                continue
+            if key in last:
+                superseded.add(last[key])
+            last[key] = numbers[index]
+    return superseded
+
+
+def _line_key(raw: bytes) -> str | None:
+    match = _KEY.match(raw)
+    if match is not None:
+        return match.group(1).decode("utf-8", "surrogateescape")
+    try:
+        key = json.loads(raw).get("key")
+    except (ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
