@@ -1,6 +1,6 @@
 """The provider's batch queue through the openai client: upload a request file, create a batch over it,
 look it up, cancel it, download its result files. Nothing here decides what to send or what a reply
-means (evaluator.batch does); errors come back as BatchApiError with what to fix, never with the key."""
+means (evaluator.batch_plan and batch_replies do); errors come back as BatchApiError with what to fix, never with the key."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`evaluator batch submit|status|collect|cancel|export`: judging through a provider's batch queue (OpenAI's
-Batch API, at half the price) or vLLM's offline run_batch. The work is evaluator.batch; this module parses,
-prints and writes the summary and report as `evaluator run` does. Nothing heavy is imported at the top,
+Batch API, at half the price) or vLLM's offline run_batch. The work is evaluator.batch and the batch_*
+modules beside it; this module parses, prints and writes the summary and report as `evaluator run` does. Nothing heavy is imported at the top,
 since `--help` loads this module."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from evaluator.cli.options import EXIT_ATTENTION, EXIT_OK, CliError, run_config
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from evaluator.batch import BatchRun
     from evaluator.batch_api import BatchQueue
+    from evaluator.batch_run import BatchRun
     from evaluator.config import JudgeSettings
     from evaluator.models import BatchRecord, BatchState
 
@@ -87,7 +87,7 @@ def cmd_batch(args: argparse.Namespace, console: Console) -> int:
 
 
 def _settings(args: argparse.Namespace, run_dir: Path) -> JudgeSettings:
-    from evaluator.batch import settings_of
+    from evaluator.batch_run import settings_of
     from evaluator.store import read_manifest
 
     key_env = args.api_key_env if args.api_key_env != DEFAULT_KEY_ENV else None
@@ -107,8 +107,9 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 async def _submit(args: argparse.Namespace, console: Console) -> int:
-    from evaluator.batch import create_run, open_run, submit
+    from evaluator.batch import submit
     from evaluator.batch_files import MAX_BYTES, MAX_REQUESTS, Limits
+    from evaluator.batch_run import create_run, open_run
     from evaluator.store import resolve_run
 
     if args.dry_run:
@@ -150,8 +151,9 @@ async def _submit(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _export(args: argparse.Namespace, console: Console) -> int:
-    from evaluator.batch import open_run, submit
+    from evaluator.batch import submit
     from evaluator.batch_files import Limits
+    from evaluator.batch_run import open_run
 
     run_dir = _run_dir(args)
     run = open_run(run_dir, _settings(args, run_dir), offline=True)
@@ -165,8 +167,8 @@ async def _export(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _with_queue(args: argparse.Namespace, action: Any) -> Any:
-    from evaluator.batch import batch_judge
     from evaluator.batch_api import BatchQueue
+    from evaluator.batch_run import batch_judge
 
     run_dir = _run_dir(args)
     judge = batch_judge(_settings(args, run_dir))
@@ -207,7 +209,8 @@ async def _cancel(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _collect(args: argparse.Namespace, console: Console) -> int:
-    from evaluator.batch import collect, open_run
+    from evaluator.batch import collect
+    from evaluator.batch_run import open_run
 
     run_dir = _run_dir(args)
     offline = args.from_file is not None

@@ -1,0 +1,83 @@
+"""What a batch run can send now: per unit of work, the first stage with items not judged, minus the
+items in flight; the items the rules decide without a judge are judged here, and later stages wait,
+since their applies_when may read this stage's verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evaluator.batch_run import BatchRun
+from evaluator.batch_state import open_batches, read_calls
+from evaluator.judges.base import judgment_for
+from evaluator.models import BatchState, Judgment
+from evaluator.patterns import PatternTimeout
+from evaluator.plan import JudgeRequest, decided_without_judge, group_requests, work_units
+
+
+@dataclass
+class Work:
+    groups: list[list[JudgeRequest]] = field(default_factory=list)
+    """Requests ready to send, grouped into calls (rendered only when written, one file at a time)."""
+    decided: list[Judgment] = field(default_factory=list)
+    """Items recorded without a judge: rules said not applicable, or a prerequisite's verdict decided."""
+    waiting: int = 0
+    """Items of later stages, waiting for a verdict still in flight."""
+
+
+def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
+    """Per unit of work, the first stage with items not judged: its items that are neither judged nor in
+    flight become calls, grouped as the runner groups them. A later stage waits, since its applies_when
+    may read this stage's verdicts. `done` gains the items decided here."""
+    work = Work()
+    name = run.judge.name
+    for unit in work_units(run.plans, run.manifest.mode):
+        stages = max(len(plan.stages) for plan in unit)
+        for stage in range(stages):
+            open_items, ready = 0, []
+            for plan in unit:
+                for criterion in plan.stages[stage] if stage < len(plan.stages) else ():
+                    for sample in range(plan.samples):
+                        request = plan.request(criterion, sample)
+                        key = request.item.key
+                        if key in done:
+                            continue
+                        open_items += 1
+                        if key in busy:
+                            continue
+                        try:
+                            status, reason = decided_without_judge(plan, criterion, done.get)
+                        except PatternTimeout as exc:
+                            status, reason = "error", f"applies_when could not be decided: {exc}"
+                        if status is None:
+                            ready.append(request)
+                            continue
+                        judgment = judgment_for(
+                            request,
+                            name,
+                            status=status,
+                            rationale=(reason or "") if status != "error" else "",
+                            unscored_reason=reason if status == "unscored" else None,
+                            error=reason if status == "error" else None,
+                        )
+                        work.decided.append(judgment)
+                        done[key] = judgment
+                        open_items -= 1
+            work.groups += group_requests(ready, run.manifest.mode)
+            if open_items:
+                work.waiting += sum(
+                    len(plan.stages[later]) * plan.samples
+                    for plan in unit
+                    for later in range(stage + 1, len(plan.stages))
+                )
+                break
+    return work
+
+
+def busy_keys(run: BatchRun, state: BatchState) -> set[str]:
+    """Items in flight: in an open batch the provider has not failed, or in a re-ask waiting to be sent."""
+    keys = {key for call in state.reasks for key in call.keys}
+    for record in open_batches(state):
+        if record.status == "failed":
+            continue
+        keys |= {key for call in read_calls(run.run_dir, record).values() for key in call.keys}
+    return keys

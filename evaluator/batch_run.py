@@ -1,0 +1,167 @@
+"""A run folder opened for batch work: made as `evaluator run` makes it, or reopened as recorded (the
+same rubrics, transcripts, mode and subset, refused if any changed), with the judge that builds its
+requests and reads its replies, and its manifest kept up to date at batch prices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from evaluator.aggregate import AGGREGATES, aggregate_samples
+from evaluator.config import JudgeSettings, RunConfig
+from evaluator.judges.base import JudgeCall
+from evaluator.judges.openai import OpenAIJudge
+from evaluator.judges.pricing import batch_price
+from evaluator.judges.select import judge_price
+from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
+from evaluator.models import RunManifest
+from evaluator.plan import JudgeRequest, TurnPlan, select_plans
+from evaluator.prompts import PromptRenderer, check_templates
+from evaluator.reading import ReadOptions
+from evaluator.runner import make_call, read_inputs
+from evaluator.store import (
+    create_run_dir,
+    load_judgments,
+    new_run_id,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+    write_transcripts,
+)
+
+BATCH_JUDGE = "openai-batch"
+"""What the manifest's judge record says under "batch", so a reader knows the cost is at batch prices."""
+
+
+@dataclass
+class BatchRun:
+    """A run folder opened for batch work: its manifest, the judge that builds requests and reads replies
+    (its client reaches the queue), and every planned request by item key."""
+
+    run_dir: Path
+    manifest: RunManifest
+    judge: OpenAIJudge
+    renderer: PromptRenderer
+    plans: list[TurnPlan]
+    planned: int
+    requests: dict[str, JudgeRequest] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for plan in self.plans:
+            for stage in plan.stages:
+                for criterion in stage:
+                    for sample in range(plan.samples):
+                        request = plan.request(criterion, sample)
+                        self.requests[request.item.key] = request
+
+    def requests_for(self, keys: Iterable[str]) -> list[JudgeRequest]:
+        try:
+            return [self.requests[key] for key in keys]
+        except KeyError as exc:
+            raise RunError(
+                f"{self.run_dir}: item {exc.args[0]} of a recorded batch is not in the run's plan any more; "
+                "were its transcripts or rubrics moved? Restore them, or start a new run"
+            ) from None
+
+    def call_for(self, keys: Iterable[str]) -> JudgeCall:
+        """The judge call for recorded item keys, rendered again: templates and rubrics are unchanged
+        (check_resumable said so), so the messages are those that were sent."""
+        return make_call(self.renderer, self.requests_for(keys), self.manifest.mode)
+
+    async def aclose(self) -> None:
+        await self.judge.aclose()
+
+
+def batch_judge(settings: JudgeSettings, offline: bool = False) -> OpenAIJudge:
+    return OpenAIJudge(replace(settings, kind="openai"), offline=offline)
+
+
+def describe(judge: OpenAIJudge) -> dict[str, Any]:
+    settings = judge.settings
+    prices = str(settings.prices_file) if settings.prices_file else None
+    return {**judge.describe(), "batch": BATCH_JUDGE, "prices": prices}
+
+
+def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env: str | None = None) -> JudgeSettings:
+    """The judge a batch run was made with, from its manifest; the endpoint and the key's variable may be
+    given again (a base URL is recorded without credentials)."""
+    j = manifest.judge
+    if j.get("batch") != BATCH_JUDGE:
+        raise RunError(f"{manifest.run_id} was not made by `evaluator batch submit`; continue it with `evaluator run`")
+    return JudgeSettings(
+        kind="openai",
+        model=j.get("model"),
+        base_url=base_url or j.get("base_url"),
+        api_key_env=api_key_env or j.get("api_key_env") or "OPENAI_API_KEY",
+        temperature=j.get("temperature", 0.0),
+        seed=j.get("seed"),
+        max_tokens=j.get("max_tokens"),
+        parameters=dict(j.get("parameters") or {}),
+        output=j.get("output", "auto"),
+        content_attempts=j.get("content_attempts", 3),
+        logprobs=bool(j.get("logprobs")),
+        cache_path=Path(j["cache"]) if j.get("cache") else None,
+        prices_file=Path(j["prices"]) if j.get("prices") else None,
+    )
+
+
+def create_run(config: RunConfig, offline: bool = False) -> BatchRun:
+    """A new run folder, as `evaluator run` would make it, judged through the queue."""
+    rubrics, transcripts, skipped, files = read_inputs(config)
+    if skipped:
+        raise RunError("cannot read " + "; ".join(s.error for s in skipped) + "; fix or remove the file(s)")
+    judge = batch_judge(config.judge, offline)
+    renderer = PromptRenderer(config.prompts_dir)
+    check_templates(rubrics, renderer, (config.mode,))
+    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]
+    planned = sum(p.n_items for p in selection.plans)
+    run_id = config.run_id or new_run_id()
+    manifest = new_manifest(
+        config, run_id, judge, rubrics, renderer, selection.transcripts, files, skipped, planned
+    ).model_copy(update={"judge": describe(judge), "subset": selection.subset})
+    run_dir = create_run_dir(config.output, run_id)
+    write_transcripts(run_dir, selection.transcripts)
+    write_manifest(run_dir, manifest)
+    return BatchRun(run_dir, manifest, judge, renderer, selection.plans, planned)
+
+
+def open_run(
+    run_dir: Path, settings: JudgeSettings | None = None, offline: bool = False, reading: ReadOptions | None = None
+) -> BatchRun:
+    """A batch run folder as recorded: the same rubrics, transcripts (read with the metadata sources and
+    blinding the run started with), mode and subset; refused if any changed."""
+    manifest = read_manifest(run_dir)
+    settings = settings or settings_of(manifest)
+    config = RunConfig(
+        transcripts=[Path(f) for f in manifest.transcript_files],
+        rubrics=[Path(record.file) for record in manifest.rubrics.values()],
+        judge=settings,
+        read_options=recorded_reading(manifest, reading),
+        samples=manifest.samples,
+        aggregate=manifest.aggregate,
+        mode=manifest.mode,
+        subset=manifest.subset,
+    )
+    rubrics, transcripts, _, _ = read_inputs(config)
+    judge = batch_judge(settings, offline)
+    renderer = PromptRenderer()
+    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
+    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]
+    check_resumable(manifest, rubrics, judge, selection.transcripts)
+    return BatchRun(run_dir, manifest, judge, renderer, selection.plans, manifest.items_planned)
+
+
+def finish(run: BatchRun, elapsed: float) -> None:
+    """The manifest brought up to date with the judgments so far, costed at batch prices."""
+    judgments = load_judgments(run.run_dir)
+    price = batch_price(judge_price(run.judge.settings))
+    manifest = finished_manifest(run.manifest, judgments, run.planned, price, elapsed, None, None)
+    write_manifest(run.run_dir, manifest)
+    run.manifest = manifest
+    if manifest.samples > 1:
+        rubrics = {p.rubric.id: p.rubric for p in run.plans}
+        aggregates = aggregate_samples(judgments, rubrics, manifest.aggregate)
+        write_atomic(run.run_dir / AGGREGATES, "".join(a.model_dump_json() + "\n" for a in aggregates))
