@@ -21,6 +21,7 @@ from rich.console import Console
 
 from evaluator.analysis import agreement as analysis
 from evaluator.analysis.agreement import AgreementReport, CriterionAgreement
+from evaluator.analysis.agreement_against import against
 from evaluator.config import JudgeSettings, RunConfig
 from evaluator.labels import LabelsError, read_labels
 from evaluator.models import Judgment
@@ -606,7 +607,7 @@ def test_against_sets_two_runs_side_by_side(
     assert main(["agree", str(before), str(labels), "--against", str(after)]) == 0
     out = capsys.readouterr().out
 
-    (shift,) = analysis.against(agreement(before, labels), agreement(after, labels)).shifts
+    (shift,) = against(agreement(before, labels), agreement(after, labels)).shifts
     assert (shift.items, shift.sessions) == (60, 10)
     assert shift.before.value == pytest.approx(_criterion(agreement(before, labels), LIKERT["id"]).ceiling.judge.value)
     assert shift.after.value == pytest.approx(_criterion(agreement(after, labels), LIKERT["id"]).ceiling.judge.value)
@@ -631,7 +632,7 @@ def test_against_names_criteria_judged_in_one_run_only(tmp_path: Path) -> None:
     judgments += [judgment(t, turn, 1, criterion=BINARY["id"]) for (t, turn) in ratings]
     after = write_run(tmp_path, "after", make_rubric(LIKERT, BINARY), judgments)
     labels = _write(tmp_path / "labels.csv", rows[: len(ratings)])
-    report = analysis.against(agreement(before, labels), agreement(after, _write(tmp_path / "both.csv", rows)))
+    report = against(agreement(before, labels), agreement(after, _write(tmp_path / "both.csv", rows)))
     assert [s.criterion.id for s in report.shifts] == [LIKERT["id"]]
     assert report.notes == [f"{BINARY['id']}: labelled, but not judged in run before"]
 

@@ -37,7 +37,7 @@ def test_kappa_from_confusion_counts_matches_sklearn(seed: int) -> None:
     """The agreement verdict recomputes kappa on thousands of session resamples from confusion counts."""
     import numpy as np
 
-    from evaluator.analysis.agreement import kappa_from_counts
+    from evaluator.analysis.agreement_stats import kappa_from_counts
 
     rng = random.Random(seed)
     a = [rng.randint(1, 5) for _ in range(rng.randint(2, 30))]

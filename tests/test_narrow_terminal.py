@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from evaluator.analysis.agreement import Comparison as Agreement
+from evaluator.analysis.agreement_stats import Comparison as Agreement
 from evaluator.analysis.summary import summarize
 from evaluator.cli.main import main
 from evaluator.config import JudgeSettings, RunConfig

@@ -10,18 +10,15 @@ from rich.markup import escape
 
 from evaluator.analysis.agreement import (
     MIN_ITEMS,
-    MIN_SESSIONS,
     REASONS,
-    AgainstReport,
     AgreementReport,
-    Comparison,
     Confusion,
     CriterionAgreement,
-    KappaInterval,
     UnmatchedLabel,
-    against,
     agreement,
 )
+from evaluator.analysis.agreement_against import AgainstReport, against
+from evaluator.analysis.agreement_stats import MIN_SESSIONS, Comparison, KappaInterval
 from evaluator.labels import LabelsError, read_labels
 from evaluator.results import open_run
 from evaluator.store import write_atomic
