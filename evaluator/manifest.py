@@ -6,7 +6,7 @@ one judgments.jsonl would mix two experiments; the checks here refuse that with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +31,7 @@ from evaluator.models import (
 from evaluator.prompts import PromptRenderer
 from evaluator.reading import ReadOptions
 from evaluator.store import Tally
+from evaluator.transcript_shelf import TranscriptFacts, facts_of
 
 
 class RunError(EvaluatorError, RuntimeError):
@@ -54,20 +55,23 @@ def new_manifest(
     judge: Judge,
     rubrics: list[Rubric],
     renderer: PromptRenderer,
-    transcripts: list[Transcript],
+    transcripts: Sequence[Transcript],
     files: list[Path],
     skipped: list[SkippedFile],
     planned: int,
 ) -> RunManifest:
+    """The record a run starts with; of the transcripts it takes their facts (a shelf's are kept apart
+    from the transcripts), so none is parsed for it."""
+    facts = facts_of(transcripts)
     return RunManifest(
         run_id=run_id,
         created_at=_now(),
         command=config.judge.redactor().argv(config.command),
         package_version=package_version(),
-        transcripts=[t.id for t in transcripts],
-        transcript_metadata={t.id: t.metadata for t in transcripts},
+        transcripts=[f.id for f in facts],
+        transcript_metadata={f.id: f.metadata for f in facts},
         transcript_files=[str(f) for f in files],
-        transcript_hashes={t.id: t.content_hash() for t in transcripts},
+        transcript_hashes={f.id: f.content_hash for f in facts},
         skipped_files=skipped,
         format_version=MANIFEST_FORMAT,
         rubrics={
@@ -103,11 +107,16 @@ def recorded_reading(manifest: RunManifest, options: ReadOptions | None = None) 
     return replace(options, metadata=recorded, unblind=options.unblind or manifest.unblind)
 
 
-def check_resumable(manifest: RunManifest, rubrics: list[Rubric], judge: Judge, transcripts: list[Transcript]) -> None:
+def check_resumable(
+    manifest: RunManifest, rubrics: list[Rubric], judge: Judge, transcripts: Sequence[Transcript]
+) -> None:
+    """Refuses, saying what changed, a resume whose rubrics, judge, transcripts or blinding differ from the
+    run's; the transcripts are compared by their facts, and only a changed one is parsed again."""
     _check_same_rubrics(manifest, rubrics)
     _check_same_judge(manifest, judge)
-    _check_same_transcripts(manifest, transcripts)
-    _check_same_blinding(manifest, transcripts)
+    facts = facts_of(transcripts)
+    _check_same_transcripts(manifest, transcripts, facts)
+    _check_same_blinding(manifest, facts)
 
 
 def _check_same_rubrics(manifest: RunManifest, rubrics: list[Rubric]) -> None:
@@ -130,25 +139,29 @@ def _check_same_judge(manifest: RunManifest, judge: Judge) -> None:
             raise RunError(f"cannot resume {manifest.run_id} with a different judge: it was run with {was}")
 
 
-def _check_same_transcripts(manifest: RunManifest, transcripts: list[Transcript]) -> None:
+def _check_same_transcripts(
+    manifest: RunManifest, transcripts: Sequence[Transcript], facts: Sequence[TranscriptFacts]
+) -> None:
     """An edited file would mix judgments of two versions of a session under one id, and a turn index
     would point at another turn."""
     if not manifest.transcript_hashes:
         return
-    now = {t.id: t for t in transcripts}
+    now = {f.id: (index, f) for index, f in enumerate(facts)}
     problems, relabelled = [], []
     for transcript_id, recorded in manifest.transcript_hashes.items():
-        current = now.get(transcript_id)
+        found = now.get(transcript_id)
         was = manifest.transcript_metadata.get(transcript_id)
-        if current is None:
+        if found is None:
             problems.append(f"{transcript_id} can no longer be read")
-        elif current.content_hash() == recorded:
             continue
-        elif was is not None and current.model_copy(update={"metadata": was}).content_hash() == recorded:
+        index, current = found
+        if current.content_hash == recorded:
+            continue
+        if was is not None and transcripts[index].model_copy(update={"metadata": was}).content_hash() == recorded:
             relabelled.append(f"{transcript_id}: {_metadata_change(was, current.metadata)}")
         else:
             problems.append(f"{transcript_id} ({current.source}) changed")
-    problems += [f"{t.id} ({t.source}) is new" for t in transcripts if t.id not in manifest.transcript_hashes]
+    problems += [f"{f.id} ({f.source}) is new" for f in facts if f.id not in manifest.transcript_hashes]
     if problems:
         raise RunError(
             f"cannot resume {manifest.run_id}: its transcripts changed since the run started: {'; '.join(problems)}. "
@@ -184,9 +197,9 @@ def _sources(manifest: RunManifest) -> str:
     return " ".join(given) or "no sidecar or path pattern (the records alone)"
 
 
-def _check_same_blinding(manifest: RunManifest, transcripts: list[Transcript]) -> None:
+def _check_same_blinding(manifest: RunManifest, facts: Sequence[TranscriptFacts]) -> None:
     """Blinding changes every prompt, so one run is judged blind or unblinded throughout."""
-    unblind = any(t.unblind for t in transcripts)
+    unblind = any(f.unblind for f in facts)
     if unblind != manifest.unblind:
         started = "with --unblind (the judge saw ids and metadata)" if manifest.unblind else "blind (without --unblind)"
         raise RunError(

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from itertools import groupby
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar, cast
 
 from evaluator import patterns
 from evaluator.errors import EvaluatorError
 from evaluator.markers import MARKERS
 from evaluator.models import Criterion, Item, JudgeMode, Rubric, Status, Subset, Transcript, Turn, item_key
 from evaluator.rubrics import RubricError, criterion_stages
+from evaluator.transcript_shelf import ids_of, take
 
 MATCH_CACHE_SIZE = 1 << 18
 
@@ -157,17 +158,35 @@ def decided_without_judge(
 class TurnPlans:
     """Every therapist turn of every transcript, for every rubric, in a reproducible order: made one at
     a time as a run reaches them, so what a run holds does not grow with its size. Made, the rubrics'
-    patterns are checked on every turn and the items counted, before anything is judged."""
+    patterns are checked on every turn and the items counted, before anything is judged.
+
+    The transcripts may be a transcript_shelf, which parses a transcript each time it is reached: the
+    check reads each once for all rubrics, and judging once per rubric."""
 
     def __init__(self, transcripts: Sequence[Transcript], rubrics: Sequence[Rubric], samples: int = 1) -> None:
         self.transcripts, self.samples = transcripts, samples
         self._stages = [(rubric, tuple(tuple(stage) for stage in criterion_stages(rubric))) for rubric in rubrics]
         self.n_items = 0
         self.rubric_ids: set[str] = set()
-        for plan in self:
-            _check_patterns(plan.rubric, plan.transcript, plan.turn)
-            self.n_items += plan.n_items
-            self.rubric_ids.add(plan.rubric.id)
+        failure: tuple[int, RubricError] | None = None
+        for transcript in transcripts:
+            turns = transcript.therapist_turns()
+            for number, (rubric, stages) in enumerate(self._stages):
+                if failure is not None and number >= failure[0]:
+                    break
+                try:
+                    for turn in turns:
+                        _check_patterns(rubric, transcript, turn)
+                except RubricError as error:
+                    # Reported as if checked in plan order (rubric by rubric): the earlier rubrics are
+                    # still checked on the transcripts that follow, the later ones no longer.
+                    failure = (number, error)
+                    break
+                if turns:
+                    self.n_items += sum(len(stage) for stage in stages) * samples * len(turns)
+                    self.rubric_ids.add(rubric.id)
+        if failure is not None:
+            raise failure[1]
 
     def __iter__(self) -> Iterator[TurnPlan]:
         for rubric, stages in self._stages:
@@ -176,7 +195,7 @@ class TurnPlans:
                     yield TurnPlan(rubric, transcript, turn, stages, self.samples)
 
 
-def plan_turns(transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1) -> list[TurnPlan]:
+def plan_turns(transcripts: Sequence[Transcript], rubrics: list[Rubric], samples: int = 1) -> list[TurnPlan]:
     """Every therapist turn of every transcript, for every rubric, in a reproducible order."""
     return list(TurnPlans(transcripts, rubrics, samples))
 
@@ -235,12 +254,12 @@ class Selection:
     (None for a full run; with the prerequisites that were added for verdict conditions)."""
 
     plans: list[TurnPlan]
-    transcripts: list[Transcript]
+    transcripts: Sequence[Transcript]
     subset: Subset | None = None
 
 
 def select_plans(
-    transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+    transcripts: Sequence[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
 ) -> Selection:
     """plan_turns narrowed to a subset, in one place so the runner, the dry run and `render` agree.
     A criterion whose applies_when reads another criterion's verdict brings that criterion along:
@@ -267,24 +286,28 @@ def select_plans(
         plans = _first_items(plans, subset.limit)
     used = {p.transcript.id for p in plans}
     recorded = subset.model_copy(update={"prerequisites": added})
-    return Selection(plans, [t for t in chosen if t.id in used], recorded)
+    return Selection(plans, take(chosen, [i for i, tid in enumerate(ids_of(chosen)) if tid in used]), recorded)
+
+
+Transcripts = TypeVar("Transcripts", bound=Sequence[Transcript])
 
 
 @dataclass(frozen=True)
-class Work:
+class Work(Generic[Transcripts]):
     """What a run judges, planned as it is reached when the whole plan is judged (TurnPlans), as a
-    list for a subset; with the item count and rubric ids, known before anything is judged."""
+    list for a subset; with the item count and rubric ids, known before anything is judged. Its
+    transcripts are of the kind it was given: a list, or a transcript_shelf."""
 
     plans: Iterable[TurnPlan]
-    transcripts: list[Transcript]
+    transcripts: Transcripts
     subset: Subset | None
     planned: int
     rubric_ids: set[str]
 
 
 def select_work(
-    transcripts: list[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
-) -> Work:
+    transcripts: Transcripts, rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+) -> Work[Transcripts]:
     """select_plans for a run and its dry run: without a subset, no plan is held."""
     if subset is None or subset.is_empty():
         plans = TurnPlans(transcripts, rubrics, samples)
@@ -292,7 +315,8 @@ def select_work(
     selection = select_plans(transcripts, rubrics, samples, subset)
     chosen = selection.plans
     planned, used = sum(p.n_items for p in chosen), {p.rubric.id for p in chosen}
-    return Work(chosen, selection.transcripts, selection.subset, planned, used)
+    chosen_transcripts = cast(Transcripts, selection.transcripts)  # take() keeps a list a list, a shelf a shelf
+    return Work(chosen, chosen_transcripts, selection.subset, planned, used)
 
 
 def _short(values: object, most: int = 20) -> str:
@@ -301,15 +325,15 @@ def _short(values: object, most: int = 20) -> str:
     return ", ".join(items[:most]) + more
 
 
-def _select_transcripts(transcripts: list[Transcript], globs: list[str]) -> list[Transcript]:
+def _select_transcripts(transcripts: Sequence[Transcript], globs: list[str]) -> Sequence[Transcript]:
+    """Chosen by id alone, so a shelf's transcripts are not parsed to choose them."""
     if not globs:
         return transcripts
+    ids = ids_of(transcripts)
     for glob in globs:
-        if not any(fnmatchcase(t.id, glob) for t in transcripts):
-            raise SubsetError(
-                f"--transcript {glob!r} matches no transcript; the ids are: {_short(t.id for t in transcripts)}"
-            )
-    return [t for t in transcripts if any(fnmatchcase(t.id, glob) for glob in globs)]
+        if not any(fnmatchcase(tid, glob) for tid in ids):
+            raise SubsetError(f"--transcript {glob!r} matches no transcript; the ids are: {_short(ids)}")
+    return take(transcripts, [i for i, tid in enumerate(ids) if any(fnmatchcase(tid, glob) for glob in globs)])
 
 
 def _select_criteria(rubrics: list[Rubric], names: list[str]) -> tuple[dict[str, set[str]] | None, list[str]]:

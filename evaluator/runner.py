@@ -6,7 +6,9 @@ order; the calls of a stage run side by side, each holding one of `concurrency` 
 flight stay bounded however large the batch. Units are planned as workers take them, and every
 judgment is appended to disk as it arrives and dropped, so what a run holds does not grow with the
 judgments it makes: counts and tokens are tallied on the way, a resumed run holds the keys it skips,
-and --samples aggregates are folded in one pass over judgments.jsonl at the end.
+and --samples aggregates are folded in one pass over judgments.jsonl at the end. Nor does it grow with
+the sessions: they wait on a transcript_shelf (on disk), and a run holds per session only the facts
+its manifest records, parsing a session again when the plan reaches it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -50,6 +52,7 @@ from evaluator.plan import (
 )
 from evaluator.progress import Ledger, RunProgress
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
+from evaluator.reading import ReadOptions, TranscriptError
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
     JudgmentWriter,
@@ -65,6 +68,7 @@ from evaluator.store import (
     write_manifest,
     write_transcripts,
 )
+from evaluator.transcript_shelf import TranscriptShelf, shelve_all
 from evaluator.transcripts import discover, read_all
 
 # An `error` is no judgment (the endpoint failed, or never answered), so a resume sends it again; an
@@ -212,10 +216,25 @@ class _UnitWorker:
             self._record(judgment_for(request, self.judge.name, status="error", error=error), verdicts)
 
 
+Read = TypeVar("Read", bound=Sequence[Transcript])
+
+
 def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
+    """The rubrics, every transcript in a list (the batch path, the dry run), the files set aside, the files."""
+    return _inputs(config, read_all)
+
+
+def shelve_inputs(config: RunConfig) -> tuple[list[Rubric], TranscriptShelf, list[SkippedFile], list[Path]]:
+    """read_inputs with the transcripts on a shelf: a run holds their facts, not the transcripts."""
+    return _inputs(config, shelve_all)
+
+
+def _inputs(
+    config: RunConfig, read: Callable[[list[Path], ReadOptions], tuple[Read, list[tuple[Path, TranscriptError]]]]
+) -> tuple[list[Rubric], Read, list[SkippedFile], list[Path]]:
     rubrics = load_rubrics(list(config.rubrics))
     files = discover(list(config.transcripts))
-    transcripts, bad = read_all(files, config.read_options)
+    transcripts, bad = read(files, config.read_options)
     skipped = [SkippedFile(path=str(path), error=str(error)) for path, error in bad]
     if not transcripts:
         detail = "; ".join(s.error for s in skipped) or "no transcript files found"
@@ -243,14 +262,17 @@ async def run_async(config: RunConfig, console: Console | None = None) -> RunRes
             mode=previous.mode,
             subset=previous.subset,
         )
-    rubrics, transcripts, skipped, files = read_inputs(config)
-    for entry in skipped:
-        console.print(f"[red]skipped[/red] {escape(entry.error)}", highlight=False)
-    judge = make_judge(config.judge, console)
+    rubrics, transcripts, skipped, files = shelve_inputs(config)
     try:
-        return await _run_with(judge, config, previous, rubrics, transcripts, skipped, files, console, started)
+        for entry in skipped:
+            console.print(f"[red]skipped[/red] {escape(entry.error)}", highlight=False)
+        judge = make_judge(config.judge, console)
+        try:
+            return await _run_with(judge, config, previous, rubrics, transcripts, skipped, files, console, started)
+        finally:
+            await judge.aclose()
     finally:
-        await judge.aclose()
+        transcripts.close()
 
 
 async def _run_with(
@@ -258,7 +280,7 @@ async def _run_with(
     config: RunConfig,
     previous: RunManifest | None,
     rubrics: list[Rubric],
-    transcripts: list[Transcript],
+    transcripts: Sequence[Transcript],
     skipped: list[SkippedFile],
     files: list[Path],
     console: Console,

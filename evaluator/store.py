@@ -17,7 +17,7 @@ import re
 import secrets
 from array import array
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from evaluator.errors import EvaluatorError
 from evaluator.models import Judgment, RunManifest, Status, Transcript, Usage
+from evaluator.transcript_shelf import json_lines
 
 MANIFEST = "manifest.json"
 JUDGMENTS = "judgments.jsonl"
@@ -66,8 +67,9 @@ def read_manifest(run_dir: Path) -> RunManifest:
         raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from None
 
 
-def write_transcripts(run_dir: Path, transcripts: list[Transcript]) -> None:
-    write_lines_atomic(run_dir / TRANSCRIPTS, (t.model_dump_json() + "\n" for t in transcripts))
+def write_transcripts(run_dir: Path, transcripts: Sequence[Transcript]) -> None:
+    """A line per transcript; a transcript_shelf's lines are copied from its spool, none parsed."""
+    write_lines_atomic(run_dir / TRANSCRIPTS, json_lines(transcripts))
 
 
 def read_transcript_snapshot(run_dir: Path) -> list[Transcript] | None:

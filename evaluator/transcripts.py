@@ -118,6 +118,19 @@ def read_all(
     """
     transcripts: list[Transcript] = []
     failures: list[tuple[Path, TranscriptError]] = []
+    for path, read in read_each(paths, options):
+        if isinstance(read, TranscriptError):
+            failures.append((path, read))
+        else:
+            transcripts.extend(read)
+    return transcripts, failures
+
+
+def read_each(
+    paths: Sequence[Path], options: ReadOptions = ReadOptions()
+) -> Iterator[tuple[Path, list[Transcript] | TranscriptError]]:
+    """read_all one file at a time: each file's transcripts, or the error that sets it aside, so a
+    caller can keep what it reads where it likes (transcript_shelf keeps them on disk)."""
     sources: dict[str, str] = {}
     metadata = options.metadata
     reader = replace(metadata, roots=(*metadata.roots, *map(Path, paths))).open()
@@ -130,12 +143,11 @@ def read_all(
                         path, None, f'transcript id "{transcript.id}" is also in {sources[transcript.id]}; rename one'
                     )
         except TranscriptError as error:
-            failures.append((path, error))
+            yield path, error
             continue
         sources.update((t.id, t.source) for t in read)
-        transcripts.extend(read)
+        yield path, read
     reader.warn(all_read=True)
-    return transcripts, failures
 
 
 # --- shared helpers ------------------------------------------------------------------------------

@@ -9,9 +9,18 @@ import pytest
 
 from evaluator import patterns
 from evaluator.models import Subset
-from evaluator.plan import SubsetError, TurnPlan, applicability_after, plan_turns, select_plans, static_applicability
+from evaluator.plan import (
+    SubsetError,
+    TurnPlan,
+    applicability_after,
+    plan_turns,
+    select_plans,
+    select_work,
+    static_applicability,
+)
 from evaluator.rubrics import RubricError, load_rubric, load_rubrics
-from evaluator.transcripts import read_transcripts
+from evaluator.transcript_shelf import TranscriptShelf, shelve_all
+from evaluator.transcripts import read_all, read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 from tests.test_files import bounded
 from tests.test_store import _judgment
@@ -102,6 +111,41 @@ def test_a_pattern_that_times_out_on_a_turn_is_a_rubric_error_at_plan_time(
         f"within 0.05 s on the patient turn before turn 3 of transcript 't' ({transcript_path}, line 5); "
         "rewrite the pattern so that no repeated group can match the same text in several ways"
     ]
+
+
+def test_of_two_patterns_that_time_out_the_one_first_in_plan_order_is_reported(
+    write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan is checked a transcript at a time (each parsed once for every rubric), yet the error is
+    the one a rubric-by-rubric check meets first: rubric a on t2, not rubric b on the earlier t1."""
+    rubric = "id: {0}\ntitle: t\ncriteria:\n  - id: c\n    name: n\n    question: q\n    scale: {{type: binary}}\n"
+    rubric += "    applies_when: {{previous_patient_turn_matches: ['(?:{1}+)+$']}}\n"
+    first, second = write("a.yaml", rubric.format("a", "~")), write("b.yaml", rubric.format("b", "#"))
+    t1 = write("t1.txt", "Patient: " + "#" * 3000 + "!\n\nTherapist: Ok.\n")
+    t2 = write("t2.txt", "Patient: " + "~" * 3000 + "!\n\nTherapist: Ok.\n")
+    monkeypatch.setattr(patterns, "SEARCH_TIMEOUT_S", 0.05)
+    with bounded(), pytest.raises(RubricError) as caught:
+        plan_turns(read_transcripts(t1) + read_transcripts(t2), [load_rubric(first), load_rubric(second)])
+    assert caught.value.path == str(first) and "transcript 't2'" in caught.value.problems[0]
+
+
+def test_a_shelf_is_parsed_once_to_check_the_plan_and_once_per_rubric_and_a_subset_only_where_chosen(
+    tmp_path: Path, rubrics_dir: Path
+) -> None:
+    for n in range(6):
+        (tmp_path / f"s{n}.txt").write_text((IGNORING_SEED, SLOWING_SEED)[n % 2].read_text())
+    listed, _ = read_all([tmp_path])
+    shelf, _ = shelve_all([tmp_path])
+    rubrics = load_rubrics([rubrics_dir])
+    work = select_work(shelf, rubrics)
+    assert shelf.loads == 6 and work.planned == select_work(listed, rubrics).planned
+    assert _keys(list(work.plans)) == _keys(plan_turns(listed, rubrics)) and shelf.loads == 6 * (1 + len(rubrics))
+    chosen = Subset(transcripts=["s1", "s4"], criteria=["slow_down_responsiveness"])
+    before = shelf.loads
+    subset = select_work(shelf, rubrics, subset=chosen)
+    assert isinstance(subset.transcripts, TranscriptShelf) and [t.id for t in subset.transcripts] == ["s1", "s4"]
+    assert _keys(list(subset.plans)) == _keys(select_plans(listed, rubrics, subset=chosen).plans)
+    assert shelf.loads - before == 2 * (1 + 1) + 2  # the two chosen: checked, planned for one rubric, listed
 
 
 def test_patterns_are_searched_once_per_patient_turn(rubrics_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

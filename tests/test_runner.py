@@ -6,7 +6,7 @@ import gc
 import json
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
 
@@ -14,17 +14,20 @@ import pytest
 
 from evaluator.analysis.summary import summarize
 from evaluator.config import RunConfig
-from evaluator.models import Judgment
+from evaluator.judges import base as judge_base
+from evaluator.models import Judgment, Transcript
 from evaluator.runner import RunError, run
 from evaluator.store import (
     JUDGMENTS,
+    TRANSCRIPTS,
     JudgmentWriter,
     ResultsError,
     RunLocked,
     load_judgments,
     read_transcript_snapshot,
 )
-from evaluator.transcripts import read_transcripts
+from evaluator.transcript_shelf import TranscriptShelf
+from evaluator.transcripts import read_all, read_transcripts
 from evaluator.views.summary import render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 
@@ -122,6 +125,53 @@ def test_the_runner_holds_no_judgment_it_has_written(tmp_path: Path, repo: Path,
     _, judgments = _run(tmp_path, [IGNORING_SEED], [repo / "rubrics"], samples=3)
     assert len(judgments) > 1000 and len(alive) >= 10
     assert max(alive) < 60, alive
+
+
+def test_the_runner_holds_a_few_transcripts_at_a_time_and_parses_each_a_few_times(
+    tmp_path: Path, repo: Path, monkeypatch
+) -> None:
+    """A run keeps its transcripts on disk (transcript_shelf): those alive while judging are the ones
+    the workers are on, not every session (about 1.2 KB a turn: 480 MB at a million judgments). Each is
+    parsed once to check and count the plan and once per rubric to judge it. Counted by the garbage
+    collector at every 25th judgment, with nothing frozen out of its sight (the run freezes what exists
+    when judging starts, the transcripts among it), leaving out those the judges' evidence check keeps
+    in its cache of the last 256 (judges/base.py: bounded, whatever the size of the run)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(12):
+        (folder / f"s{n:02d}.txt").write_text((IGNORING_SEED, SLOWING_SEED)[n % 2].read_text())
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    alive: list[int] = []
+    append = JudgmentWriter.append
+
+    def counting_append(writer: JudgmentWriter, judgment: Judgment) -> None:
+        append(writer, judgment)
+        written = getattr(writer, "written", 0) + 1
+        writer.written = written  # type: ignore[attr-defined]
+        if written % 25 == 0:
+            cached = {id(entry[0]) for entry in judge_base._HAYSTACKS.values()}
+            alive.append(sum(isinstance(o, Transcript) and id(o) not in cached for o in gc.get_objects()))
+
+    monkeypatch.setattr(JudgmentWriter, "append", counting_append)
+    parses = Counter[str]()
+    getitem = TranscriptShelf.__getitem__
+
+    def counting_getitem(shelf: TranscriptShelf, index):
+        found = getitem(shelf, index)
+        parses[found.id] += 1
+        return found
+
+    monkeypatch.setattr(TranscriptShelf, "__getitem__", counting_getitem)
+    rubrics = [repo / "rubrics" / "pacing.yaml", repo / "rubrics" / "act_fidelity.yaml"]
+    run_dir, judgments = _run(tmp_path, [folder], rubrics, concurrency=4)
+    assert len(judgments) > 1000 and len(alive) >= 40
+    assert max(alive) <= 4 + 2, alive
+    assert parses == {f"s{n:02d}": 1 + len(rubrics) for n in range(12)}
+    listed, _ = read_all([folder])
+    snapshot = (run_dir / TRANSCRIPTS).read_text(encoding="utf-8")
+    assert snapshot == "".join(t.model_dump_json() + "\n" for t in listed)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["transcript_hashes"] == {t.id: t.content_hash() for t in listed}
 
 
 def test_a_batch_with_one_bad_file_judges_the_others(tmp_path: Path, repo: Path) -> None:
