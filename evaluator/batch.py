@@ -25,8 +25,8 @@ from typing import Any
 from evaluator.batch_api import BatchQueue
 from evaluator.batch_files import Limits, Result, Splitter, read_results, read_results_file, request_line
 from evaluator.batch_plan import busy_keys, plan_work
-from evaluator.batch_replies import failed, reply_cache_key, request_body, settle
-from evaluator.batch_run import BatchRun, finish
+from evaluator.batch_replies import failed, refused_format, reply_cache_key, request_body, settle
+from evaluator.batch_run import BatchRun, finish, output_in_force, sent_output, step_down
 from evaluator.batch_state import (
     ended,
     next_name,
@@ -38,13 +38,28 @@ from evaluator.batch_state import (
     write_batch_files,
     write_state,
 )
+from evaluator.config import OutputMode
 from evaluator.judges.base import JudgeCall, judgment_for
+from evaluator.judges.openai import REFUSED_PARAMETER_HINTS
 from evaluator.manifest import RunError
 from evaluator.models import BatchCall, BatchRecord, BatchState, BatchStatus
 from evaluator.plan import JudgeRequest
 from evaluator.prompts import PromptError
 from evaluator.runner import RESUME_KEEPS_FAILED, RETRY_FAILED_KEEPS, make_call
-from evaluator.store import JudgmentWriter, RunLock, judgments_size, keys_judged_after, load_judgments, write_atomic
+from evaluator.store import (
+    JudgmentWriter,
+    RunLock,
+    judgments_size,
+    keys_judged_after,
+    load_judgments,
+    write_atomic,
+    write_manifest,
+)
+
+FORMAT_FIX = (
+    "a batch run keeps the output format it started with: submit a new run, and "
+    + (REFUSED_PARAMETER_HINTS["response_format"])
+)
 
 # --- submit --------------------------------------------------------------------------------------
 
@@ -222,24 +237,49 @@ class Collected:
     """Result lines for items already judged."""
     unknown: int = 0
     """Result lines no open batch asked for."""
+    refused_format: int = 0
+    """Requests the endpoint refused for their output format under `--output-format auto`: sent again by
+    the next submit, in the format now in force."""
+    output: OutputMode = "json_schema"
+    """The output format the next submit sends in."""
     still_open: list[BatchRecord] = field(default_factory=list)
     ready: int = 0
     waiting: int = 0
 
 
+SentCalls = dict[str, tuple[BatchCall, OutputMode]]
+
+
+def _sent_calls(run: BatchRun, records: list[BatchRecord]) -> SentCalls:
+    """The calls of batches by custom_id, each with the output format its batch went out in."""
+    return {
+        custom_id: (call, sent_output(run.manifest, record.name))
+        for record in records
+        for custom_id, call in read_calls(run.run_dir, record).items()
+    }
+
+
 def _collect_lines(
-    run: BatchRun, calls: dict[str, BatchCall], judged: set[str], results: Iterable[Result], writer: JudgmentWriter
+    run: BatchRun,
+    calls: SentCalls,
+    judged: set[str],
+    results: Iterable[Result],
+    writer: JudgmentWriter,
+    next_batch: str,
 ) -> tuple[Collected, list[BatchCall]]:
+    """Each result line into judgments, read with the output format its request was sent in; a line the
+    endpoint refused for that format is left to the next submit when the run can step down (see step_down)."""
     report = Collected()
     reasks: list[BatchCall] = []
     answered: set[str] = set()
     cache = run.judge.cache
     for result in results:
-        batch_call = calls.get(result.custom_id)
-        if batch_call is None or result.custom_id in answered:
+        sent = calls.get(result.custom_id)
+        if sent is None or result.custom_id in answered:
             report.unknown += 1
             continue
         answered.add(result.custom_id)
+        batch_call, run.judge.output = sent[0], sent[1]  # replies are read in the format they were asked in
         if all(key in judged for key in batch_call.keys):
             report.skipped += 1
             continue
@@ -248,7 +288,13 @@ def _collect_lines(
             continue
         call = run.call_for(batch_call.keys)
         if result.reply is None:
-            judgments = failed(run, batch_call, call, result.error or "no reply")
+            error = result.error or "no reply"
+            if run.judge.output != "text" and refused_format(result):
+                if step_down(run, run.judge.output, next_batch):
+                    report.refused_format += 1
+                    continue
+                error = f"{error.rstrip('.')}; {FORMAT_FIX}"
+            judgments = failed(run, batch_call, call, error)
             report.errors += len(judgments)
         else:
             if cache is not None:
@@ -266,7 +312,7 @@ def _collect_lines(
 
 
 def _add(total: Collected, part: Collected) -> None:
-    for name in ("judged", "errors", "reasks", "unanswered", "skipped", "unknown"):
+    for name in ("judged", "errors", "reasks", "unanswered", "skipped", "unknown", "refused_format"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
@@ -283,9 +329,8 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
                     f"{run.run_dir}: no exported batch is waiting for results; write one with "
                     f"`evaluator batch export {run.run_dir} FILE`"
                 )
-            calls = {cid: c for r in records for cid, c in read_calls(run.run_dir, r).items()}
             offset = min(r.judged_offset for r in records)
-            sources = [(records, calls, offset, read_results_file(from_file))]
+            sources = [(records, _sent_calls(run, records), offset, read_results_file(from_file))]
         else:
             assert queue is not None
             sources = []
@@ -300,19 +345,20 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
                     if file_id:
                         data += (await queue.download(file_id)).rstrip(b"\n") + b"\n"
                 source = f"batch {record.batch_id}"
-                sources.append(
-                    ([record], read_calls(run.run_dir, record), record.judged_offset, read_results(data, source))
-                )
+                sources.append(([record], _sent_calls(run, [record]), record.judged_offset, read_results(data, source)))
         for records, calls, offset, results in sources:
             judged = keys_judged_after(run.run_dir, offset)
             with JudgmentWriter(run.run_dir) as writer:
-                part, reasks = _collect_lines(run, calls, judged, results, writer)
+                part, reasks = _collect_lines(run, calls, judged, results, writer, next_name(state))
+            if part.refused_format:
+                write_manifest(run.run_dir, run.manifest)  # the step down, before its lines count as collected
             _add(total, part)
             total.batches += len(records)
             for record in records:
                 record.collected = True
             state.reasks += reasks
             write_state(run.run_dir, state)
+        run.judge.output = total.output = output_in_force(run.manifest)
         kept = {j.key: j for j in load_judgments(run.run_dir) if j.status in RESUME_KEEPS_FAILED}
         with JudgmentWriter(run.run_dir) as writer:
             work = plan_work(run, kept, busy_keys(run, state))

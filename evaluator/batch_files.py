@@ -82,6 +82,8 @@ class Result:
     error: str | None
     unanswered: bool = False
     """The queue never ran it (expired or cancelled first)."""
+    status: int | None = None
+    """The HTTP status the endpoint refused the request with."""
 
 
 def read_results(data: bytes, source: str) -> Iterator[Result]:
@@ -114,8 +116,12 @@ def _result(custom_id: str, line: dict[str, Any]) -> Result:
     if status != 200:
         detail = body.get("error", body) if isinstance(body, dict) else body
         said = detail.get("message", detail) if isinstance(detail, dict) else detail
-        return Result(custom_id, None, f"the endpoint said {status}: {said}")
+        return Result(custom_id, None, f"the endpoint said {status}: {said}", status=_status(status))
     return Result(custom_id, body if isinstance(body, str) else orjson.dumps(body).decode(), None)
+
+
+def _status(status: Any) -> int | None:
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
 def read_results_file(path: Path) -> Iterator[Result]:

@@ -1,15 +1,21 @@
 """A batch reply into judgments, read as the live judge reads its own: validated, re-asked in a
-follow-up batch while attempts are left, then recorded; a request the endpoint refused is an error."""
+follow-up batch while attempts are left, then recorded; a request the endpoint refused is an error
+(unless it was refused for its output format and the run can step down, see batch_run.step_down)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx2
+import openai
+
+from evaluator.batch_files import ENDPOINT, Result
 from evaluator.batch_run import BatchRun
 from evaluator.judges.base import JudgeCall
 from evaluator.judges.cache import cache_key
 from evaluator.judges.openai import reask_messages
 from evaluator.judges.replies import Reply
+from evaluator.judges.retry import refuses_output_format
 from evaluator.judges.verdicts import ReplyProblem, Verdict
 from evaluator.models import BatchCall, Judgment, Message, Usage
 
@@ -84,3 +90,12 @@ def request_body(run: BatchRun, call: JudgeCall, batch_call: BatchCall) -> dict[
 def reply_cache_key(run: BatchRun, call: JudgeCall, batch_call: BatchCall) -> str:
     """The response cache's key for a batch line: the live judge's key for the same body."""
     return cache_key(request_body(run, call, batch_call), run.judge.base_url or "", call.requests[0].item.sample)
+
+
+def refused_format(result: Result) -> bool:
+    """Whether the endpoint refused a line for its output format, told as the live judge tells it: from the
+    error the openai client raises for the same status and message."""
+    if result.status is None:
+        return False
+    response = httpx2.Response(result.status, request=httpx2.Request("POST", ENDPOINT))
+    return refuses_output_format(openai.APIStatusError(result.error or "", response=response, body=None))

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from evaluator.aggregate import AGGREGATES, aggregate_samples
-from evaluator.config import JudgeSettings, RunConfig
+from evaluator.config import JudgeSettings, OutputMode, RunConfig
 from evaluator.judges.base import JudgeCall
-from evaluator.judges.openai import OpenAIJudge
+from evaluator.judges.openai import FALLBACKS, OpenAIJudge
 from evaluator.judges.pricing import batch_price
 from evaluator.judges.select import judge_price
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
@@ -33,6 +33,15 @@ from evaluator.store import (
 
 BATCH_JUDGE = "openai-batch"
 """What the manifest's judge record says under "batch", so a reader knows the cost is at batch prices."""
+OUTPUT_IN_FORCE = "output_in_force"
+"""The manifest's judge record of the output format the run's next requests go out in: the one chosen, or
+with `--output-format auto` where the run stepped down to after the endpoint refused a format. (A live run
+steps down within one process and records the format on each judgment; a batch run steps down between
+commands, so the manifest carries it from one to the next.)"""
+OUTPUT_SINCE = "output_since"
+"""Per format stepped down to, the name of the first batch sent in it: batches are named in creation order,
+so every batch's format is known when its replies are read."""
+STEPS: tuple[OutputMode, ...] = ("json_schema", "json_object", "text")
 
 
 @dataclass
@@ -81,7 +90,41 @@ def batch_judge(settings: JudgeSettings, offline: bool = False) -> OpenAIJudge:
 def describe(judge: OpenAIJudge) -> dict[str, Any]:
     settings = judge.settings
     prices = str(settings.prices_file) if settings.prices_file else None
-    return {**judge.describe(), "batch": BATCH_JUDGE, "prices": prices}
+    return {**judge.describe(), "batch": BATCH_JUDGE, "prices": prices, OUTPUT_IN_FORCE: judge.output}
+
+
+def output_in_force(manifest: RunManifest) -> OutputMode:
+    """The format the run's next requests go out in (see OUTPUT_IN_FORCE)."""
+    recorded = manifest.judge.get(OUTPUT_IN_FORCE)
+    return recorded if recorded in STEPS else _first_output(manifest)
+
+
+def sent_output(manifest: RunManifest, batch: str) -> OutputMode:
+    """The format the lines of the batch named `batch` went out in: the last step down made before it."""
+    since = manifest.judge.get(OUTPUT_SINCE) or {}
+    reached = [STEPS.index(output) for output, first in since.items() if output in STEPS and int(first) <= int(batch)]
+    return STEPS[max(reached)] if reached else _first_output(manifest)
+
+
+def _first_output(manifest: RunManifest) -> OutputMode:
+    """The format the run started in: the one chosen, or strict json_schema under auto."""
+    chosen = manifest.judge.get("output")
+    return chosen if chosen in STEPS else "json_schema"
+
+
+def step_down(run: BatchRun, refused: OutputMode, next_batch: str) -> bool:
+    """The endpoint refused a line for its output format. With `--output-format auto` the run steps one
+    format down, as the live judge does (only from the format in force, so each step is taken once), from
+    the batch named `next_batch` on, and True says the line is to be sent again; False when the format was
+    chosen or none is left below it."""
+    if run.judge.settings.output != "auto" or refused not in FALLBACKS:
+        return False
+    if output_in_force(run.manifest) == refused:
+        lower = FALLBACKS[refused]
+        since = {**(run.manifest.judge.get(OUTPUT_SINCE) or {}), lower: next_batch}
+        judge = {**run.manifest.judge, OUTPUT_IN_FORCE: lower, OUTPUT_SINCE: since}
+        run.manifest = run.manifest.model_copy(update={"judge": judge})
+    return True
 
 
 def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env: str | None = None) -> JudgeSettings:
@@ -147,6 +190,7 @@ def open_run(
     )
     rubrics, transcripts, _, _ = read_inputs(config)
     judge = batch_judge(settings, offline)
+    judge.output = output_in_force(manifest)
     renderer = PromptRenderer()
     selection = select_plans(transcripts, rubrics, config.samples, config.subset)
     rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]

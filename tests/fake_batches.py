@@ -9,9 +9,12 @@ completed), and
     server.batches.expire_after = {0: 2}     # batch 0 (creation order) runs 2 lines, then expires
     server.batches.fail_create = 1           # the next create is refused (a submit stopped half way)
     server.batches.refuse = {0}              # batch 0 fails validation, as a batch with a bad line does
+    server.batches.strict = {0}              # batch 0's json_schema lines get a 400 (True: every batch's)
 
 A cancelled batch keeps the lines it ran; an expired one lists the rest in its error file as
-`batch_expired`; a line the server refuses (429, 500, 400) goes to the error file with its status.
+`batch_expired`; a line the server refuses (429, 500, 400) goes to the error file with its status. A
+`strict` batch refuses response_format json_schema as an endpoint without structured outputs does (400,
+param response_format), while its json_object and text lines are answered as usual.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ if TYPE_CHECKING:
     from tests.fake_openai import FakeOpenAI
 
 ENDPOINT = "/v1/chat/completions"
+NO_JSON_SCHEMA = {
+    "error": {
+        "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
+}
 
 
 class FakeBatches:
@@ -40,6 +51,7 @@ class FakeBatches:
         self.expire_after: dict[int, int] = {}
         self.fail_create = 0
         self.refuse: set[int] = set()
+        self.strict: set[int] | bool = False
         self._lines: dict[str, list[dict[str, Any]]] = {}
         self._results: dict[str, list[tuple[dict[str, Any], int, Any]]] = {}
         self._problems: dict[str, list[dict[str, Any]]] = {}
@@ -193,8 +205,13 @@ class FakeBatches:
         lines, results = self._lines[batch_id], self._results[batch_id]
         batch = self.batches[batch_id]
         step = self.expire_after.get(batch["ordinal"], self.lines_per_step or len(lines))
+        strict = self.strict is True or (self.strict is not False and batch["ordinal"] in self.strict)
         for line in lines[len(results) : len(results) + step]:
-            status, payload = self.server.answer(line["body"], ENDPOINT)
+            format_type = (line["body"].get("response_format") or {}).get("type")
+            if strict and format_type == "json_schema":
+                status, payload = 400, NO_JSON_SCHEMA
+            else:
+                status, payload = self.server.answer(line["body"], ENDPOINT)
             results.append((line, status, payload))
             batch["request_counts"]["completed" if status == 200 else "failed"] += 1
 

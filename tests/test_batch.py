@@ -508,3 +508,86 @@ def test_run_resume_refuses_a_batch_run_and_names_the_batch_commands(inputs, fak
     code, out = cli(capsys, "run", "--resume", run_dir, "--base-url", server.url, "--model", MODEL)
     assert code != 0 and "batch queue" in out and f"evaluator batch status {run_dir}" in out
     assert len(server.received) == sent and not written_keys(run_dir)
+
+
+def request_lines(run_dir: Path) -> dict[str, list[dict]]:
+    """Each batch's request lines as uploaded, by batch name."""
+    return {
+        path.name.split(".")[0]: [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted((run_dir / "batch").glob("*.requests.jsonl"))
+    }
+
+
+def format_of(line: dict) -> str:
+    return line["body"].get("response_format", {}).get("type", "text")
+
+
+def test_lines_refused_for_json_schema_are_sent_again_as_json_object_under_auto(inputs, fake_server, capsys) -> None:
+    """A strict endpoint refuses every json_schema line with a 400: collect records no judgment for them,
+    the run steps down as the live judge does, and the next submit sends them as json_object; the run ends
+    with the verdicts of a live run against an endpoint without json_schema."""
+    server = fake_server()
+    server.batches.strict = True
+    assert cli(capsys, *submit_args(inputs, server))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    refused = len(request_lines(run_dir)["0001"])
+    assert code == 0, out
+    assert f"{refused} request(s) refused for their output format" in out and "sends them as json_object" in out
+    assert not written_keys(run_dir) and read_manifest(run_dir).judge["output_in_force"] == "json_object"
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    drive(capsys, run_dir)
+    formats = {name: {format_of(line) for line in lines} for name, lines in request_lines(run_dir).items()}
+    assert formats.pop("0001") == {"json_schema"} and set().union(*formats.values()) == {"json_object"}
+    judgments = load_judgments(run_dir)
+    assert all(j.status != "error" for j in judgments) and any(j.status == "ok" for j in judgments)
+    assert {j.parameters["output"] for j in judgments if j.status == "ok"} == {"json_object"}
+    assert verdicts(judgments) == live_verdicts(inputs, fake_server(supports_json_schema=False))
+
+
+def test_a_batch_collected_after_the_step_down_is_read_in_the_format_it_was_sent_in(inputs, fake_server, capsys) -> None:
+    """Three batches in json_schema; the first ends first and is refused, the other two are still running
+    when the run steps down: they are judged as sent (json_schema), and only the first one's items go out
+    again, as json_object."""
+    server = fake_server()
+    server.batches.strict = {0}
+    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(2):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert code == 0 and "3 request(s) refused for their output format" in out and "Still running" in out
+    assert [b.collected for b in read_state(run_dir).batches] == [True, False, False]
+    drive(capsys, run_dir, rounds=12)
+    lines = request_lines(run_dir)
+    assert [(len(batch), {format_of(line) for line in batch}) for batch in lines.values()] == [
+        (3, {"json_schema"}), (3, {"json_schema"}), (2, {"json_schema"}), (3, {"json_object"})
+    ]  # fmt: skip
+    resent = {line["custom_id"] for line in lines["0004"]}
+    assert resent == {line["custom_id"] for line in lines["0001"]}
+    judgments = load_judgments(run_dir)
+    assert all(j.status == "ok" for j in judgments) and len(judgments) == 8
+    assert {j.key: j.parameters["output"] for j in judgments} == {
+        j.key: "json_object" if j.key in resent else "json_schema" for j in judgments
+    }
+
+
+def test_a_chosen_json_schema_does_not_step_down_and_the_error_says_how_to_fix_it(inputs, fake_server, capsys) -> None:
+    server = fake_server()
+    server.batches.strict = True
+    argv = submit_args(inputs, server, "--criterion", "length", "--output-format", "json_schema")
+    assert cli(capsys, *argv)[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    errors = load_judgments(run_dir)
+    assert code == 1 and errors and all(j.status == "error" for j in errors)
+    assert all("400" in j.error and "response_format" in j.error and "--output-format auto" in j.error for j in errors)
+    assert "refused for their output format" not in out
+    assert read_manifest(run_dir).judge["output_in_force"] == "json_schema"
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    assert {format_of(line) for line in request_lines(run_dir)["0002"]} == {"json_schema"}

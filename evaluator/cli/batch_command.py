@@ -228,6 +228,13 @@ async def _collect(args: argparse.Namespace, console: Console) -> int:
     )
     if report.unknown:
         console.print(f"{report.unknown} result line(s) matched no open request and were ignored", highlight=False)
+    if report.refused_format:
+        console.print(
+            f"{report.refused_format} request(s) refused for their output format (--output-format auto): the next "
+            f"`evaluator batch submit --resume {run_dir}` sends them as {report.output}",
+            markup=False,
+            highlight=False,
+        )
     if report.still_open:
         _print_records(console, report.still_open, "Still running")
     if report.ready:
