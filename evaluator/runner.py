@@ -155,7 +155,11 @@ class _UnitWorker:
     ) -> None:
         async with slots:
             try:
-                call = make_call(self.renderer, group, self.mode)
+                call = (
+                    make_call(self.renderer, group, self.mode)
+                    if self.judge.reads_prompt
+                    else JudgeCall(tuple(group), self.mode)
+                )
             except PromptError as exc:
                 self._record_errors(group, f"the prompt could not be rendered: {exc}", verdicts)
                 return

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
 import pytest
 
 from evaluator.analysis.summary import summarize
-from evaluator.config import RunConfig
+from evaluator.config import JudgeSettings, RunConfig
 from evaluator.judges import base as judge_base
 from evaluator.models import Judgment, Transcript
 from evaluator.runner import RunError, run
@@ -329,10 +330,12 @@ def test_an_existing_run_id_is_refused_unless_resuming(tmp_path: Path, repo: Pat
 
 
 def test_a_template_that_fails_on_one_session_errors_its_items_and_the_batch_goes_on(
-    tmp_path: Path, repo: Path
+    tmp_path: Path, repo: Path, fake_server
 ) -> None:
     """The sample session of `validate` has every metadata field; a real one may not. Its items are
-    errors naming the template and the problem, the other session is judged, and the exit says so."""
+    errors naming the template and the problem, the other session is judged, and the exit says so.
+    The rules judge reads no prompt: the same run with it renders none, so nothing fails, and its
+    judgments name no template or prompt hash."""
     template = (repo / "prompts" / "per_criterion.j2").read_text()
     (tmp_path / "custom.j2").write_text(
         template.replace("{% block user %}", "{% block user %}Arm: {{ transcript.metadata.arm }}")
@@ -342,21 +345,22 @@ def test_a_template_that_fails_on_one_session_errors_its_items_and_the_batch_goe
     session = '"messages": [{"role": "user", "content": "Slow down please"}, {"role": "assistant", "content": "OK."}]'
     sessions = tmp_path / "s.jsonl"
     sessions.write_text(f'{{"id": "with", "arm": "a", {session}}}\n{{"id": "without", {session}}}\n')
-    result = run(
-        RunConfig(
-            transcripts=[sessions],
-            rubrics=[tmp_path / "pacing.yaml"],
-            output=tmp_path / "out",
-            show_progress=False,
-            unblind=True,  # a blind judge sees no metadata: every field reads empty (test_prompts)
-        )
-    )
+    # a blind judge sees no metadata: every field reads empty (test_prompts)
+    config = _llm_config(tmp_path, fake_server(), [tmp_path / "pacing.yaml"], transcripts=[sessions], unblind=True)
+    result = run(config)
     judgments = load_judgments(result.run_dir)
     assert {j.status for j in judgments if j.transcript_id == "with"} <= {"ok", "not_applicable", "unscored"}
+    judged = [j for j in judgments if j.transcript_id == "with" and j.status == "ok"]
+    assert judged and all(j.prompt_hash and j.template_hash for j in judged)
     errors = [j for j in judgments if j.status == "error"]
     assert errors and {j.transcript_id for j in errors} == {"without"}
     assert all("could not be rendered" in j.error and "arm" in j.error for j in errors)
     assert len(judgments) == result.manifest.items_planned and not result.ok
+
+    rules = run(replace(config, judge=JudgeSettings(kind="rules"), output=tmp_path / "rules"))
+    judgments = load_judgments(rules.run_dir)
+    assert len(judgments) == rules.manifest.items_planned and rules.ok
+    assert all(j.prompt_hash is None and j.template_hash is None for j in judgments)
 
 
 # --- the LLM judge through the runner, against a local OpenAI-compatible server --------------------

@@ -30,6 +30,9 @@ class JudgeCall:
 
 class Judge(Protocol):
     name: str
+    reads_prompt: bool
+    """False for a judge that decides from the turn itself (the rules judge): the runner then renders no
+    prompt for it, and its judgments name no template or prompt hash, as no prompt went into them."""
 
     def describe(self) -> dict[str, Any]:
         """Configuration for the run manifest; must never include a secret."""

@@ -97,6 +97,7 @@ class OpenAIJudge:
     """A judge as a small object around one AsyncOpenAI client, reused for every call of the run."""
 
     name = "openai"
+    reads_prompt = True
 
     def __init__(self, settings: JudgeSettings, offline: bool = False) -> None:
         """`offline`: the judge only builds requests and reads replies (a batch file for vLLM), so it needs

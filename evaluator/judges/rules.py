@@ -19,6 +19,7 @@ class RulesJudge:
     """Judges with the deterministic checks; a criterion without a check is left unscored."""
 
     name = "rules"
+    reads_prompt = False
 
     def __init__(self, checks: Mapping[str, Check] | None = None) -> None:
         self._checks = dict(CHECKS if checks is None else checks)
