@@ -27,6 +27,7 @@ from typing import IO, NamedTuple
 from pydantic import ValidationError
 
 from evaluator.errors import EvaluatorError
+from evaluator.metadata import flatten
 from evaluator.models import Judgment, RunManifest, Status, Transcript, Usage
 from evaluator.transcript_shelf import json_lines
 
@@ -62,9 +63,17 @@ def read_manifest(run_dir: Path) -> RunManifest:
     if not path.is_file():
         raise ResultsError(f"{run_dir}: not a run folder (no {MANIFEST}); pass a folder under results/")
     try:
-        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        manifest = RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
         raise ResultsError(f"{path}: not a valid manifest: {exc.errors()[0]['msg']}") from None
+    # Runs from before metadata was flattened at reading time hold nested records: every reader of a run
+    # sees one `a.b` field per fact, whatever wrote it.
+    for transcript_id, metadata in manifest.transcript_metadata.items():
+        try:
+            manifest.transcript_metadata[transcript_id] = flatten(metadata)
+        except ValueError as exc:
+            raise ResultsError(f"{path}: the metadata of transcript {transcript_id!r}: {exc}") from None
+    return manifest
 
 
 def write_transcripts(run_dir: Path, transcripts: Sequence[Transcript]) -> None:

@@ -89,6 +89,9 @@ def test_nested_metadata_is_reached_as_a_dotted_field(tmp_path: Path) -> None:
     _with_metadata(run_dir, {"a": {"therapist": {"model": "x"}}, "b": {"therapist": {"model": "y"}}})
     groups = summarize_groups(run_dir, "therapist.model")
     assert groups.groups == ["x", "y"] and groups.members == {"a": "x", "b": "y"}
+    # a record is read flat, as a run of today records it: the whole record is no field, its parts are
+    with pytest.raises(GroupingError, match=r"'therapist'.*therapist\.model"):
+        summarize_groups(run_dir, "therapist")
 
 
 def test_group_intervals_resample_sessions_not_turns(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from evaluator.metadata import flatten, value_text
+from evaluator.metadata import value_text
 from evaluator.store import load_judgments, read_manifest, write_atomic
 
 COLUMNS = (
@@ -49,8 +49,7 @@ COLUMNS = (
 def load_results(run: Path | str) -> pd.DataFrame:
     """Every judgment of a run folder as a row (the latest one per key, as summaries count them)."""
     run_dir = Path(run)
-    # Runs recorded before metadata was flattened at reading time hold nested objects: flatten them here too.
-    metadata = {tid: flatten(meta) for tid, meta in read_manifest(run_dir).transcript_metadata.items()}
+    metadata = read_manifest(run_dir).transcript_metadata
     fields = sorted({key for meta in metadata.values() for key in meta})
     rows = []
     for j in load_judgments(run_dir):

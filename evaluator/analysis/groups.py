@@ -4,9 +4,8 @@ interval from resampling whole sessions, since the turns of one session are not 
 
 Means are over turns by default (a long session weighs more, as in the run's summary, so the figures
 agree with report.html's cards); `weight="sessions"` averages each session's mean instead, so every
-session counts once. Metadata is read by field name from the run's manifest (`a.b` reaches into a
-nested record when the reader did not flatten it); a field a transcript lacks is an error naming the
-fields that exist. Pure computation: the views render a GroupSummary.
+session counts once. Metadata is read by field name from the run's manifest (flat: a nested record's
+fields are `a.b`); a field a transcript lacks is an error naming the fields that exist. Pure computation: the views render a GroupSummary.
 """
 
 from __future__ import annotations
@@ -110,43 +109,20 @@ def split_fields(by: str | Sequence[str]) -> tuple[str, ...]:
     return fields
 
 
-def lookup(metadata: Mapping[str, Any], field: str) -> Any:
-    """The field's value, by its name, or down a nested record for `a.b`; None when absent."""
-    if field in metadata:
-        return metadata[field]
-    node: Any = metadata
-    for part in field.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def field_names(metadata: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Every field a record offers, nested ones as `a.b`."""
-    names = []
-    for key, value in metadata.items():
-        name = f"{prefix}{key}"
-        names.append(name)
-        if isinstance(value, Mapping):
-            names += field_names(value, f"{name}.")
-    return names
-
-
 def metadata_values(run: RunData, fields: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Per judged transcript, its value of each field; a field some transcript lacks is an error that
     names the transcripts without it and the fields they all have."""
     transcripts = list(run.manifest.transcripts)
     metadata = {t: run.manifest.transcript_metadata.get(t, {}) for t in transcripts}
     for field in fields:
-        missing = [t for t in transcripts if lookup(metadata[t], field) is None]
+        missing = [t for t in transcripts if metadata[t].get(field) is None]
         if missing:
             raise GroupingError(_missing_message(run, field, missing, metadata))
-    return {t: tuple(value_text(lookup(metadata[t], f)) for f in fields) for t in transcripts}
+    return {t: tuple(value_text(metadata[t][f]) for f in fields) for t in transcripts}
 
 
 def _missing_message(run: RunData, field: str, missing: list[str], metadata: Mapping[str, Mapping[str, Any]]) -> str:
-    per_transcript = [set(field_names(m)) for m in metadata.values()]
+    per_transcript = [set(m) for m in metadata.values()]
     everywhere = sorted(set.intersection(*per_transcript)) if per_transcript else []
     somewhere = sorted(set.union(*per_transcript)) if per_transcript else []
     where = f"run {run.manifest.run_id} ({run.run_dir})"
