@@ -20,6 +20,7 @@ from evaluator.store import (
     TRANSCRIPTS,
     ResultsError,
     iter_judgments,
+    judgment_lines,
     load_judgments,
     read_manifest,
     read_transcript_snapshot,
@@ -135,14 +136,9 @@ def judgment_offsets(run_dir: Path) -> dict[str, array[int]]:
     (transcript_judgments) instead of holding every judgment of a large run."""
     offsets: dict[str, array[int]] = {}
     path = run_dir / JUDGMENTS
-    if not path.is_file():
-        return offsets
-    with path.open("rb") as handle:
-        position = 0
-        for number, raw in enumerate(handle, start=1):
-            if raw.endswith(b"\n") and raw.strip():  # a line cut short by a kill has no newline yet
-                offsets.setdefault(_transcript_id(raw, path, number), array("q")).append(position)
-            position += len(raw)
+    if path.is_file():
+        for number, offset, raw in judgment_lines(path):
+            offsets.setdefault(_transcript_id(raw, path, number), array("q")).append(offset)
     return offsets
 
 

@@ -164,20 +164,29 @@ def _complete_length(path: Path, chunk: int = 1 << 16) -> int:
     return 0
 
 
-def _judgment_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) of every complete, non-blank line, read one at a time: memory stays flat
-    however many judgments the file holds."""
+class JudgmentLine(NamedTuple):
+    number: int
+    offset: int
+    """Where the line starts in the file, for reading it again without the rest."""
+    raw: bytes
+
+
+def judgment_lines(path: Path) -> Iterator[JudgmentLine]:
+    """Every complete, non-blank line, read one at a time: memory stays flat however many judgments
+    the file holds, and a last line cut short by a kill is left out."""
     left = _complete_length(path)
+    offset = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if left <= 0:
                 return
             left -= len(raw)
             if raw.strip():
-                yield number, raw
+                yield JudgmentLine(number, offset, raw)
+            offset += len(raw)
 
 
-def _parse(path: Path, number: int, raw: bytes) -> Judgment:
+def parse_judgment(path: Path, number: int, raw: bytes) -> Judgment:
     try:
         return Judgment.model_validate_json(raw)
     except ValidationError as exc:
@@ -190,9 +199,9 @@ def iter_judgments(run_dir: Path, skip_lines: AbstractSet[int] = frozenset()) ->
     path = run_dir / JUDGMENTS
     if not path.is_file():
         return
-    for number, raw in _judgment_lines(path):
+    for number, _, raw in judgment_lines(path):
         if number not in skip_lines:
-            yield _parse(path, number, raw)
+            yield parse_judgment(path, number, raw)
 
 
 def load_judgments(run_dir: Path) -> list[Judgment]:
@@ -268,10 +277,10 @@ def scan_run(run_dir: Path, keep: Collection[Status], prerequisites: Collection[
     if not path.is_file():
         return scan
     scan.superseded = superseded_lines(path)
-    for number, raw in _judgment_lines(path):
+    for number, _, raw in judgment_lines(path):
         if number in scan.superseded:
             continue
-        judgment = _parse(path, number, raw)
+        judgment = parse_judgment(path, number, raw)
         scan.tally.add(judgment.status, judgment.usage)
         if judgment.status not in keep:
             scan.replaceable[judgment.key] = (judgment.status, judgment.usage, number)
@@ -295,15 +304,13 @@ def superseded_lines(path: Path) -> set[int]:
     if not path.is_file():
         return set()
     hashes, offsets, numbers = array("q"), array("q"), array("q")
+    for number, start, raw in judgment_lines(path):
+        key = _line_key(raw)
+        if key is not None:
+            hashes.append(hash(key))
+            offsets.append(start)
+            numbers.append(number)
     with path.open("rb") as handle:
-        position = 0
-        for number, raw in enumerate(handle, start=1):
-            start, position = position, position + len(raw)
-            key = _line_key(raw) if raw.endswith(b"\n") and raw.strip() else None
-            if key is not None:
-                hashes.append(hash(key))
-                offsets.append(start)
-                numbers.append(number)
         values = np.frombuffer(hashes, dtype=np.int64)
         order = np.argsort(values, kind="stable")
         repeats = np.flatnonzero(values[order][1:] == values[order][:-1])
