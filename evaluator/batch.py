@@ -9,8 +9,9 @@ the live judge would send (same prompt, schema, seed, reply cap); `collect` read
 the live judge's own validation into the same judgments.jsonl. What is in flight is recorded in the run
 folder (see evaluator.batch_state), so every command resumes from there, and an item already judged is
 never sent or written again. What cannot be done in one round is done by the next `submit`: re-asks
-after an invalid reply, requests that failed or that an expired or cancelled batch never ran, and
-criteria whose `applies_when` reads another criterion's verdict, once that verdict is collected.
+after an invalid reply, requests that failed or that an expired or cancelled batch never ran, criteria
+whose `applies_when` reads another criterion's verdict, once that verdict is collected, and under
+`--output-format auto` requests the endpoint refused for their output format, one format down.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ from evaluator.store import (
     write_manifest,
 )
 
-FORMAT_FIX = (
-    "a batch run keeps the output format it started with: submit a new run, and "
-    + (REFUSED_PARAMETER_HINTS["response_format"])
+FORMAT_FIX = "a batch run keeps the output format it started with: submit a new run, and {hint}".format(
+    hint=REFUSED_PARAMETER_HINTS["response_format"]
 )
+"""Said after a refusal of a format chosen with --output-format, which the run never steps down from."""
+
 
 # --- submit --------------------------------------------------------------------------------------
 
