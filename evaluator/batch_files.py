@@ -105,10 +105,15 @@ def read_results(data: bytes, source: str) -> Iterator[Result]:
 def _result(custom_id: str, line: dict[str, Any]) -> Result:
     error = line.get("error")
     response = line.get("response")
-    if isinstance(error, dict) and error:
-        code = str(error.get("code") or "")
-        message = f"{code + ': ' if code else ''}{error.get('message') or 'no message'}"
-        return Result(custom_id, None, f"the batch queue reported {message}", code in UNANSWERED_CODES)
+    if error:
+        # OpenAI: {code, message} of a request the queue never ran. vLLM's run_batch: the endpoint's error
+        # ({"error": {...}} or flat) or its text, beside a response holding only the status.
+        detail = error.get("error", error) if isinstance(error, dict) else error
+        code = str(detail.get("code") or "") if isinstance(detail, dict) else ""
+        said = (detail.get("message") or "no message") if isinstance(detail, dict) else detail
+        status = _status(response.get("status_code")) if isinstance(response, dict) else None
+        message = f"the batch queue reported {code + ': ' if code else ''}{said}"
+        return Result(custom_id, None, message, code in UNANSWERED_CODES, status=status if status != 200 else None)
     if not isinstance(response, dict):
         return Result(custom_id, None, "the batch result line has neither a response nor an error")
     status = response.get("status_code")

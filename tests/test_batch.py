@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from evaluator.batch_files import ENDPOINT, BatchFileError, Limits, Splitter, read_results, request_line
+from evaluator.batch_replies import refused_format
 from evaluator.batch_state import read_state, write_state
 from evaluator.cli.main import main
 from evaluator.config import JudgeSettings, RunConfig
@@ -20,6 +21,7 @@ from evaluator.judges.pricing import DEFAULT_PRICES
 from evaluator.models import Judgment
 from evaluator.runner import run as live_run
 from evaluator.store import JUDGMENTS, iter_judgments, load_judgments, read_manifest
+from tests.fake_batches import NO_JSON_SCHEMA
 
 KEY = "sk-batch-test-0123456789abcdefghijklmnop"
 MODEL = "gpt-4o-mini"  # priced, so the batch discount shows; the fake server answers any model name
@@ -442,6 +444,10 @@ def test_no_key_is_written_and_the_cost_is_at_batch_prices(inputs, fake_server, 
     assert manifest.cost_usd == pytest.approx(price.cost(manifest.usage) / 2, abs=1e-6)
 
 
+REFUSAL = {"error": {"message": "json_schema is not supported", "type": "BadRequestError", "param": None, "code": 400}}
+"""A refused line as vLLM's run_batch writes it: the endpoint's error beside a response holding its status."""
+
+
 def test_results_lines_in_both_shapes_are_read() -> None:
     data = b"\n".join(
         json.dumps(line).encode()
@@ -449,12 +455,18 @@ def test_results_lines_in_both_shapes_are_read() -> None:
             {"custom_id": "a", "response": {"status_code": 200, "body": {"choices": []}}, "error": None},
             {"custom_id": "b", "response": {"status_code": 429, "body": {"error": {"message": "slow down"}}}},
             {"custom_id": "c", "response": None, "error": {"code": "batch_expired", "message": "expired"}},
+            {"custom_id": "d", "response": {"status_code": 400, "request_id": "r", "body": None}, "error": REFUSAL},
+            {"custom_id": "e", "response": {"status_code": 400, "request_id": "r"}, "error": "stream mode"},
+            {"custom_id": "f", "response": {"status_code": 400, "body": NO_JSON_SCHEMA}},
         )
     )
-    a, b, c = read_results(data, "out.jsonl")
+    a, b, c, d, e, f = read_results(data, "out.jsonl")
     assert a.reply == '{"choices":[]}' and a.error is None
     assert b.reply is None and "429: slow down" in (b.error or "") and not b.unanswered
     assert c.unanswered
+    assert d.status == 400 and "400: json_schema is not supported" in (d.error or "") and not d.unanswered
+    assert e.status == 400 and "stream mode" in (e.error or "")
+    assert [refused_format(r) for r in (a, b, c, d, e, f)] == [False, False, False, True, False, True]
 
 
 def test_items_the_response_cache_answers_are_judged_at_submit_and_not_sent(inputs, fake_server, capsys) -> None:
@@ -547,7 +559,9 @@ def test_lines_refused_for_json_schema_are_sent_again_as_json_object_under_auto(
     assert verdicts(judgments) == live_verdicts(inputs, fake_server(supports_json_schema=False))
 
 
-def test_a_batch_collected_after_the_step_down_is_read_in_the_format_it_was_sent_in(inputs, fake_server, capsys) -> None:
+def test_a_batch_collected_after_the_step_down_is_read_in_the_format_it_was_sent_in(
+    inputs, fake_server, capsys
+) -> None:
     """Three batches in json_schema; the first ends first and is refused, the other two are still running
     when the run steps down: they are judged as sent (json_schema), and only the first one's items go out
     again, as json_object."""
