@@ -194,7 +194,7 @@ def open_run(
     renderer = PromptRenderer()
     selection = select_plans(transcripts, rubrics, config.samples, config.subset)
     rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]
-    check_resumable(manifest, rubrics, judge, selection.transcripts)
+    check_resumable(manifest, rubrics, judge, selection.transcripts, renderer)
     return BatchRun(run_dir, manifest, judge, renderer, selection.plans, manifest.items_planned)
 
 

@@ -80,7 +80,7 @@ def new_manifest(
             )
             for r in rubrics
         },
-        template_hashes={r.id: renderer.template_hash_for(r) for r in rubrics},
+        template_hashes={r.id: renderer.template_hash_for(r, config.mode) for r in rubrics},
         judge=judge.describe(),
         mode=config.mode,
         samples=config.samples,
@@ -108,11 +108,18 @@ def recorded_reading(manifest: RunManifest, options: ReadOptions | None = None) 
 
 
 def check_resumable(
-    manifest: RunManifest, rubrics: list[Rubric], judge: Judge, transcripts: Sequence[Transcript]
+    manifest: RunManifest,
+    rubrics: list[Rubric],
+    judge: Judge,
+    transcripts: Sequence[Transcript],
+    renderer: PromptRenderer,
 ) -> None:
-    """Refuses, saying what changed, a resume whose rubrics, judge, transcripts or blinding differ from the
-    run's; the transcripts are compared by their facts, and only a changed one is parsed again."""
+    """Refuses, saying what changed, a resume whose rubrics, prompt templates, judge, transcripts or
+    blinding differ from the run's; the transcripts are compared by their facts, and only a changed one
+    is parsed again."""
     _check_same_rubrics(manifest, rubrics)
+    if judge.reads_prompt:
+        _check_same_templates(manifest, rubrics, renderer)
     _check_same_judge(manifest, judge)
     facts = facts_of(transcripts)
     _check_same_transcripts(manifest, transcripts, facts)
@@ -126,6 +133,22 @@ def _check_same_rubrics(manifest: RunManifest, rubrics: list[Rubric]) -> None:
             raise RunError(
                 f"cannot resume {manifest.run_id}: rubric {rubric.id!r} ({rubric.source}) changed since the run "
                 "started; start a new run instead"
+            )
+
+
+def _check_same_templates(manifest: RunManifest, rubrics: list[Rubric], renderer: PromptRenderer) -> None:
+    """A template edited mid-run would leave the run's judgments asked with two different prompts, and
+    the edit's effect unreadable. Manifests before format 4 recorded the per-criterion template whatever
+    the mode, so theirs is compared with that one."""
+    mode = manifest.mode if manifest.format_version >= 4 else "per-criterion"
+    for rubric in rubrics:
+        recorded = manifest.template_hashes.get(rubric.id)
+        if recorded is not None and recorded != renderer.template_hash_for(rubric, mode):
+            raise RunError(
+                f"cannot resume {manifest.run_id}: the prompt template of rubric {rubric.id!r} "
+                f"({renderer.template_name(rubric, manifest.mode)}, or a template it includes) changed since the run "
+                "started, so its judgments so far were asked with another prompt; undo the edit to finish this "
+                "run, or start a new run (with the response cache, unchanged prompts cost nothing)"
             )
 
 

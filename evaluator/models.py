@@ -396,10 +396,11 @@ class SkippedFile(_Strict):
     error: str
 
 
-MANIFEST_FORMAT = 3
+MANIFEST_FORMAT = 4
 """1: up to November 2026 (rubric records as plain mappings, item keys without the rubric); 2: typed
-rubric records, transcript hashes; 3: metadata sources, transcript inputs and blinding. All read the
-same way; a newer format is refused by name."""
+rubric records, transcript hashes; 3: metadata sources, transcript inputs and blinding; 4: template
+hashes of the mode's template (before, always the per-criterion one). All read the same way; a newer
+format is refused by name."""
 
 
 class RubricRecord(_Strict):

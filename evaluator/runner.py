@@ -298,7 +298,7 @@ async def _run_with(
     if subset is not None:
         console.print(f"[yellow]subset:[/yellow] {escape(subset.describe())}", highlight=False)
     if previous is not None and config.resume is not None:
-        check_resumable(previous, rubrics, judge, transcripts)
+        check_resumable(previous, rubrics, judge, transcripts, renderer)
         run_dir, manifest = config.resume, previous
     else:
         run_id = config.run_id or new_run_id()

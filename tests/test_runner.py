@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -568,6 +569,27 @@ def test_resume_sends_errored_items_again_since_they_hold_no_judgment(tmp_path: 
     assert len(server.received) == 2
     after = {j.key: j for j in load_judgments(again.run_dir)}
     assert all(after[key].status == "ok" for key in errored) and again.ok
+
+
+def test_resume_refuses_an_edited_template_of_the_runs_mode(tmp_path: Path, repo: Path, fake_server) -> None:
+    """Judgments asked with two prompts in one run would hide what the edit did. The manifest records the
+    template of the run's mode (per_turn.j2 here, not the per-criterion one); the rules judge reads no
+    prompt, so an edit does not stop it."""
+    prompts = tmp_path / "prompts"
+    shutil.copytree(repo / "prompts", prompts)
+    rubrics = [repo / "rubrics" / "act_fidelity.yaml"]
+    config = _llm_config(tmp_path, fake_server(), rubrics, mode="per-turn", prompts_dir=prompts, run_id="r")
+    first = run(config)
+    resume = replace(config, rubrics=[], resume=first.run_dir, run_id=None)
+    per_criterion = prompts / "per_criterion.j2"  # not this mode's template
+    per_criterion.write_text(per_criterion.read_text() + "\nOne more instruction.\n")
+    assert run(resume).ok
+    (prompts / "per_turn.j2").write_text((prompts / "per_turn.j2").read_text() + "\nOne more instruction.\n")
+    with pytest.raises(RunError, match=r"prompt template of rubric 'act_fidelity' \(per_turn\.j2.*changed"):
+        run(resume)
+    rules = run(RunConfig(transcripts=[SLOWING_SEED], rubrics=rubrics, prompts_dir=prompts, output=tmp_path / "rules"))
+    per_criterion.write_text(per_criterion.read_text() + "Another.\n")
+    assert run(RunConfig(resume=rules.run_dir, prompts_dir=prompts, show_progress=False)).ok
 
 
 def test_resume_retries_unscored_items_only_when_asked(tmp_path: Path, repo: Path, fake_server) -> None:
