@@ -2,8 +2,8 @@
 
 A pool of async workers takes one unit at a time (a therapist turn with all of one rubric's
 criteria, or a whole session in per-transcript mode) and judges it stage by stage, in dependency
-order; the calls of a stage run side by side, each holding one of `concurrency` slots, so calls in
-flight stay bounded however large the batch. Units are planned as workers take them, and every
+order; the calls of a stage run side by side, each holding one of `concurrency` slots while its
+request is on the wire, so requests in flight stay bounded however large the batch. Units are planned as workers take them, and every
 judgment is appended to disk as it arrives and dropped, so what a run holds does not grow with the
 judgments it makes: counts and tokens are tallied on the way, a resumed run holds the keys it skips,
 and --samples aggregates are folded in one pass over judgments.jsonl at the end. Nor does it grow with
@@ -136,8 +136,9 @@ class _UnitWorker:
         self.first_call: float | None = None
 
     async def run(self, unit: tuple[TurnPlan, ...], budget: Budget, slots: asyncio.Semaphore) -> None:
-        """Stages run in order; the calls of one stage run side by side, each holding one of the run's
-        `concurrency` slots, so a turn's independent criteria do not queue behind each other."""
+        """Stages run in order; the calls of one stage run side by side, each prepared (rendered, its cost
+        reserved) at once and then holding one of the run's `concurrency` slots while its request is on
+        the wire, so a turn's independent criteria do not queue behind each other."""
         first = unit[0]
         verdicts: dict[str, PriorVerdict] = {}
         for stage in range(len(first.stages)):
@@ -153,22 +154,21 @@ class _UnitWorker:
     async def _judge_group(
         self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore, verdicts: dict[str, PriorVerdict]
     ) -> None:
-        async with slots:
-            try:
-                call = (
-                    make_call(self.renderer, group, self.mode)
-                    if self.judge.reads_prompt
-                    else JudgeCall(tuple(group), self.mode)
-                )
-            except PromptError as exc:
-                self._record_errors(group, f"the prompt could not be rendered: {exc}", verdicts)
-                return
-            if not budget.reserve(call):
-                return
-            if self.first_call is None:
-                self.first_call = time.monotonic()
-            judgments = await self.judge.judge(call)
-            budget.settle(call, judgments)
+        try:
+            call = (
+                make_call(self.renderer, group, self.mode)
+                if self.judge.reads_prompt
+                else JudgeCall(tuple(group), self.mode)
+            )
+        except PromptError as exc:
+            self._record_errors(group, f"the prompt could not be rendered: {exc}", verdicts)
+            return
+        if not budget.reserve(call):
+            return
+        if self.first_call is None:
+            self.first_call = time.monotonic()
+        judgments = await self.judge.judge(call, slots)
+        budget.settle(call, judgments)
         for judgment in judgments:
             self._record(judgment, verdicts)
 

@@ -425,6 +425,7 @@ class FakeOpenAI:
         self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
         self.url = ""
         self.received: list[Received] = []
+        self.open = self.most_open = 0  # chat requests being answered now, and the most at once
         self._count = 0
         self._recent: deque[bytes] = deque()  # the last prompts, oldest first
         self._sorted: list[bytes] = []  # the same, sorted
@@ -517,6 +518,14 @@ class FakeOpenAI:
         """The reply is built first and sent `latency` seconds after the request arrived, so the latency a
         client sees is the configured one however long building it took or how many arrived at once."""
         arrived = time.monotonic()
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            return await self._answer_chat(request, arrived)
+        finally:
+            self.open -= 1
+
+    async def _answer_chat(self, request: web.Request, arrived: float) -> web.Response:
         try:
             body = json.loads(await request.read())
         except ValueError:

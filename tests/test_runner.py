@@ -571,6 +571,14 @@ def test_resume_sends_errored_items_again_since_they_hold_no_judgment(tmp_path: 
     assert all(after[key].status == "ok" for key in errored) and again.ok
 
 
+def test_requests_on_the_wire_never_exceed_the_concurrency(tmp_path: Path, repo: Path, fake_server) -> None:
+    """--concurrency bounds the requests the endpoint sees at once (calls wait for a slot ready to go)."""
+    server = fake_server(latency=0.05)
+    result = run(_llm_config(tmp_path, server, [repo / "rubrics" / "act_fidelity.yaml"], concurrency=3))
+    assert result.ok and len(server.received) > 3
+    assert server.most_open == 3
+
+
 def test_resume_refuses_an_edited_template_of_the_runs_mode(tmp_path: Path, repo: Path, fake_server) -> None:
     """Judgments asked with two prompts in one run would hide what the edit did. The manifest records the
     template of the run's mode (per_turn.j2 here, not the per-criterion one); the rules judge reads no

@@ -7,6 +7,7 @@ never turns a bad reply into a grade: a failure is `unscored` or `error` with it
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,7 +39,11 @@ class Judge(Protocol):
         """Configuration for the run manifest; must never include a secret."""
         ...
 
-    async def judge(self, call: JudgeCall) -> list[Judgment]: ...
+    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
+        """The call's judgments. `in_flight` holds the run's `--concurrency` slots for requests on the
+        wire: a judge that sends requests holds one only while a request is out, so a call waiting for a
+        slot is ready to go the moment one frees, and a reply is read after its slot is handed on."""
+        ...
 
     async def aclose(self) -> None: ...
 

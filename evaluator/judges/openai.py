@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -87,6 +88,8 @@ class _Tally:
     asked: int = 0
     unanswered_since: int | None = None
     """The endpoint's answer count when this round's first request got no answer."""
+    in_flight: asyncio.Semaphore | None = None
+    """The run's slots for requests on the wire (see Judge.judge); None: no limit."""
 
     @property
     def repeats(self) -> int:
@@ -171,14 +174,14 @@ class OpenAIJudge:
             layout = self._layouts[key] = Layout.of(call)
         return layout
 
-    async def judge(self, call: JudgeCall) -> list[Judgment]:
+    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
         self._raise_if_down()
         started = time.perf_counter()
         layout = self._layout(call)
         sample = call.requests[0].item.sample
         conversation = _message_dicts(call)
         found: dict[int, Verdict] = {}
-        tally = _Tally(self.output)
+        tally = _Tally(self.output, in_flight=in_flight)
         usage, attempts, from_cache = Usage(), 0, True
         problem = "no reply"
         weighted: dict[int, float] = {}
@@ -399,7 +402,8 @@ class OpenAIJudge:
         """One request; counts it, and notes whether the endpoint answered at all."""
         tally.sent += 1
         try:
-            raw = await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
+            async with tally.in_flight or nullcontext():
+                raw = await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
         except openai.APIStatusError:
             self._answered()
             raise
@@ -408,6 +412,9 @@ class OpenAIJudge:
                 tally.unanswered_since = self._answers
             raise
         self._answered()
+        # Let the call that took the freed slot go out before this reply is read: replies arrive in waves,
+        # and reading each one first would hold every next request back behind the whole wave.
+        await asyncio.sleep(0)
         return raw
 
     def _answered(self) -> None:

@@ -6,6 +6,7 @@ check that fails or answers off the scale is an error, never a grade.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -27,7 +28,7 @@ class RulesJudge:
     def describe(self) -> dict[str, object]:
         return {"judge": self.name, "checks": sorted(self._checks)}
 
-    async def judge(self, call: JudgeCall) -> list[Judgment]:
+    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
         return [self._judge_one(request, call) for request in call.requests]
 
     async def aclose(self) -> None:
