@@ -8,6 +8,9 @@ sessions and a five-criterion rubric, and prints:
 1. achieved throughput as a fraction of the ideal (items x latency / concurrency), over the run
    window (first request to last judgment), over the wall clock of judging (reading inputs to the
    manifest), and over the wall clock of the whole `evaluator run` command in a fresh process;
+   and the same for the bare openai client sending the same requests, in the benchmark's process and
+   as a script of its own (interpreter start-up, the client's import, the calls: the floor for a whole
+   command);
 2. CPU time per judgment of the whole evaluator process, of the bare openai client making the same
    calls, and the difference: the judge's own CPU (render, validate, cache, store). The evaluator
    runs as `evaluator run` does, with a response cache (a fresh one, so every call is sent);
@@ -166,6 +169,41 @@ async def bare_call(client: openai.AsyncOpenAI, body: dict) -> None:
     orjson.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS))
 
 
+BARE_SCRIPT = """
+import asyncio, sys
+import httpx2, openai, orjson
+
+async def main(url, bodies, concurrency):
+    limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
+    client = openai.AsyncOpenAI(
+        base_url=url, api_key="unused", max_retries=0, http_client=openai.DefaultAioHttpClient(limits=limits)
+    )
+    options = {"headers": {"Content-Type": "application/json"}}
+
+    async def worker():
+        while bodies:
+            payload = orjson.dumps(bodies.pop(), option=orjson.OPT_NON_STR_KEYS)
+            orjson.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=options))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+
+asyncio.run(main(sys.argv[2], orjson.loads(open(sys.argv[1], "rb").read()), int(sys.argv[3])))
+"""
+"""The bare client as a script of its own (as bare_call and bare_client make the calls): it imports only
+the openai client, so its wall clock is the floor for a whole command."""
+
+
+def bare_script_wall(url: str, bodies: list[dict], concurrency: int, folder: Path) -> float:
+    """Wall seconds of a fresh process that imports the openai client and sends the same requests: the
+    floor for the whole `evaluator run` command (interpreter start, imports, the calls; nothing else)."""
+    path = folder / "bodies.json"
+    path.write_bytes(orjson.dumps(bodies, option=orjson.OPT_NON_STR_KEYS))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE_SCRIPT, str(path), url, str(concurrency)], cwd=REPO, check=True)
+    return time.perf_counter() - start
+
+
 async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
     """CPU of the openai client alone for the same requests: the floor no judge can go below."""
     limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
@@ -286,6 +324,11 @@ def main() -> None:
             client_cpu, client_wall = asyncio.run(bare_client(url, bodies, args.concurrency))
             print(f"  CPU per call, bare openai client over HTTP, same requests: {client_cpu / n * 1000:.2f} ms")
             print(f"  the bare client alone, same requests: {client_wall:.2f} s -> {ideal / client_wall:.1%} of ideal")
+            script = bare_script_wall(url, bodies, args.concurrency, folder)
+            print(
+                f"  the bare client in a fresh process (start-up, openai import, the calls) {script:.2f} s "
+                f"-> {ideal / script:.1%} of ideal: the floor for the whole command"
+            )
             evaluator_cpu, bare_cpu = asyncio.run(own_cpu(transcripts, rubric, folder / "in-process", bodies))
             print(
                 f"  in-process transport, no network: evaluator {evaluator_cpu * 1000:.2f} ms, bare client "
