@@ -13,6 +13,10 @@ answer its question got, and repeated samples of one item (each sent with its ow
 As a process, for benchmarks (prints the URL on the first line, serves until SIGTERM or SIGINT):
 
     python -m tests.fake_openai --latency 0.5 --fault rate_limit=0.1
+
+`strict=True` (`--strict`) makes it a server that enforces the Chat Completions reference as OpenAI does:
+unknown or mistyped parameters, values out of range, malformed messages and strict json_schema response
+formats that break Structured Outputs' rules get OpenAI's 400s, naming the `param` (see strict_problem).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Literal, get_args
 
 from aiohttp import web
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
 Behaviour = Literal[
     "valid",
@@ -389,6 +394,248 @@ def _logprobs(tokens: Sequence[Token], score: _Pick | None, top: int) -> dict:
     return {"content": entries, "refusal": None}
 
 
+# --- strict: the request as the API reference documents it -----------------------------------------
+# What a server that enforces the Chat Completions reference refuses (FakeOpenAI(strict=True)): unknown or
+# mistyped parameters, values out of range, malformed messages, and response formats whose schema breaks
+# Structured Outputs' rules (every object closed and fully required, supported keywords only, limits).
+
+Problem = tuple[str, str | None, str | None]  # message, param, code
+KNOWN_PARAMETERS = frozenset({*CompletionCreateParamsBase.__optional_keys__, "stream"})
+_JSON_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "number": (_is_number, "a decimal"),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "boolean": (lambda v: isinstance(v, bool), "a boolean"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "array": (lambda v: isinstance(v, list), "an array"),
+}
+PARAMETER_TYPES: dict[str, tuple[str, float | None, float | None]] = {  # type, minimum, maximum
+    "model": ("string", None, None),
+    "temperature": ("number", 0, 2),
+    "top_p": ("number", 0, 1),
+    "frequency_penalty": ("number", -2, 2),
+    "presence_penalty": ("number", -2, 2),
+    "seed": ("integer", None, None),
+    "max_tokens": ("integer", 1, None),
+    "max_completion_tokens": ("integer", 1, None),
+    "n": ("integer", 1, 128),
+    "logprobs": ("boolean", None, None),
+    "top_logprobs": ("integer", 0, 20),
+    "stream": ("boolean", None, None),
+    "store": ("boolean", None, None),
+    "parallel_tool_calls": ("boolean", None, None),
+    "response_format": ("object", None, None),
+    "metadata": ("object", None, None),
+    "logit_bias": ("object", None, None),
+    "user": ("string", None, None),
+    "reasoning_effort": ("string", None, None),
+    "service_tier": ("string", None, None),
+}
+MESSAGE_FIELDS = {
+    "system": {"role", "content", "name"},
+    "developer": {"role", "content", "name"},
+    "user": {"role", "content", "name"},
+    "assistant": {"role", "content", "name", "refusal", "tool_calls", "function_call", "audio"},
+    "tool": {"role", "content", "tool_call_id"},
+}
+SCHEMA_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+SCHEMA_KEYWORDS = {  # Structured Outputs' supported keywords: for every node, then by type
+    "any": {"type", "description", "title", "enum", "const", "anyOf", "$ref", "$defs", "definitions"},
+    "object": {"properties", "required", "additionalProperties"},
+    "array": {"items", "minItems", "maxItems"},
+    "string": {"pattern", "format"},
+    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
+    "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
+    "boolean": set(),
+    "null": set(),
+}
+SCHEMA_LIMITS = {"properties": 5000, "depth": 10, "enum values": 1000, "characters": 120_000}
+"""Object properties in all, object nesting levels, enum values in all, and characters of every property
+name, definition name, enum value and const value together."""
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a value as OpenAI's messages name it: "a string", "an integer", ..."""
+    kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"), (str, "a string"), (list, "an array"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "an object" if value is not None else "null")
+
+
+def strict_problem(body: Mapping[str, Any]) -> Problem | None:
+    """The first thing in a chat request a strict server refuses, or None."""
+    for name, value in body.items():
+        if name not in KNOWN_PARAMETERS:
+            return f"Unrecognized request argument supplied: {name}", name, "unknown_parameter"
+        if name in PARAMETER_TYPES and value is not None:
+            problem = _value_problem(name, value, *PARAMETER_TYPES[name])
+            if problem is not None:
+                return problem
+    if "model" not in body:
+        return "Missing required parameter: 'model'.", "model", "missing_required_parameter"
+    if body.get("top_logprobs") is not None and body.get("logprobs") is not True:
+        return "'top_logprobs' requires 'logprobs' to be true.", "top_logprobs", "invalid_value"
+    for index, message in enumerate(body["messages"]):
+        problem = _message_problem(message, f"messages[{index}]")
+        if problem is not None:
+            return problem
+    return _response_format_problem(body.get("response_format"))
+
+
+def _value_problem(name: str, value: Any, kind: str, low: float | None, high: float | None) -> Problem | None:
+    accepts, expected = _JSON_TYPES[kind]
+    if not accepts(value):
+        return (
+            f"Invalid type for '{name}': expected {expected}, but got {_json_type(value)} instead.",
+            name,
+            "invalid_type",
+        )
+    unit = "decimal" if kind == "number" else "integer"
+    if low is not None and value < low:
+        message = f"Invalid '{name}': {unit} below minimum value. Expected a value >= {low:g}, but got {value} instead."
+        return message, name, f"{unit}_below_min_value"
+    if high is not None and value > high:
+        message = (
+            f"Invalid '{name}': {unit} above maximum value. Expected a value <= {high:g}, but got {value} instead."
+        )
+        return message, name, f"{unit}_above_max_value"
+    return None
+
+
+def _message_problem(message: dict, where: str) -> Problem | None:
+    role = message.get("role")
+    if role not in MESSAGE_FIELDS:
+        supported = ", ".join(f"'{r}'" for r in MESSAGE_FIELDS)
+        return f"Invalid value: {role!r}. Supported values are: {supported}.", f"{where}.role", "invalid_value"
+    extra = sorted(set(message) - MESSAGE_FIELDS[role])
+    if extra:
+        return f"Unrecognized request argument supplied: {where}.{extra[0]}", f"{where}.{extra[0]}", "unknown_parameter"
+    content = message.get("content")
+    if content is None and not (role == "assistant" and ("tool_calls" in message or "function_call" in message)):
+        return f"Missing required parameter: '{where}.content'.", f"{where}.content", "missing_required_parameter"
+    parts_ok = isinstance(content, list) and all(
+        isinstance(p, dict) and isinstance(p.get("type"), str) for p in content
+    )
+    if content is not None and not isinstance(content, str) and not parts_ok:
+        message_text = (
+            f"Invalid type for '{where}.content': expected one of a string or array of objects, "
+            f"but got {_json_type(content)} instead."
+        )
+        return message_text, f"{where}.content", "invalid_type"
+    return None
+
+
+def _response_format_problem(response_format: Any) -> Problem | None:
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        message = f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and 'json_schema'."
+        return message, "response_format.type", "invalid_value"
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        param = "response_format.json_schema"
+        return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+    name = spec.get("name")
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
+        message = (
+            "Invalid 'response_format.json_schema.name': string does not match pattern. "
+            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'."
+        )
+        return message, "response_format.json_schema.name", "invalid_value"
+    extra = sorted(set(spec) - {"name", "description", "schema", "strict"})
+    if extra:
+        param = f"response_format.json_schema.{extra[0]}"
+        return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+    schema = spec.get("schema")
+    problem = "'schema' must be an object." if not isinstance(schema, dict) else None
+    if problem is None and spec.get("strict") is True:
+        problem = schema_problem(schema)
+    return (
+        None
+        if problem is None
+        else (f"Invalid schema for response_format '{name}': {problem}", "response_format", None)
+    )
+
+
+def schema_problem(root: dict) -> str | None:
+    """What Structured Outputs' strict mode refuses in a schema, worded as OpenAI words it, or None."""
+    if root.get("type") != "object" or "anyOf" in root:
+        return f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{root.get('type')}\"'."
+    totals = {"properties": 0, "enum values": 0, "characters": 0}
+    problem = _node_problem(root, (), totals)
+    if problem is not None:
+        return problem
+    totals["depth"] = _depth(root, root, frozenset())
+    for limit, most in SCHEMA_LIMITS.items():
+        if totals[limit] > most:
+            return f"{totals[limit]} {'levels of nesting' if limit == 'depth' else limit} exceeds limit of {most}."
+    return None
+
+
+def _node_problem(node: Any, context: tuple, totals: dict[str, int]) -> str | None:
+    """The first rule `node` or a node below it breaks; counts properties, enum values and characters."""
+    where = f"In context={context!r}, "
+    if not isinstance(node, dict):
+        return f"{where}schema must be an object."
+    kinds = node.get("type", [])
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if not kinds and not {"anyOf", "$ref", "enum", "const"} & node.keys():
+        return f"{where}schema must have a 'type' key."
+    allowed = SCHEMA_KEYWORDS["any"].union(*(SCHEMA_KEYWORDS.get(k, set()) for k in kinds))
+    unknown = sorted(node.keys() - allowed)
+    if unknown:
+        return f"{where}'{unknown[0]}' is not permitted."
+    values = node.get("enum", []) + ([node["const"]] if "const" in node else [])
+    totals["enum values"] += len(node.get("enum", []))
+    totals["characters"] += sum(len(v) for v in values if isinstance(v, str))
+    children: list[tuple[tuple, Any]] = []
+    if "object" in kinds:
+        properties = node.get("properties", {})
+        if node.get("additionalProperties") is not False:
+            return f"{where}'additionalProperties' is required to be supplied and to be false."
+        required = node.get("required")
+        missing = [name for name in properties if not isinstance(required, list) or name not in required]
+        if missing:
+            return (
+                f"{where}'required' is required to be supplied and to be an array including every key in "
+                f"properties. Missing '{missing[0]}'."
+            )
+        extra = [name for name in required or [] if name not in properties]
+        if extra:
+            return f"{where}Extra required key '{extra[0]}' supplied."
+        totals["properties"] += len(properties)
+        totals["characters"] += sum(map(len, properties))
+        children += [((*context, "properties", name), sub) for name, sub in properties.items()]
+    if "array" in kinds:
+        if "items" not in node:
+            return f"{where}'items' is required to be supplied."
+        children.append(((*context, "items"), node["items"]))
+    children += [((*context, "anyOf", i), sub) for i, sub in enumerate(node.get("anyOf", []))]
+    for key in ("$defs", "definitions"):
+        totals["characters"] += sum(map(len, node.get(key, {})))
+        children += [((*context, key, name), sub) for name, sub in node.get(key, {}).items()]
+    for at, child in children:
+        problem = _node_problem(child, at, totals)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _depth(node: dict, root: dict, refs: frozenset[str]) -> int:
+    """Object nesting levels below and at `node`, following local $refs (a recursive one only once)."""
+    if "$ref" in node and node["$ref"] not in refs:
+        target: Any = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _depth(target, root, refs | {node["$ref"]})
+    below = [*node.get("properties", {}).values(), *node.get("anyOf", [])]
+    below += [node["items"]] if isinstance(node.get("items"), dict) else []
+    deepest = max((_depth(sub, root, refs) for sub in below if isinstance(sub, dict)), default=0)
+    kinds = node.get("type")
+    return deepest + (kinds == "object" or (isinstance(kinds, list) and "object" in kinds))
+
+
 # --- the server ------------------------------------------------------------------------------------
 
 
@@ -410,6 +657,7 @@ class FakeOpenAI:
         unsupported: Sequence[str] = (),
         slow_seconds: float = 0.5,
         record: bool = True,
+        strict: bool = False,
     ) -> None:
         faults = dict(faults or {})
         unknown = sorted({*script, *faults} - set(BEHAVIOURS))
@@ -423,6 +671,7 @@ class FakeOpenAI:
         self.json_schema_refusal = json_schema_refusal  # 500 as llama-cpp-python's server answers, else 400
         self.slow_seconds, self.record = slow_seconds, record
         self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
+        self.strict = strict  # refuse what the API reference does not allow (strict_problem)
         self.url = ""
         self.received: list[Received] = []
         self.open = self.most_open = 0  # chat requests being answered now, and the most at once
@@ -562,6 +811,9 @@ class FakeOpenAI:
             return _error(400, "'messages' must be a non-empty array of objects.", "invalid_request_error", "messages")
         if body.get("stream"):
             return _error(400, "Streaming is not supported by this server.", "invalid_request_error", "stream")
+        problem = strict_problem(body) if self.strict else None
+        if problem is not None:
+            return _error(400, problem[0], "invalid_request_error", problem[1], problem[2])
         for name in self.unsupported:
             if name in body:
                 return _error(
@@ -755,6 +1007,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--json-schema-refusal", type=int, default=400, metavar="STATUS", help="status of that refusal (500: llama-cpp)"
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse requests the OpenAI API reference does not allow, with its 400s"
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAI(
         latency=args.latency,
@@ -765,6 +1020,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         supports_json_schema=not args.no_json_schema,
         json_schema_refusal=args.json_schema_refusal,
         record=False,
+        strict=args.strict,
     )  # nobody reads it: no growth
     asyncio.run(server.serve_until_signalled(args.port))
 

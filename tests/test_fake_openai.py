@@ -427,3 +427,117 @@ def test_runs_as_a_process_and_prints_its_url() -> None:
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()
+
+
+# --- strict: the API reference enforced --------------------------------------------------------------
+
+
+def _object(properties: dict) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _nested(levels: int) -> dict:
+    schema = _object({"leaf": {"type": "string"}})
+    for _ in range(levels - 1):
+        schema = _object({"inner": schema})
+    return schema
+
+
+def _with_schema(schema: dict, name: str = "judgment") -> dict:
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}}
+
+
+_OPEN = {**_object({"verdict": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}})}
+_HALF_REQUIRED = {**_object({"a": {"type": "string"}, "b": {"type": "string"}}), "required": ["a"]}
+_ROOT_ANY_OF = {"anyOf": [_object({"a": {"type": "string"}}), {"type": "null"}]}
+REFUSED = [  # (what changes in a valid request, param, code, words of the message)
+    ({"temperature": 3}, "temperature", "decimal_above_max_value", "Expected a value <= 2, but got 3"),
+    ({"temperature": "0"}, "temperature", "invalid_type", "expected a decimal, but got a string"),
+    ({"seed": 1.5}, "seed", "invalid_type", "expected an integer, but got a decimal"),
+    ({"max_tokens": 0}, "max_tokens", "integer_below_min_value", "Expected a value >= 1"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "integer_above_max_value", "<= 20"),
+    ({"logprobs": False}, "top_logprobs", "invalid_value", "requires 'logprobs' to be true"),
+    ({"logprobs": "yes"}, "logprobs", "invalid_type", "expected a boolean"),
+    ({"frobnicate": 1}, "frobnicate", "unknown_parameter", "Unrecognized request argument supplied: frobnicate"),
+    ({"messages": [{"role": "judge", "content": "x"}]}, "messages[0].role", "invalid_value", "'judge'"),
+    ({"messages": [{"role": "user", "content": "x", "turn": 1}]}, "messages[0].turn", "unknown_parameter", "turn"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content", "missing_required_parameter", "content"),
+    ({"messages": [{"role": "user", "content": 7}]}, "messages[0].content", "invalid_type", "but got an integer"),
+    ({"response_format": {"type": "yaml"}}, "response_format.type", "invalid_value", "'json_schema'"),
+    (_with_schema(SCHEMA, "per criterion"), "response_format.json_schema.name", "invalid_value", "pattern"),
+    (_with_schema(SCHEMA, "x" * 65), "response_format.json_schema.name", "invalid_value", "pattern"),
+    (
+        _with_schema(_OPEN),
+        "response_format",
+        None,
+        "Invalid schema for response_format 'judgment': In context=('properties', 'verdict'), "
+        "'additionalProperties' is required to be supplied and to be false.",
+    ),
+    (_with_schema(_HALF_REQUIRED), "response_format", None, "including every key in properties. Missing 'b'."),
+    (_with_schema(_ROOT_ANY_OF), "response_format", None, "must be a JSON Schema of 'type: \"object\"'"),
+    (_with_schema(_object({"a": {"type": "string", "minLength": 1}})), "response_format", None, "'minLength' is not"),
+    (_with_schema(_object({"a": {"type": "string", "default": ""}})), "response_format", None, "'default' is not"),
+    (_with_schema(_object({"a": {"type": "array"}})), "response_format", None, "'items' is required"),
+    (_with_schema(_nested(11)), "response_format", None, "11 levels of nesting exceeds limit of 10"),
+    (_with_schema(_object({"a": {"enum": list(range(1001))}})), "response_format", None, "1001 enum values exceeds"),
+]
+
+
+@pytest.fixture(scope="module")
+def strict_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(strict=True) as fake:
+        yield fake
+
+
+def _post(server: FakeOpenAI, body: dict) -> Any:
+    return _client(server).post("/chat/completions", body=body, cast_to=object)
+
+
+def _valid_body(**changes: Any) -> dict:
+    body = {"model": "judge-model", "messages": _messages(), "response_format": STRICT, "temperature": 0, "seed": 0}
+    return {**body, "max_tokens": 400, "logprobs": True, "top_logprobs": 5, **changes}
+
+
+@pytest.mark.parametrize(("change", "param", "code", "words"), REFUSED)
+def test_a_strict_server_refuses_what_the_reference_does_not_allow_naming_the_param(
+    strict_server: FakeOpenAI, server: FakeOpenAI, change: dict, param: str, code: str | None, words: str
+) -> None:
+    body = _valid_body(**change)
+    with pytest.raises(openai.BadRequestError) as caught:
+        _post(strict_server, body)
+    error = caught.value.body
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+    assert words in error["message"]
+    _post(server, body)  # the default server is as lenient as before
+
+
+def test_a_strict_server_answers_a_valid_request_as_the_default_one_does(strict_server: FakeOpenAI) -> None:
+    """Every keyword strict mode supports, $defs and $ref, anyOf with null, 10 levels: all accepted."""
+    reply = _post(strict_server, _valid_body())
+    assert _errors(json.loads(reply["choices"][0]["message"]["content"]), SCHEMA, SCHEMA) == []
+    deep = _nested(10)
+    deep["properties"]["n"] = {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "description": "a count"}
+    deep["required"].append("n")
+    _post(strict_server, _valid_body(**_with_schema(deep), logprobs=False, top_logprobs=None))
+
+
+def test_a_schema_sent_without_strict_is_not_held_to_strict_rules(strict_server: FakeOpenAI) -> None:
+    loose = _with_schema(_OPEN)
+    loose["response_format"]["json_schema"]["strict"] = False
+    _post(strict_server, _valid_body(**loose))
+
+
+def test_runs_strict_as_a_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", "--strict"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        url = process.stdout.readline().strip()
+        client = openai.OpenAI(base_url=url, api_key="sk-test", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.post("/chat/completions", body=_valid_body(temperature=2.5), cast_to=object)
+        assert caught.value.param == "temperature"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()
