@@ -40,20 +40,33 @@ class TranscriptFacts:
 
 
 class _Spool:
-    """The anonymous file of JSON lines shared by a shelf and the subsets taken from it."""
+    """The anonymous file of JSON lines shared by a shelf and the subsets taken from it; made with the
+    first line, so an empty shelf holds no file."""
 
     def __init__(self) -> None:
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="evaluator-transcripts-")
+        self.file: IO[bytes] | None = None
         self.size = 0
         self.loads = 0
 
     def add(self, line: bytes) -> int:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="evaluator-transcripts-")
         self.file.write(line)
         start, self.size = self.size, self.size + len(line)
         return start
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.file is None or self.file.closed:
+            raise ValueError("the transcript shelf is closed")
         return os.pread(self.file.fileno(), length, offset)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class TranscriptShelf(Sequence[Transcript]):
@@ -105,7 +118,7 @@ class TranscriptShelf(Sequence[Transcript]):
 
     def close(self) -> None:
         """Delete the spool now rather than when the shelf is collected."""
-        self._spool.file.close()
+        self._spool.close()
 
 
 def shelve_all(
@@ -117,15 +130,19 @@ def shelve_all(
     facts: list[TranscriptFacts] = []
     offsets = array("q")
     failures: list[tuple[Path, TranscriptError]] = []
-    for path, read in read_each(paths, options):
-        if isinstance(read, TranscriptError):
-            failures.append((path, read))
-            continue
-        for transcript in read:
-            line = (transcript.model_dump_json() + "\n").encode()
-            offsets.extend((spool.add(line), len(line)))
-            facts.append(TranscriptFacts.of(transcript))
-    spool.file.flush()
+    try:
+        for path, read in read_each(paths, options):
+            if isinstance(read, TranscriptError):
+                failures.append((path, read))
+                continue
+            for transcript in read:
+                line = (transcript.model_dump_json() + "\n").encode()
+                offsets.extend((spool.add(line), len(line)))
+                facts.append(TranscriptFacts.of(transcript))
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
     return TranscriptShelf(spool, facts, offsets), failures
 
 

@@ -146,6 +146,7 @@ def test_a_shelf_is_parsed_once_to_check_the_plan_and_once_per_rubric_and_a_subs
     assert isinstance(subset.transcripts, TranscriptShelf) and [t.id for t in subset.transcripts] == ["s1", "s4"]
     assert _keys(list(subset.plans)) == _keys(select_plans(listed, rubrics, subset=chosen).plans)
     assert shelf.loads - before == 2 * (1 + 1) + 2  # the two chosen: checked, planned for one rubric, listed
+    shelf.close()
 
 
 def test_patterns_are_searched_once_per_patient_turn(rubrics_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

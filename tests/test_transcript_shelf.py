@@ -4,6 +4,7 @@ aside, the same snapshot bytes, each transcript parsed only when it is reached."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,29 @@ def inputs(write) -> Path:
     return write("meta.csv", "transcript_id,cohort\nj2,late\n").parent
 
 
+@pytest.fixture
+def shelve():
+    """shelve_all, each shelf closed after the test (its spool is an open file)."""
+    shelves: list[TranscriptShelf] = []
+
+    def _shelve(paths: list[Path], options: ReadOptions = ReadOptions()):
+        shelf, failures = shelve_all(paths, options)
+        shelves.append(shelf)
+        return shelf, failures
+
+    yield _shelve
+    for shelf in shelves:
+        shelf.close()
+
+
 def _options(root: Path, unblind: bool = False) -> ReadOptions:
     return ReadOptions(metadata=MetadataSources(sidecar=root / "meta.csv"), unblind=unblind)
 
 
 @pytest.mark.parametrize("unblind", [False, True])
-def test_a_shelf_holds_what_read_all_reads_and_sets_aside_the_same_files(inputs: Path, unblind: bool) -> None:
+def test_a_shelf_holds_what_read_all_reads_and_sets_aside_the_same_files(inputs: Path, shelve, unblind: bool) -> None:
     listed, bad = read_all([inputs / "in"], _options(inputs, unblind))
-    shelf, shelved_bad = shelve_all([inputs / "in"], _options(inputs, unblind))
+    shelf, shelved_bad = shelve([inputs / "in"], _options(inputs, unblind))
     assert len(listed) == len(shelf) == 4
     assert list(shelf) == listed  # ids, sources, turns, metadata and the unblind flag
     assert [(p, str(e)) for p, e in shelved_bad] == [(p, str(e)) for p, e in bad] and len(bad) == 2
@@ -50,8 +66,8 @@ def test_a_shelf_holds_what_read_all_reads_and_sets_aside_the_same_files(inputs:
     assert shelf[-1] == listed[-1] and list(shelf[1:3]) == listed[1:3]
 
 
-def test_a_shelf_parses_a_transcript_each_time_it_is_asked_for_and_only_then(inputs: Path) -> None:
-    shelf, _ = shelve_all([inputs / "in"], _options(inputs))
+def test_a_shelf_parses_a_transcript_each_time_it_is_asked_for_and_only_then(inputs: Path, shelve) -> None:
+    shelf, _ = shelve([inputs / "in"], _options(inputs))
     assert shelf.loads == 0
     first, again = shelf[0], shelf[0]
     assert first == again and first is not again and shelf.loads == 2
@@ -61,9 +77,9 @@ def test_a_shelf_parses_a_transcript_each_time_it_is_asked_for_and_only_then(inp
     assert [t.id for t in chosen] == ids_of(chosen) and shelf.loads == 4
 
 
-def test_the_snapshot_of_a_shelf_is_byte_for_byte_that_of_the_list(inputs: Path, tmp_path: Path) -> None:
+def test_the_snapshot_of_a_shelf_is_byte_for_byte_that_of_the_list(inputs: Path, tmp_path: Path, shelve) -> None:
     listed, _ = read_all([inputs / "in"], _options(inputs, unblind=True))
-    shelf, _ = shelve_all([inputs / "in"], _options(inputs, unblind=True))
+    shelf, _ = shelve([inputs / "in"], _options(inputs, unblind=True))
     (tmp_path / "list").mkdir()
     (tmp_path / "shelf").mkdir()
     write_transcripts(tmp_path / "list", take(listed, [3, 0, 2]))
@@ -74,14 +90,20 @@ def test_the_snapshot_of_a_shelf_is_byte_for_byte_that_of_the_list(inputs: Path,
     assert shelf.loads == 0
 
 
-def test_a_closed_shelf_leaves_no_file_behind(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The spool is an anonymous file: nothing appears in the temporary folder, even while it is open."""
+def test_a_closed_shelf_leaves_no_file_behind(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shelve, write
+) -> None:
+    """The spool is an anonymous file: nothing appears in the temporary folder, even while it is open;
+    a shelf of no transcripts (a run that stops: nothing to evaluate) holds no file at all."""
     spool_dir = tmp_path / "tmp"
     spool_dir.mkdir()
     monkeypatch.setenv("TMPDIR", str(spool_dir))
     monkeypatch.setattr("tempfile.tempdir", None)
-    shelf, _ = shelve_all([inputs / "in"], _options(inputs))
+    shelf, _ = shelve([inputs / "in"], _options(inputs))
     assert list(spool_dir.iterdir()) == [] and shelf[0].id == "a"
+    open_files = len(os.listdir("/proc/self/fd"))
+    empty, failures = shelve_all([write("empty.jsonl", "")])
+    assert len(empty) == 0 and len(failures) == 1 and len(os.listdir("/proc/self/fd")) == open_files
     shelf.close()
     with pytest.raises(ValueError):
         shelf[0]
