@@ -451,7 +451,8 @@ SCHEMA_KEYWORDS = {  # Structured Outputs' supported keywords: for every node, t
 }
 SCHEMA_LIMITS = {"properties": 5000, "depth": 10, "enum values": 1000, "characters": 120_000}
 """Object properties in all, object nesting levels, enum values in all, and characters of every property
-name, definition name, enum value and const value together."""
+name, definition name, enum value and const value together: OpenAI's limits today (at launch they were 100
+properties and 5 levels, which older deployments still enforce: FakeOpenAI(schema_limits=...))."""
 
 
 def _json_type(value: Any) -> str:
@@ -460,8 +461,8 @@ def _json_type(value: Any) -> str:
     return next((name for kind, name in kinds if isinstance(value, kind)), "an object" if value is not None else "null")
 
 
-def strict_problem(body: Mapping[str, Any]) -> Problem | None:
-    """The first thing in a chat request a strict server refuses, or None."""
+def strict_problem(body: Mapping[str, Any], limits: Mapping[str, int] = SCHEMA_LIMITS) -> Problem | None:
+    """The first thing in a chat request a strict server refuses, or None; `limits` as SCHEMA_LIMITS."""
     for name, value in body.items():
         if name not in KNOWN_PARAMETERS:
             return f"Unrecognized request argument supplied: {name}", name, "unknown_parameter"
@@ -477,7 +478,7 @@ def strict_problem(body: Mapping[str, Any]) -> Problem | None:
         problem = _message_problem(message, f"messages[{index}]")
         if problem is not None:
             return problem
-    return _response_format_problem(body.get("response_format"))
+    return _response_format_problem(body.get("response_format"), limits)
 
 
 def _value_problem(name: str, value: Any, kind: str, low: float | None, high: float | None) -> Problem | None:
@@ -523,7 +524,7 @@ def _message_problem(message: dict, where: str) -> Problem | None:
     return None
 
 
-def _response_format_problem(response_format: Any) -> Problem | None:
+def _response_format_problem(response_format: Any, limits: Mapping[str, int]) -> Problem | None:
     if response_format is None:
         return None
     kind = response_format.get("type")
@@ -550,7 +551,7 @@ def _response_format_problem(response_format: Any) -> Problem | None:
     schema = spec.get("schema")
     problem = "'schema' must be an object." if not isinstance(schema, dict) else None
     if problem is None and spec.get("strict") is True:
-        problem = schema_problem(schema)
+        problem = schema_problem(schema, limits)
     return (
         None
         if problem is None
@@ -558,7 +559,7 @@ def _response_format_problem(response_format: Any) -> Problem | None:
     )
 
 
-def schema_problem(root: dict) -> str | None:
+def schema_problem(root: dict, limits: Mapping[str, int] = SCHEMA_LIMITS) -> str | None:
     """What Structured Outputs' strict mode refuses in a schema, worded as OpenAI words it, or None."""
     if root.get("type") != "object" or "anyOf" in root:
         return f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{root.get('type')}\"'."
@@ -567,7 +568,7 @@ def schema_problem(root: dict) -> str | None:
     if problem is not None:
         return problem
     totals["depth"] = _depth(root, root, frozenset())
-    for limit, most in SCHEMA_LIMITS.items():
+    for limit, most in {**SCHEMA_LIMITS, **limits}.items():
         if totals[limit] > most:
             return f"{totals[limit]} {'levels of nesting' if limit == 'depth' else limit} exceeds limit of {most}."
     return None
@@ -658,6 +659,7 @@ class FakeOpenAI:
         slow_seconds: float = 0.5,
         record: bool = True,
         strict: bool = False,
+        schema_limits: Mapping[str, int] | None = None,
     ) -> None:
         faults = dict(faults or {})
         unknown = sorted({*script, *faults} - set(BEHAVIOURS))
@@ -672,6 +674,7 @@ class FakeOpenAI:
         self.slow_seconds, self.record = slow_seconds, record
         self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
         self.strict = strict  # refuse what the API reference does not allow (strict_problem)
+        self.schema_limits = {**SCHEMA_LIMITS, **(schema_limits or {})}  # lower: as older deployments had
         self.url = ""
         self.received: list[Received] = []
         self.open = self.most_open = 0  # chat requests being answered now, and the most at once
@@ -811,7 +814,7 @@ class FakeOpenAI:
             return _error(400, "'messages' must be a non-empty array of objects.", "invalid_request_error", "messages")
         if body.get("stream"):
             return _error(400, "Streaming is not supported by this server.", "invalid_request_error", "stream")
-        problem = strict_problem(body) if self.strict else None
+        problem = strict_problem(body, self.schema_limits) if self.strict else None
         if problem is not None:
             return _error(400, problem[0], "invalid_request_error", problem[1], problem[2])
         for name in self.unsupported:

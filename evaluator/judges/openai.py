@@ -60,8 +60,18 @@ REFUSED_PARAMETER_HINT = (
     "NAME=null leaves it out of the request"
 )
 REFUSED_PARAMETER_HINTS = {
-    "response_format": "use --output-format auto to step down to what the endpoint accepts, or choose json_object or text"
+    "response_format": "use --output-format auto to step down to what the endpoint accepts, or choose json_object or text",
+    "max_tokens": (
+        "change it with --max-tokens or --param max_tokens=N, or leave it out with --param max_tokens=null; an "
+        "endpoint that wants the cap as max_completion_tokens (reasoning models) takes "
+        "--param max_completion_tokens=N --param max_tokens=null"
+    ),
 }
+DEFAULT_SEED = JudgeSettings.seed
+"""A seed the user did not choose: an endpoint that refuses seeds gets requests without one."""
+SCHEMA_REFUSED = "invalid schema"
+"""How endpoints begin the refusal of a reply schema itself ("Invalid schema for response_format 'x': In
+context=..."), as opposed to a refusal of the json_schema format."""
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
 FATAL: tuple[type[openai.APIStatusError], ...] = (
     openai.AuthenticationError,
@@ -132,6 +142,9 @@ class OpenAIJudge:
         self._settled = asyncio.Event()
         self._probing = asyncio.Lock()
         self._cap_refused = False
+        self._seed_refused = False
+        self._loose: set[tuple[Any, ...]] = set()
+        """Layouts whose strict schema the endpoint refused: they go with strict false."""
         self._answers = 0
         self._unreachable_streak = 0
         self._down: str | None = None
@@ -270,11 +283,12 @@ class OpenAIJudge:
             system["content"] += f"\n\nThe JSON object must match this JSON schema:\n```json\n{schema_text}\n```"
             messages = [system, *messages[1:]]
         body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature}
-        if s.seed is not None:
+        if s.seed is not None and not self._seed_refused:
             body["seed"] = s.seed + sample
         body["max_tokens"] = max_tokens_for(call, s, output, default=not self._cap_refused)
         if output == "json_schema":
-            body["response_format"] = response_format(f"{call.mode.replace('-', '_')}_verdict", layout.schema)
+            name = f"{call.mode.replace('-', '_')}_verdict"
+            body["response_format"] = response_format(name, layout.schema, self._strict(call, layout))
         elif output == "json_object":
             body["response_format"] = {"type": "json_object"}
         if s.logprobs and call.mode == "per-criterion":
@@ -336,10 +350,21 @@ class OpenAIJudge:
                 self.cache.put(key, raw)
             return reply, False
 
+    def _strict(self, call: JudgeCall, layout: Layout) -> bool:
+        """Whether a call's schema goes as strict: unless it is too large for strict mode, or was refused."""
+        return layout.strict and (not self._loose or Layout.key(call) not in self._loose)
+
     def _adapt(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any], output: OutputMode) -> bool:
-        """True when the next request can avoid what the endpoint refused: an output format (auto mode
-        steps down, once per mode, only from the mode in force) or the default reply cap (left out, as
-        reasoning models refuse max_tokens). A parameter chosen by the user and refused stops the run."""
+        """True when the next request can avoid what the endpoint refused: a strict schema (sent again
+        without strict, keeping json_schema: the format works, this schema is beyond the endpoint's strict
+        mode), an output format (auto mode steps down, once per mode, only from the mode in force), the
+        default reply cap (left out: reasoning models refuse max_tokens, and their max_completion_tokens
+        counts reasoning too, so the verdict budget would cut every reply off) or the default seed (left
+        out: it only asks for best-effort determinism). A parameter chosen by the user and refused stops
+        the run; so does the default temperature 0, since leaving it out would sample every verdict at the
+        endpoint's own temperature (--param temperature=null does that when asked)."""
+        if self._strict_schema_refused(exc, call, body):
+            return True
         if "response_format" in body and refuses_output_format(exc):
             if self.settings.output == "auto" and output in FALLBACKS:
                 if self.output == output:
@@ -351,9 +376,27 @@ class OpenAIJudge:
         if exc.param == "max_tokens" and max_tokens_for(call, self.settings, output, default=False) is None:
             self._cap_refused = True
             return True
+        if exc.param == "seed" and self._seed_is_default(call):
+            self._seed_refused = True
+            return True
         if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
             self._refused_parameter(exc, exc.param)
         return False
+
+    def _strict_schema_refused(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any]) -> bool:
+        """A strict schema the endpoint refused as a schema: noted, so the call's layout goes without strict.
+        Refused again without strict, the refusal is read as any other (auto mode steps down)."""
+        schema = body.get("response_format", {}).get("json_schema", {})
+        refused = isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
+        if not refused or not schema.get("strict") or SCHEMA_REFUSED not in exc.message.lower():
+            return False
+        self._loose.add(Layout.key(call))
+        return True
+
+    def _seed_is_default(self, call: JudgeCall) -> bool:
+        s = self.settings
+        chosen = ("seed" in s.parameters) or ("seed" in call.requests[0].rubric.parameters)
+        return not chosen and s.seed == DEFAULT_SEED
 
     def _refused_parameter(self, exc: openai.APIStatusError, name: str) -> NoReturn:
         raise JudgeFatalError(
@@ -448,7 +491,7 @@ class OpenAIJudge:
         """Per request, what the call cost and how it went; the call's usage is charged to its first
         request only, so sums over judgments stay true."""
         latency = time.perf_counter() - started
-        parameters = self._parameters(tally)
+        parameters = self._parameters(tally, call)
         return [
             {
                 "model": self.model,
@@ -462,16 +505,20 @@ class OpenAIJudge:
             for index in range(len(call.requests))
         ]
 
-    def _parameters(self, tally: _Tally) -> dict[str, Any]:
-        """The parameters the call's last request went out with."""
+    def _parameters(self, tally: _Tally, call: JudgeCall) -> dict[str, Any]:
+        """The parameters the call's last request went out with; `strict: false` only where its schema
+        went without strict."""
         s = self.settings
-        return {
+        parameters = {
             "temperature": s.temperature,
-            "seed": s.seed,
+            "seed": None if self._seed_refused else s.seed,
             **s.parameters,
             "max_tokens": tally.max_tokens,
             "output": tally.output,
         }
+        if tally.output == "json_schema" and not self._strict(call, self._layout(call)):
+            parameters["strict"] = False
+        return parameters
 
     def _judgments(
         self,

@@ -11,7 +11,14 @@ from typing import Any
 import orjson
 
 from evaluator.judges.base import JudgeCall
-from evaluator.judges.verdicts import ReplyProblem, Verdict, group_schema, parse_verdict, verdict_schema
+from evaluator.judges.verdicts import (
+    ReplyProblem,
+    Verdict,
+    group_schema,
+    over_strict_limits,
+    parse_verdict,
+    verdict_schema,
+)
 from evaluator.models import CategoricalScale, Usage
 from evaluator.plan import JudgeRequest
 
@@ -88,28 +95,24 @@ def _logprobs(tokens: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], .
 
 @dataclass(frozen=True)
 class Layout:
-    """How a call's reply is shaped: the schema, and where each request's verdict sits in the reply."""
+    """How a call's reply is shaped: the schema, where each request's verdict sits in the reply, and whether
+    the schema is within what strict structured output takes (STRICT_LIMITS)."""
 
     schema: dict[str, Any]
     paths: tuple[tuple[str, ...], ...]
+    strict: bool = True
 
     @classmethod
     def of(cls, call: JudgeCall) -> Layout:
-        requests = call.requests
-        if call.mode == "per-criterion":
-            return cls(verdict_schema(requests[0].criterion), ((),))
-        if call.mode == "per-turn":
-            keys = [r.criterion.id for r in requests]
-            return cls(group_schema(keys, [verdict_schema(r.criterion) for r in requests]), tuple((k,) for k in keys))
-        by_turn: dict[str, list[JudgeRequest]] = {}
-        for r in requests:
-            by_turn.setdefault(f"turn_{r.turn.index}", []).append(r)
-        turn_schemas = [
-            group_schema([r.criterion.id for r in rs], [verdict_schema(r.criterion) for r in rs])
-            for rs in by_turn.values()
-        ]
-        paths = tuple((f"turn_{r.turn.index}", r.criterion.id) for r in requests)
-        return cls(group_schema(list(by_turn), turn_schemas), paths)
+        """Scores as enums; a grouped call whose enums together exceed the strict limit (a long session in
+        one call) gives its integer scales as ranges, and a schema still too large for strict mode goes
+        without it."""
+        schema, paths = _shape(call, ranges=False)
+        over = over_strict_limits(schema)
+        if "enum values" in over:
+            schema, paths = _shape(call, ranges=True)
+            over = over_strict_limits(schema)
+        return cls(schema, paths, strict=not over)
 
     @staticmethod
     def key(call: JudgeCall) -> tuple[Any, ...]:
@@ -132,6 +135,25 @@ class Layout:
                 where = ".".join(path)
                 results.append(ReplyProblem(f"{where}: {problem}") if where else problem)
         return results
+
+
+def _shape(call: JudgeCall, ranges: bool) -> tuple[dict[str, Any], tuple[tuple[str, ...], ...]]:
+    """A call's reply schema and the path to each request's verdict in it."""
+    requests = call.requests
+    if call.mode == "per-criterion":
+        return verdict_schema(requests[0].criterion, ranges), ((),)
+    if call.mode == "per-turn":
+        keys = [r.criterion.id for r in requests]
+        return group_schema(keys, [verdict_schema(r.criterion, ranges) for r in requests]), tuple((k,) for k in keys)
+    by_turn: dict[str, list[JudgeRequest]] = {}
+    for r in requests:
+        by_turn.setdefault(f"turn_{r.turn.index}", []).append(r)
+    turn_schemas = [
+        group_schema([r.criterion.id for r in rs], [verdict_schema(r.criterion, ranges) for r in rs])
+        for rs in by_turn.values()
+    ]
+    paths = tuple((f"turn_{r.turn.index}", r.criterion.id) for r in requests)
+    return group_schema(list(by_turn), turn_schemas), paths
 
 
 def weighted_score(reply: Reply, request: JudgeRequest, verdict: Verdict) -> float | None:

@@ -29,6 +29,9 @@ around them a few dozen; the rest is headroom, since a verdict cut off is a verd
 REPLY_OVERHEAD_TOKENS = 64
 TEXT_PREAMBLE_TOKENS = 256
 """In plain-text mode a model may write a few lines before its JSON block."""
+STRICT_LIMITS = {"properties": 5000, "depth": 10, "enum values": 1000, "characters": 120_000}
+"""Structured Outputs' documented limits on a strict schema: object properties in all, levels of object
+nesting, enum values in all, and characters of property names and enum values together."""
 
 
 class ReplyProblem(ValueError):
@@ -44,17 +47,22 @@ class Verdict:
     evidence: tuple[str, ...]
 
 
-def score_schema(criterion: Criterion) -> dict[str, Any]:
+def score_schema(criterion: Criterion, ranges: bool = False) -> dict[str, Any]:
+    """The allowed scores: an enum, which every structured-output backend honours; with `ranges`, an integer
+    scale as minimum..maximum instead (its values are consecutive), which spends none of the enum values
+    a strict schema may hold in all (STRICT_LIMITS)."""
     scale = criterion.scale
     if isinstance(scale, CategoricalScale):
         return {"type": "string", "enum": scale.allowed()}
     allowed = scale.allowed()
     if allowed is None:
         return {"type": "integer"}
+    if ranges:
+        return {"type": "integer", "minimum": allowed[0], "maximum": allowed[-1]}
     return {"type": "integer", "enum": allowed}
 
 
-def verdict_schema(criterion: Criterion) -> dict[str, Any]:
+def verdict_schema(criterion: Criterion, ranges: bool = False) -> dict[str, Any]:
     """A strict-mode schema: every property required, no extra ones, null only where the scale allows."""
     return {
         "type": "object",
@@ -62,11 +70,32 @@ def verdict_schema(criterion: Criterion) -> dict[str, Any]:
             "rationale": {"type": "string"},
             "evidence": {"type": "array", "items": {"type": "string"}},
             "applicable": {"type": "boolean"},
-            "score": {"anyOf": [score_schema(criterion), {"type": "null"}]},
+            "score": {"anyOf": [score_schema(criterion, ranges), {"type": "null"}]},
         },
         "required": list(REPLY_FIELDS),
         "additionalProperties": False,
     }
+
+
+def over_strict_limits(schema: dict[str, Any]) -> list[str]:
+    """Which of Structured Outputs' documented limits on a strict schema `schema` exceeds (see STRICT_LIMITS);
+    a grouped call over a long session can exceed them, and OpenAI refuses such a schema under strict."""
+    size = dict.fromkeys(STRICT_LIMITS, 0)
+
+    def walk(node: dict[str, Any], depth: int) -> None:
+        properties = node.get("properties", {})
+        depth += node.get("type") == "object"
+        size["depth"] = max(size["depth"], depth)
+        size["properties"] += len(properties)
+        size["enum values"] += len(node.get("enum", ()))
+        size["characters"] += sum(map(len, properties)) + sum(
+            len(v) for v in node.get("enum", ()) if isinstance(v, str)
+        )
+        for child in (*properties.values(), *node.get("anyOf", ()), *([node["items"]] if "items" in node else [])):
+            walk(child, depth)
+
+    walk(schema, 0)
+    return [limit for limit, most in STRICT_LIMITS.items() if size[limit] > most]
 
 
 def group_schema(keys: list[str], schemas: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,8 +114,10 @@ def reply_token_budget(verdicts: int, output: str) -> int:
     return REPLY_OVERHEAD_TOKENS + verdicts * VERDICT_TOKENS + (TEXT_PREAMBLE_TOKENS if output == "text" else 0)
 
 
-def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+def response_format(name: str, schema: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+    """`strict: false` where the schema exceeds what strict mode takes: the endpoint then follows it without
+    enforcing it, and the reply is validated here as always."""
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": strict, "schema": schema}}
 
 
 _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -165,10 +196,15 @@ def _on_scale(score: Any, criterion: Criterion) -> tuple[float | None, str | Non
 
 def max_tokens_for(call: JudgeCall, settings: JudgeSettings, output: str, default: bool = True) -> int | None:
     """The reply cap a call is sent with: --param max_tokens, else the rubric's `parameters`, else
-    --max-tokens, else (when `default`) a budget sized to the verdicts the reply holds. A null leaves it out."""
-    for parameters in (settings.parameters, call.requests[0].rubric.parameters):
+    --max-tokens, else (when `default`) a budget sized to the verdicts the reply holds. A null leaves it out,
+    and so does a chosen `max_completion_tokens` (the cap under its newer name, which reasoning models want):
+    the default is not sent beside it."""
+    chosen = (settings.parameters, call.requests[0].rubric.parameters)
+    for parameters in chosen:
         if "max_tokens" in parameters:
             return parameters["max_tokens"]
     if settings.max_tokens is not None:
         return settings.max_tokens
+    if any(parameters.get("max_completion_tokens") is not None for parameters in chosen):
+        return None
     return reply_token_budget(len(call.requests), output) if default else None
