@@ -34,11 +34,11 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Literal, get_args
 
 from aiohttp import web
-from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 
 Behaviour = Literal[
     "valid",
@@ -400,7 +400,6 @@ def _logprobs(tokens: Sequence[Token], score: _Pick | None, top: int) -> dict:
 # Structured Outputs' rules (every object closed and fully required, supported keywords only, limits).
 
 Problem = tuple[str, str | None, str | None]  # message, param, code
-KNOWN_PARAMETERS = frozenset({*CompletionCreateParamsBase.__optional_keys__, "stream"})
 _JSON_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "string": (lambda v: isinstance(v, str), "a string"),
     "number": (_is_number, "a decimal"),
@@ -455,6 +454,15 @@ name, definition name, enum value and const value together: OpenAI's limits toda
 properties and 5 levels, which older deployments still enforce: FakeOpenAI(schema_limits=...))."""
 
 
+@cache
+def known_parameters() -> frozenset[str]:
+    """The request parameters the reference documents, as the openai client types them (imported only by a
+    strict server: the client's types take longer to import than the rest of this server)."""
+    from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+
+    return frozenset({*CompletionCreateParamsBase.__optional_keys__, "stream"})
+
+
 def _json_type(value: Any) -> str:
     """The JSON type of a value as OpenAI's messages name it: "a string", "an integer", ..."""
     kinds = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"), (str, "a string"), (list, "an array"))
@@ -464,7 +472,7 @@ def _json_type(value: Any) -> str:
 def strict_problem(body: Mapping[str, Any], limits: Mapping[str, int] = SCHEMA_LIMITS) -> Problem | None:
     """The first thing in a chat request a strict server refuses, or None; `limits` as SCHEMA_LIMITS."""
     for name, value in body.items():
-        if name not in KNOWN_PARAMETERS:
+        if name not in known_parameters():
             return f"Unrecognized request argument supplied: {name}", name, "unknown_parameter"
         if name in PARAMETER_TYPES and value is not None:
             problem = _value_problem(name, value, *PARAMETER_TYPES[name])

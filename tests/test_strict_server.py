@@ -90,6 +90,25 @@ def test_logprobs_samples_and_a_chosen_seed_are_accepted(fake_server, tmp_path) 
     assert any(j.weighted_score is not None for j in judgments)
 
 
+def test_re_asks_after_bad_replies_are_accepted(fake_server, tmp_path) -> None:
+    """An out-of-range, a refused and a cut JSON reply: each re-ask carries the reply and what was wrong."""
+    server = fake_server(strict=True, script=["out_of_range", "refusal", "malformed"])
+    judgments = _run(server, tmp_path, rubrics=RUBRICS / "act_fidelity.yaml")
+    assert [strict_problem(r.body) for r in server.received] == [None] * len(server.received)
+    assert {r.body["response_format"]["type"] for r in server.received} == {"json_schema"}
+    assert {m["role"] for r in server.received for m in r.body["messages"]} == {"system", "user", "assistant"}
+    assert {j.status for j in _judged(judgments)} == {"ok"} and max(j.attempts for j in judgments) > 1
+
+
+@pytest.mark.parametrize("output", ["json_object", "text"])
+def test_a_chosen_output_format_is_accepted(fake_server, tmp_path, output) -> None:
+    server = fake_server(strict=True)
+    judgments = _run(server, tmp_path, "per-turn", rubrics=RUBRICS / "pacing.yaml", output=output)
+    assert [strict_problem(r.body) for r in server.received] == [None] * len(server.received)
+    assert {j.status for j in _judged(judgments)} == {"ok"}
+    assert {j.parameters["output"] for j in _judged(judgments)} == {output}
+
+
 @pytest.mark.parametrize("mode", ["per-criterion", "per-transcript"])
 def test_batch_request_lines_are_accepted_with_json_schema(fake_server, tmp_path, capsys, monkeypatch, mode) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-strict-test-0123456789")
