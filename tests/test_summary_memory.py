@@ -37,3 +37,17 @@ def test_a_summary_never_holds_every_judgment_and_its_figures_match_them(tmp_pat
     assert cell.scores == [j.score for j in judgments if j.criterion_id == LIKERT["id"]]
     assert summary.rubrics[0].by_transcript["b"][LIKERT["id"]].scores == [2.0, 1.0, 1.0]
     assert summary.rubrics[0].reasons[QUESTIONS["id"]] == "the reply did not validate"
+
+
+def test_a_summary_keeps_one_float_per_score_value_not_one_per_judgment(tmp_path: Path) -> None:
+    """Every cell keeps every score (for the intervals), a million at a million judgments: pointers to
+    one shared float per value, not a float of their own (24 bytes each, in two cells). -0.0 stays -0.0."""
+    judgments = [judgment(t, turn, float(turn % 3)) for t in "abcdefgh" for turn in range(1, 40, 2)]
+    judgments.append(judgment("z", 1, -0.0))
+    summary = summarize(write_run(tmp_path, "run", make_rubric(LIKERT), judgments))
+    scores = summary.rubrics[0].overall[LIKERT["id"]].scores
+    assert scores == [j.score for j in judgments] and len(scores) == 161
+    assert len({id(score) for score in scores}) == 4 and str(scores[-1]) == "-0.0"
+    per_transcript = summary.rubrics[0].by_transcript["c"][LIKERT["id"]].scores
+    assert {id(score) for score in per_transcript} <= {id(score) for score in scores}
+    assert summary.turns_judged == 161

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from math import copysign
 from pathlib import Path
 from statistics import mean
 from typing import Literal
@@ -23,9 +24,22 @@ from evaluator.results import Item, RunData, open_run, stream_judgments
 Tone = Literal["good", "mid", "bad", "neutral"]
 
 
-@dataclass
+_SCORES: dict[tuple[float, float], float] = {}
+"""One float object per score value: a run gives a few distinct scores (a scale's levels) a million
+times, and each cell keeps every score, so a cell's list points at these rather than at a float of its
+own per judgment (24 bytes a judgment, twice: the run's cell and the transcript's)."""
+
+
+def _shared(score: float) -> float:
+    if len(_SCORES) >= 4096:  # a count scale without a maximum could give any number of values
+        _SCORES.clear()
+    return _SCORES.setdefault((score, copysign(1.0, score)), score)  # the sign tells -0.0 from 0.0
+
+
+@dataclass(slots=True)
 class Cell:
-    """Judgments of one criterion over some set of turns (all of them, or one transcript's)."""
+    """Judgments of one criterion over some set of turns (all of them, or one transcript's); one per
+    transcript and criterion, so it has slots and no attribute dict."""
 
     criterion: Criterion
     counts: Counter[str] = field(default_factory=Counter)
@@ -46,7 +60,7 @@ class Cell:
         if judgment.status == "ok":
             self.verdicts[str(judgment.verdict)] += 1
             if judgment.score is not None:
-                self.scores.append(judgment.score)
+                self.scores.append(_shared(judgment.score))
             if judgment.weighted_score is not None:
                 self.weighted.append(judgment.weighted_score)
             if isinstance(judgment, Aggregate) and judgment.scored > 1:
@@ -193,11 +207,12 @@ class _Tally:
         self.reasons: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.criteria: dict[str, set[str]] = defaultdict(set)
         self.judged = 0
-        self.turns: set[tuple[str, int]] = set()
+        self.turns: dict[str, set[int]] = defaultdict(set)
+        """Per transcript, the turns judged: the id once, not in a tuple of its own per turn."""
 
     def judgment(self, judgment: Judgment) -> None:
         self.judged += 1
-        self.turns.add((judgment.transcript_id, judgment.turn_index))
+        self.turns[judgment.transcript_id].add(judgment.turn_index)
         self.criteria[judgment.rubric_id].add(judgment.criterion_id)
         if judgment.status != "ok":
             reason = judgment.unscored_reason or judgment.error or judgment.rationale
@@ -215,7 +230,7 @@ class _Tally:
             rubric = _planned(self.data.manifest, tally.rubric, self.criteria[rubric_id])
             if rubric.criteria:
                 summaries.append(self._rubric_summary(rubric, tally))
-        return RunSummary(self.data, summaries, self.counts, self.judged, len(self.turns))
+        return RunSummary(self.data, summaries, self.counts, self.judged, sum(map(len, self.turns.values())))
 
     def _rubric_summary(self, rubric: Rubric, tally: _RubricTally) -> RubricSummary:
         keep = [c.id for c in rubric.criteria]
