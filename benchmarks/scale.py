@@ -8,8 +8,8 @@ report.html, as `make run` does) and prints: peak RSS of that process, its wall 
 report.html (and of the report/ page folder a large run gets beside it), and the time headless Chromium
 takes to load and draw report.html and, where there is one, the first transcript page (a screenshot,
 minus the same for an empty page). It prints figures; it asserts
-nothing. 1,000,000 judgments take about 20 minutes (judging, summary.md, report.html and 10,000 pages)
-on 2 busy cores; 10,000 and 100,000 take seconds and about 2 minutes.
+nothing. 1,000,000 judgments take about 5 minutes (judging, summary.md, report.html and 10,000 pages)
+on 2 free cores, up to 20 when others share them; 100,000 about 30 seconds.
 """
 
 from __future__ import annotations
