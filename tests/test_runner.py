@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
+from typing import Callable
 
 import pytest
 
@@ -109,21 +110,27 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, repo:
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
-def test_the_runner_holds_no_judgment_it_has_written(tmp_path: Path, repo: Path, monkeypatch) -> None:
-    """Every judgment is written and dropped (a kept one costs about 4 KB: 4 GB at a million), and an
-    item's samples only until they are all in: the judgments alive while writing stay a handful, not
-    one per judgment so far. Counted by the garbage collector at every 100th judgment written."""
-    alive: list[int] = []
+def _count_while_writing(monkeypatch, every: int, count: Callable[[], int]) -> list[int]:
+    """`count()` at every `every`-th judgment the run writes: what a run holds while it goes."""
+    counts: list[int] = []
     append = JudgmentWriter.append
 
     def counting_append(writer: JudgmentWriter, judgment: Judgment) -> None:
         append(writer, judgment)
         written = getattr(writer, "written", 0) + 1
         writer.written = written  # type: ignore[attr-defined]
-        if written % 100 == 0:
-            alive.append(sum(isinstance(o, Judgment) for o in gc.get_objects()))
+        if written % every == 0:
+            counts.append(count())
 
     monkeypatch.setattr(JudgmentWriter, "append", counting_append)
+    return counts
+
+
+def test_the_runner_holds_no_judgment_it_has_written(tmp_path: Path, repo: Path, monkeypatch) -> None:
+    """Every judgment is written and dropped (a kept one costs about 4 KB: 4 GB at a million), and an
+    item's samples only until they are all in: the judgments alive while writing stay a handful, not
+    one per judgment so far. Counted by the garbage collector at every 100th judgment written."""
+    alive = _count_while_writing(monkeypatch, 100, lambda: sum(isinstance(o, Judgment) for o in gc.get_objects()))
     _, judgments = _run(tmp_path, [IGNORING_SEED], [repo / "rubrics"], samples=3)
     assert len(judgments) > 1000 and len(alive) >= 10
     assert max(alive) < 60, alive
@@ -143,18 +150,12 @@ def test_the_runner_holds_a_few_transcripts_at_a_time_and_parses_each_a_few_time
     for n in range(12):
         (folder / f"s{n:02d}.txt").write_text((IGNORING_SEED, SLOWING_SEED)[n % 2].read_text())
     monkeypatch.setattr(gc, "freeze", lambda: None)
-    alive: list[int] = []
-    append = JudgmentWriter.append
 
-    def counting_append(writer: JudgmentWriter, judgment: Judgment) -> None:
-        append(writer, judgment)
-        written = getattr(writer, "written", 0) + 1
-        writer.written = written  # type: ignore[attr-defined]
-        if written % 25 == 0:
-            cached = {id(entry[0]) for entry in judge_base._HAYSTACKS.values()}
-            alive.append(sum(isinstance(o, Transcript) and id(o) not in cached for o in gc.get_objects()))
+    def transcripts_alive() -> int:
+        cached = {id(entry[0]) for entry in judge_base._HAYSTACKS.values()}
+        return sum(isinstance(o, Transcript) and id(o) not in cached for o in gc.get_objects())
 
-    monkeypatch.setattr(JudgmentWriter, "append", counting_append)
+    alive = _count_while_writing(monkeypatch, 25, transcripts_alive)
     parses = Counter[str]()
     getitem = TranscriptShelf.__getitem__
 
