@@ -9,6 +9,11 @@ other work keeps busy, wall time waits for a core and CPU time does not) and the
 each, with the load average, next to the targets of issue 12 (0.5 s / 80 MB for help, 1.5 s for the run).
 It prints figures; it asserts nothing.
 
+The speed of a shared or virtual machine moves by tens of percent from minute to minute, whatever runs
+on it. So each measured run is paired with a reference workload (a fixed pure-Python loop in a fresh
+interpreter, REFERENCE) run just before it, and the reference's median is printed beside the figures:
+compare runs by their ratio to it, or take figures whose reference is near the machine's usual one.
+
 Each command runs once unmeasured first, with the bytecode cache in a private temporary folder
 (PYTHONPYCACHEPREFIX), so the figures are those of an installed package, whose modules pip compiled, and
 not of whatever stale or missing __pycache__ the checkout has (PYTHONDONTWRITEBYTECODE=1 on a shared
@@ -42,6 +47,9 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, flo
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux reports KB
 
 
+REFERENCE = "s = 0\nfor i in range(3_000_000):\n    s += i"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5, help="runs of each command (median wall, max RSS)")
@@ -66,17 +74,28 @@ def main() -> None:
                 None,
             ),
         ]
+        reference = [sys.executable, "-c", REFERENCE]
         print("load average (1, 5, 15 min): " + ", ".join(f"{n:.2f}" for n in os.getloadavg()))
-        print(f"{'command':<40} {'wall (median)':>14} {'cpu (median)':>13} {'max RSS':>10}   target")
+        print(
+            f"{'command':<40} {'wall (median)':>14} {'wall (least)':>13} {'cpu (median)':>13} {'max RSS':>10}"
+            f" {'reference':>10}   target"
+        )
         for name, argv, wall_target, rss_target in cases:
             if not args.as_is:
                 measure(argv, REPO, env)  # compiles the bytecode this command needs
-            figures = [measure(argv, REPO, env) for _ in range(args.repeat)]
+            figures, references = [], []
+            for _ in range(args.repeat):
+                references.append(measure(reference, REPO, env)[0])
+                figures.append(measure(argv, REPO, env))
             wall = statistics.median(w for w, _, _ in figures)
+            least = min(w for w, _, _ in figures)
             cpu = statistics.median(c for _, c, _ in figures)
             rss = max(r for _, _, r in figures)
             target = f"< {wall_target} s" + (f", < {rss_target:.0f} MB" if rss_target else "")
-            print(f"{name:<40} {wall:>12.2f} s {cpu:>11.2f} s {rss:>7.0f} MB   {target}")
+            print(
+                f"{name:<40} {wall:>12.2f} s {least:>11.2f} s {cpu:>11.2f} s {rss:>7.0f} MB"
+                f" {statistics.median(references):>8.2f} s   {target}"
+            )
 
 
 if __name__ == "__main__":
