@@ -7,7 +7,7 @@ offline rules judge answers, then runs `evaluator run` in a fresh process (judgi
 report.html, as `make run` does) and prints: peak RSS of that process, its wall time, the size of
 report.html (and of the report/ page folder a large run gets beside it), and the time headless Chromium
 takes to load and draw report.html and, where there is one, the first transcript page (a screenshot,
-minus the same for an empty page). It prints figures; it asserts
+minus the same for an empty page, so 0.0 s is as fast as an empty page). It prints figures; it asserts
 nothing. 1,000,000 judgments take about 5 minutes (judging, summary.md, report.html and 10,000 pages)
 on 2 free cores, up to 20 when others share them; 100,000 about 30 seconds.
 """
@@ -115,9 +115,9 @@ def main() -> None:
             wall, rss = measure(argv + ["--no-report"] * args.no_report, REPO)
             report = out / "bench" / ("summary.md" if args.no_report else "report.html")
             pages = folder_mb(out / "bench" / "report")
-            load = f"{browser_seconds(report) - baseline:.1f} s" if browser else "-"
+            load = f"{max(0.0, browser_seconds(report) - baseline):.1f} s" if browser else "-"
             first = min((out / "bench" / "report").glob("*.html"), default=None)
-            page_load = f"{browser_seconds(first) - baseline:.1f} s" if browser and first else "-"
+            page_load = f"{max(0.0, browser_seconds(first) - baseline):.1f} s" if browser and first else "-"
             sessions = len(list(transcripts.iterdir()))
             print(
                 f"{n:>10,} {sessions:>9,} {wall:>7.1f} s {rss:>6.0f} MB {report.stat().st_size / 1e6:>9.1f} MB"
