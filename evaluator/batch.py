@@ -41,7 +41,7 @@ from evaluator.batch_state import (
 )
 from evaluator.config import OutputMode
 from evaluator.judges.base import JudgeCall, judgment_for
-from evaluator.judges.openai import REFUSED_PARAMETER_HINTS
+from evaluator.judges.shape import REFUSED_PARAMETER_HINTS
 from evaluator.manifest import RunError
 from evaluator.models import BatchCall, BatchRecord, BatchState, BatchStatus
 from evaluator.plan import JudgeRequest

@@ -12,9 +12,10 @@ from typing import Any
 from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.config import JudgeSettings, OutputMode, RunConfig
 from evaluator.judges.base import JudgeCall
-from evaluator.judges.openai import FALLBACKS, OpenAIJudge
+from evaluator.judges.openai import OpenAIJudge
 from evaluator.judges.pricing import batch_price
 from evaluator.judges.select import judge_price
+from evaluator.judges.shape import FALLBACKS
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
 from evaluator.models import RunManifest
 from evaluator.plan import JudgeRequest, TurnPlan, select_plans

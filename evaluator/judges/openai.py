@@ -11,11 +11,10 @@ backoff that honours Retry-After; client errors fail fast with what to fix.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import openai
 import orjson
@@ -34,18 +33,16 @@ from evaluator.judges.replies import Layout, Reply, weighted_score
 from evaluator.judges.retry import (
     RETRYABLE,
     never_sent,
-    refuses_output_format,
     retryable,
     transport_retrying,
     waited_in_vain,
 )
+from evaluator.judges.shape import RequestShape
 from evaluator.judges.verdicts import (
     ReplyProblem,
     Verdict,
     extract_json,
-    max_tokens_for,
     reply_token_budget,
-    response_format,
 )
 from evaluator.models import Judgment, Usage
 
@@ -55,24 +52,6 @@ CONSECUTIVE_FAILURES = 5
 """Calls in a row that get no answer at all (connection refused, timed out), each after its retries,
 before the run stops: by then the endpoint is down, not flaky."""
 LAYOUT_CACHE_SIZE = 1024
-REFUSED_PARAMETER_HINT = (
-    "change it with --temperature, --seed, --max-tokens or --param NAME=VALUE (or the rubric's `parameters:`); "
-    "NAME=null leaves it out of the request"
-)
-REFUSED_PARAMETER_HINTS = {
-    "response_format": "use --output-format auto to step down to what the endpoint accepts, or choose json_object or text",
-    "max_tokens": (
-        "change it with --max-tokens or --param max_tokens=N, or leave it out with --param max_tokens=null; an "
-        "endpoint that wants the cap as max_completion_tokens (reasoning models) takes "
-        "--param max_completion_tokens=N --param max_tokens=null"
-    ),
-}
-DEFAULT_SEED = JudgeSettings.seed
-"""A seed the user did not choose: an endpoint that refuses seeds gets requests without one."""
-SCHEMA_REFUSED = "invalid schema"
-"""How endpoints begin the refusal of a reply schema itself ("Invalid schema for response_format 'x': In
-context=..."), as opposed to a refusal of the json_schema format."""
-FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
 FATAL: tuple[type[openai.APIStatusError], ...] = (
     openai.AuthenticationError,
     openai.PermissionDeniedError,
@@ -134,20 +113,25 @@ class OpenAIJudge:
             default_headers=endpoint.headers,
             default_query=endpoint.query,
         )
-        self.output: OutputMode = "json_schema" if settings.output == "auto" else settings.output
+        self.shape = RequestShape(settings, self.model, self._redact)
         self.cache = ResponseCache(settings.cache_path) if settings.cache_path else None
         self.requests_per_minute = RateLimiter(settings.rpm)
         self.tokens_per_minute = RateLimiter(settings.tpm)
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._settled = asyncio.Event()
         self._probing = asyncio.Lock()
-        self._cap_refused = False
-        self._seed_refused = False
-        self._loose: set[tuple[Any, ...]] = set()
-        """Layouts whose strict schema the endpoint refused: they go with strict false."""
         self._answers = 0
         self._unreachable_streak = 0
         self._down: str | None = None
+
+    @property
+    def output(self) -> OutputMode:
+        """The output format in force: the chosen one, or where auto stepped down to."""
+        return self.shape.output
+
+    @output.setter
+    def output(self, value: OutputMode) -> None:
+        self.shape.output = value
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -250,7 +234,7 @@ class OpenAIJudge:
         """The body of a call's request exactly as it would be sent (for batch files, benchmarks and audits):
         the first one, or with `reasks` (see reask_messages) the re-ask after invalid replies."""
         conversation = _message_dicts(call) + (reasks or [])
-        return self._body(call, conversation, self._layout(call), call.requests[0].item.sample, self.output)
+        return self.shape.body(call, conversation, self._layout(call), call.requests[0].item.sample, self.output)
 
     def judgments_for(
         self,
@@ -271,32 +255,6 @@ class OpenAIJudge:
         return self._judgments(
             call, time.perf_counter(), attempts, tally, usage, found, weighted, problem, from_cache, failed
         )
-
-    def _body(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, output: OutputMode
-    ) -> dict[str, Any]:
-        s = self.settings
-        messages = conversation
-        if output != "json_schema":
-            schema_text = json.dumps(layout.schema, indent=1)
-            system = dict(messages[0])
-            system["content"] += f"\n\nThe JSON object must match this JSON schema:\n```json\n{schema_text}\n```"
-            messages = [system, *messages[1:]]
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature}
-        if s.seed is not None and not self._seed_refused:
-            body["seed"] = s.seed + sample
-        body["max_tokens"] = max_tokens_for(call, s, output, default=not self._cap_refused)
-        if output == "json_schema":
-            name = f"{call.mode.replace('-', '_')}_verdict"
-            body["response_format"] = response_format(name, layout.schema, self._strict(call, layout))
-        elif output == "json_object":
-            body["response_format"] = {"type": "json_object"}
-        if s.logprobs and call.mode == "per-criterion":
-            body["logprobs"] = True
-            body["top_logprobs"] = s.top_logprobs
-        body.update(call.requests[0].rubric.parameters)
-        body.update(s.parameters)
-        return {name: value for name, value in body.items() if value is not None}  # null: do not send
 
     async def _complete(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, tally: _Tally
@@ -324,7 +282,7 @@ class OpenAIJudge:
         fresh = True
         while True:
             output = self.output
-            body = self._body(call, conversation, layout, sample, output)
+            body = self.shape.body(call, conversation, layout, sample, output)
             key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
             if self.cache is not None and (hit := self.cache.get(key)) is not None:
                 return Reply.parse(hit), True
@@ -339,7 +297,7 @@ class OpenAIJudge:
             try:
                 raw = await self._post(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), tally)
             except openai.APIStatusError as exc:
-                if self._adapt(exc, call, body, output):
+                if self.shape.adapt(exc, call, body, output):
                     continue
                 raise
             self._settled.set()
@@ -349,60 +307,6 @@ class OpenAIJudge:
             if self.cache is not None:
                 self.cache.put(key, raw)
             return reply, False
-
-    def _strict(self, call: JudgeCall, layout: Layout) -> bool:
-        """Whether a call's schema goes as strict: unless it is too large for strict mode, or was refused."""
-        return layout.strict and (not self._loose or Layout.key(call) not in self._loose)
-
-    def _adapt(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any], output: OutputMode) -> bool:
-        """True when the next request can avoid what the endpoint refused: a strict schema (sent again
-        without strict, keeping json_schema: the format works, this schema is beyond the endpoint's strict
-        mode), an output format (auto mode steps down, once per mode, only from the mode in force), the
-        default reply cap (left out: reasoning models refuse max_tokens, and their max_completion_tokens
-        counts reasoning too, so the verdict budget would cut every reply off) or the default seed (left
-        out: it only asks for best-effort determinism). A parameter chosen by the user and refused stops
-        the run; so does the default temperature 0, since leaving it out would sample every verdict at the
-        endpoint's own temperature (--param temperature=null does that when asked)."""
-        if self._strict_schema_refused(exc, call, body):
-            return True
-        if "response_format" in body and refuses_output_format(exc):
-            if self.settings.output == "auto" and output in FALLBACKS:
-                if self.output == output:
-                    self.output = FALLBACKS[output]
-                return True
-            self._refused_parameter(exc, "response_format")
-        if not isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return False
-        if exc.param == "max_tokens" and max_tokens_for(call, self.settings, output, default=False) is None:
-            self._cap_refused = True
-            return True
-        if exc.param == "seed" and self._seed_is_default(call):
-            self._seed_refused = True
-            return True
-        if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
-            self._refused_parameter(exc, exc.param)
-        return False
-
-    def _strict_schema_refused(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any]) -> bool:
-        """A strict schema the endpoint refused as a schema: noted, so the call's layout goes without strict.
-        Refused again without strict, the refusal is read as any other (auto mode steps down)."""
-        schema = body.get("response_format", {}).get("json_schema", {})
-        refused = isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
-        if not refused or not schema.get("strict") or SCHEMA_REFUSED not in exc.message.lower():
-            return False
-        self._loose.add(Layout.key(call))
-        return True
-
-    def _seed_is_default(self, call: JudgeCall) -> bool:
-        s = self.settings
-        chosen = ("seed" in s.parameters) or ("seed" in call.requests[0].rubric.parameters)
-        return not chosen and s.seed == DEFAULT_SEED
-
-    def _refused_parameter(self, exc: openai.APIStatusError, name: str) -> NoReturn:
-        raise JudgeFatalError(
-            f"the judge endpoint refused the parameter {name!r} that every call sends: "
-            f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINTS.get(name, REFUSED_PARAMETER_HINT)}"
-        ) from None
 
     async def _post(self, payload: bytes, tally: _Tally) -> str:
         """The raw reply, within the retry policy. Calls that get no answer at all after their retries
@@ -491,7 +395,7 @@ class OpenAIJudge:
         """Per request, what the call cost and how it went; the call's usage is charged to its first
         request only, so sums over judgments stay true."""
         latency = time.perf_counter() - started
-        parameters = self._parameters(tally, call)
+        parameters = self.shape.parameters(call, self._layout(call), tally.output, tally.max_tokens)
         return [
             {
                 "model": self.model,
@@ -504,21 +408,6 @@ class OpenAIJudge:
             }
             for index in range(len(call.requests))
         ]
-
-    def _parameters(self, tally: _Tally, call: JudgeCall) -> dict[str, Any]:
-        """The parameters the call's last request went out with; `strict: false` only where its schema
-        went without strict."""
-        s = self.settings
-        parameters = {
-            "temperature": s.temperature,
-            "seed": None if self._seed_refused else s.seed,
-            **s.parameters,
-            "max_tokens": tally.max_tokens,
-            "output": tally.output,
-        }
-        if tally.output == "json_schema" and not self._strict(call, self._layout(call)):
-            parameters["strict"] = False
-        return parameters
 
     def _judgments(
         self,
