@@ -4,6 +4,7 @@ said yes, so the figures are an upper bound."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -13,10 +14,10 @@ from rich.table import Table
 from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
 from evaluator.judges.select import estimate_call, judge_price
-from evaluator.models import Subset, Usage
+from evaluator.models import Rubric, SkippedFile, Subset, Transcript, Usage
 from evaluator.plan import JudgeRequest, group_requests, select_work, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
-from evaluator.runner import make_call, read_inputs
+from evaluator.runner import make_call, shelve_inputs
 from evaluator.terminal import fit
 
 
@@ -52,7 +53,18 @@ class DryRun:
 
 
 async def dry_run(config: RunConfig) -> DryRun:
-    rubrics, transcripts, skipped, _ = read_inputs(config)
+    """What a run would judge and cost, planned as the run plans it, with the sessions on a shelf (a dry run
+    of a million judgments holds no more than the run would)."""
+    rubrics, shelf, skipped, _ = shelve_inputs(config)
+    try:
+        return _estimate(config, rubrics, shelf, skipped)
+    finally:
+        shelf.close()
+
+
+def _estimate(
+    config: RunConfig, rubrics: list[Rubric], transcripts: Sequence[Transcript], skipped: list[SkippedFile]
+) -> DryRun:
     renderer = PromptRenderer(config.prompts_dir)
     llm = config.judge.uses_llm()
     selection = select_work(transcripts, rubrics, config.samples, config.subset)
