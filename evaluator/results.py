@@ -1,7 +1,7 @@
 """A run folder: its manifest and the rubrics as judged, then (read on first use, once) every judgment
 and one record per item (samples folded), so every analysis and view starts from the same data and
 none re-reads or re-folds it. A large run is also read in pieces: stream_judgments one judgment at a
-time (the summary), judgment_offsets and transcript_judgments one transcript at a time (report pages)."""
+time and stream_items one item at a time (the summary, groups, contrasts), judgment_offsets and transcript_judgments one transcript at a time (report pages)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from evaluator.aggregate import aggregate_samples
+from evaluator.aggregate import aggregate_samples, iter_aggregates
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
 from evaluator.reading import TranscriptError
 from evaluator.store import (
@@ -71,6 +71,25 @@ def stream_judgments(run_dir: Path) -> Iterator[Judgment]:
     """The judgments load_judgments returns, in its order (a re-judged key where it was last written),
     one at a time, holding a few bytes a line instead of every judgment (store.superseded_lines)."""
     return iter_judgments(run_dir, superseded_lines(run_dir / JUDGMENTS))
+
+
+def stream_items(run: RunData, seen: Callable[[Judgment], None] | None = None) -> Iterator[Item]:
+    """The records RunData.items holds, in its order, one at a time: each item's judgment, or with
+    `--samples N` its samples folded as soon as they are all in (only items still open are held). `seen`
+    is shown every judgment on the way, samples unfolded, for a tally that counts those too."""
+    judgments = stream_judgments(run.run_dir)
+    if seen is not None:
+        judgments = _shown(judgments, seen)
+    if run.folded:
+        yield from iter_aggregates(judgments, run.rubrics, run.manifest.aggregate, run.manifest.samples)
+    else:
+        yield from (j for j in judgments if j.sample == 0)
+
+
+def _shown(judgments: Iterator[Judgment], seen: Callable[[Judgment], None]) -> Iterator[Judgment]:
+    for judgment in judgments:
+        seen(judgment)
+        yield judgment
 
 
 def judged_transcripts(run: RunData) -> tuple[dict[str, Transcript], list[str]]:

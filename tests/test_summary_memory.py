@@ -1,13 +1,15 @@
 """A summary of a large run holds figures, not judgments: it reads judgments.jsonl once, line by line,
-and gives exactly the figures of the run's judgments held in memory."""
+and gives exactly the figures of the run's judgments held in memory. So do groups and contrasts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from evaluator.analysis.contrast import contrast_groups
 from evaluator.analysis.summary import summarize
-from evaluator.results import stream_judgments
-from evaluator.store import JUDGMENTS, load_judgments
+from evaluator.results import open_run, stream_items, stream_judgments
+from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
 
 
@@ -51,3 +53,28 @@ def test_a_summary_keeps_one_float_per_score_value_not_one_per_judgment(tmp_path
     per_transcript = summary.rubrics[0].by_transcript["c"][LIKERT["id"]].scores
     assert {id(score) for score in per_transcript} <= {id(score) for score in scores}
     assert summary.turns_judged == 161
+
+
+def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> None:
+    """stream_items gives RunData.items one at a time, in its order: with --samples each item folded as
+    its samples come in (a resumed item's last sample written at the end included)."""
+    judgments = [judgment(t, turn, float((turn + s) % 5 + 1), sample=s) for t in "ab" for turn in (1, 3) for s in (0, 1, 2)]
+    late = judgments.pop(1)  # item a/1 gets its second sample last, as a resume writes it
+    folded = write_run(tmp_path, "folded", make_rubric(LIKERT), [*judgments, late], samples=3)
+    plain = write_run(tmp_path, "plain", make_rubric(LIKERT), [j for j in judgments if j.sample == 0])
+    for run_dir in (folded, plain):
+        assert list(stream_items(open_run(run_dir))) == open_run(run_dir).items
+    assert len(open_run(folded).items) == 4
+
+
+def test_a_folded_summary_and_a_grouped_contrast_hold_no_judgment(tmp_path: Path) -> None:
+    judgments = [judgment(t, turn, float(turn % 5 + 1), sample=s) for t in "abcd" for turn in (1, 3) for s in (0, 1)]
+    run_dir = write_run(tmp_path, "run", make_rubric(LIKERT), judgments, samples=2)
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest["transcript_metadata"] = {t: {"arm": "x" if t in "ab" else "y"} for t in "abcd"}
+    (run_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    run = open_run(run_dir)
+    summary = summarize(run)
+    contrast = contrast_groups(run, "arm")
+    assert "judgments" not in vars(run) and "items" not in vars(run)
+    assert summary.turns_judged == 8 and contrast.rows

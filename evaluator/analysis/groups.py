@@ -20,7 +20,7 @@ from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.errors import EvaluatorError
 from evaluator.metadata import value_text
 from evaluator.models import Criterion
-from evaluator.results import RunData, open_run
+from evaluator.results import RunData, open_run, stream_items
 
 Weight = Literal["turns", "sessions"]
 WEIGHTS: tuple[Weight, ...] = ("turns", "sessions")
@@ -156,9 +156,10 @@ def ordered_labels(values: Iterable[tuple[str, ...]]) -> list[str]:
 
 
 def scores_by_session(run: RunData) -> dict[CriterionKey, ScoresBySession]:
-    """Per criterion, per transcript, the scores of its ok items (samples folded once by open_run)."""
+    """Per criterion, per transcript, the scores of its ok items, read one item at a time: the figures
+    are kept, not the judgments, so grouping a large run holds a few numbers per judgment."""
     found: dict[CriterionKey, ScoresBySession] = defaultdict(lambda: defaultdict(list))
-    for item in run.items:
+    for item in stream_items(run):
         if item.status == "ok" and item.score is not None:
             found[item.rubric_id, item.criterion_id][item.transcript_id].append(float(item.score))
     return {key: dict(sessions) for key, sessions in found.items()}

@@ -19,7 +19,7 @@ from typing import Literal
 
 from evaluator.analysis.stats import Estimate, cluster_bootstrap_mean
 from evaluator.models import Aggregate, CategoricalScale, Criterion, Judgment, Rubric, RunManifest
-from evaluator.results import Item, RunData, open_run, stream_judgments
+from evaluator.results import Item, RunData, open_run, stream_items
 
 Tone = Literal["good", "mid", "bad", "neutral"]
 
@@ -162,19 +162,11 @@ def summarize(run: RunData | Path) -> RunSummary:
     """Summarise a run (a folder, or one already opened); rubrics come from the manifest's snapshot,
     so a summary describes the rubric as it was when judged, whatever the file says now. One pass over
     judgments.jsonl that keeps figures (scores, counts), not judgments, so memory grows with the run by
-    a few numbers per judgment; with `--samples N` the samples of an item are folded in memory first."""
+    a few numbers per judgment; with `--samples N` an item's samples are folded as they come in."""
     data = run if isinstance(run, RunData) else open_run(run)
     tally = _Tally(data)
-    if data.folded:
-        for judgment in data.judgments:
-            tally.judgment(judgment)
-        for item in data.items:
-            tally.item(item)
-    else:
-        for judgment in stream_judgments(data.run_dir):
-            tally.judgment(judgment)
-            if judgment.sample == 0:
-                tally.item(judgment)
+    for item in stream_items(data, seen=tally.judgment):
+        tally.item(item)
     return tally.summary()
 
 
