@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,20 @@ def browser() -> Iterator[object]:
         launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def shelf_parses(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times each transcript is parsed back from a run's shelf (transcript_shelf), by id."""
+    from evaluator.transcript_shelf import TranscriptShelf
+
+    parses = Counter[str]()
+    getitem = TranscriptShelf.__getitem__
+
+    def counting_getitem(shelf: TranscriptShelf, index):  # type: ignore[no-untyped-def]
+        found = getitem(shelf, index)
+        parses[found.id] += 1
+        return found
+
+    monkeypatch.setattr(TranscriptShelf, "__getitem__", counting_getitem)
+    return parses

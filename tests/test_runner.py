@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
@@ -29,7 +29,6 @@ from evaluator.store import (
     load_judgments,
     read_transcript_snapshot,
 )
-from evaluator.transcript_shelf import TranscriptShelf
 from evaluator.transcripts import read_all, read_transcripts
 from evaluator.views.summary import render_markdown
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
@@ -137,7 +136,7 @@ def test_the_runner_holds_no_judgment_it_has_written(tmp_path: Path, repo: Path,
 
 
 def test_the_runner_holds_a_few_transcripts_at_a_time_and_parses_each_a_few_times(
-    tmp_path: Path, repo: Path, monkeypatch
+    tmp_path: Path, repo: Path, monkeypatch, shelf_parses
 ) -> None:
     """A run keeps its transcripts on disk (transcript_shelf): those alive while judging are the ones
     the workers are on, not every session (about 1.2 KB a turn: 480 MB at a million judgments). Each is
@@ -156,20 +155,11 @@ def test_the_runner_holds_a_few_transcripts_at_a_time_and_parses_each_a_few_time
         return sum(isinstance(o, Transcript) and id(o) not in cached for o in gc.get_objects())
 
     alive = _count_while_writing(monkeypatch, 25, transcripts_alive)
-    parses = Counter[str]()
-    getitem = TranscriptShelf.__getitem__
-
-    def counting_getitem(shelf: TranscriptShelf, index):
-        found = getitem(shelf, index)
-        parses[found.id] += 1
-        return found
-
-    monkeypatch.setattr(TranscriptShelf, "__getitem__", counting_getitem)
     rubrics = [repo / "rubrics" / "pacing.yaml", repo / "rubrics" / "act_fidelity.yaml"]
     run_dir, judgments = _run(tmp_path, [folder], rubrics, concurrency=4)
     assert len(judgments) > 1000 and len(alive) >= 40
     assert max(alive) <= 4 + 2, alive
-    assert parses == {f"s{n:02d}": 1 + len(rubrics) for n in range(12)}
+    assert shelf_parses == {f"s{n:02d}": 1 + len(rubrics) for n in range(12)}
     listed, _ = read_all([folder])
     snapshot = (run_dir / TRANSCRIPTS).read_text(encoding="utf-8")
     assert snapshot == "".join(t.model_dump_json() + "\n" for t in listed)
