@@ -1,13 +1,15 @@
 """A summary of a large run holds figures, not judgments: it reads judgments.jsonl once, line by line,
-and gives exactly the figures of the run's judgments held in memory. So do groups and contrasts."""
+and gives exactly the figures of the run's judgments held in memory. So do groups, contrasts and agreement."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from evaluator.analysis.agreement import agreement
 from evaluator.analysis.contrast import contrast_groups
 from evaluator.analysis.summary import summarize
+from evaluator.labels import HumanLabel
 from evaluator.results import open_run, stream_items, stream_judgments
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
 from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
@@ -58,7 +60,9 @@ def test_a_summary_keeps_one_float_per_score_value_not_one_per_judgment(tmp_path
 def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> None:
     """stream_items gives RunData.items one at a time, in its order: with --samples each item folded as
     its samples come in (a resumed item's last sample written at the end included)."""
-    judgments = [judgment(t, turn, float((turn + s) % 5 + 1), sample=s) for t in "ab" for turn in (1, 3) for s in (0, 1, 2)]
+    judgments = [
+        judgment(t, turn, float((turn + s) % 5 + 1), sample=s) for t in "ab" for turn in (1, 3) for s in (0, 1, 2)
+    ]
     late = judgments.pop(1)  # item a/1 gets its second sample last, as a resume writes it
     folded = write_run(tmp_path, "folded", make_rubric(LIKERT), [*judgments, late], samples=3)
     plain = write_run(tmp_path, "plain", make_rubric(LIKERT), [j for j in judgments if j.sample == 0])
@@ -67,7 +71,7 @@ def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> Non
     assert len(open_run(folded).items) == 4
 
 
-def test_a_folded_summary_and_a_grouped_contrast_hold_no_judgment(tmp_path: Path) -> None:
+def test_a_folded_summary_a_grouped_contrast_and_an_agreement_hold_no_judgment(tmp_path: Path) -> None:
     judgments = [judgment(t, turn, float(turn % 5 + 1), sample=s) for t in "abcd" for turn in (1, 3) for s in (0, 1)]
     run_dir = write_run(tmp_path, "run", make_rubric(LIKERT), judgments, samples=2)
     manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
@@ -76,5 +80,14 @@ def test_a_folded_summary_and_a_grouped_contrast_hold_no_judgment(tmp_path: Path
     run = open_run(run_dir)
     summary = summarize(run)
     contrast = contrast_groups(run, "arm")
+    labels = [
+        HumanLabel(t, turn, LIKERT["id"], "3", rater, line)
+        for line, (t, turn, rater) in enumerate(
+            [("a", 1, "r1"), ("a", 1, "r2"), ("b", 3, "r1"), ("z", 1, "r1")], start=2
+        )
+    ]
+    report = agreement(run, labels, tmp_path / "labels.csv")
     assert "judgments" not in vars(run) and "items" not in vars(run)
     assert summary.turns_judged == 8 and contrast.rows
+    criterion = report.criteria[0]
+    assert criterion.unmatched.matched == 3 and criterion.unmatched.judged_unlabelled == 6

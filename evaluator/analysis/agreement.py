@@ -40,7 +40,7 @@ from evaluator.analysis.agreement_stats import (
 from evaluator.analysis.stats import DEFAULT_RESAMPLES
 from evaluator.labels import Code, HumanLabel, Rating, category_rating, rate_labels
 from evaluator.models import CategoricalScale, Criterion, RunManifest
-from evaluator.results import Item, RunData
+from evaluator.results import Item, RunData, stream_items
 
 ORDINAL_SCALES = ("likert", "count")
 REASONS = ("transcript not in run", "no such item", "judge said not applicable", "unscored", "judge error")
@@ -249,9 +249,11 @@ def _criterion_agreement(
     criterion: Criterion,
     labelled: list[tuple[HumanLabel, Rating]],
     verdicts: Mapping[VerdictKey, Item],
+    judged: dict[ItemKey, Rating],
     transcripts: set[str],
     raters: list[str],
 ) -> CriterionAgreement:
+    """`verdicts`: the run's items the labels name; `judged`: the judge's ok verdicts of this criterion."""
     unmatched = Unmatched(labels=len(labelled))
     humans: dict[ItemKey, dict[str, Rating]] = defaultdict(dict)
     for label, rating in labelled:
@@ -265,11 +267,6 @@ def _criterion_agreement(
             continue
         unmatched.matched += 1
         humans[(label.transcript_id, label.turn_index)][label.rater] = rating
-    judged = {
-        (tid, turn): judge_rating(v, criterion)
-        for (rid, tid, turn, cid), v in verdicts.items()
-        if rid == rubric_id and cid == criterion.id and v.status == "ok"
-    }
     unmatched.judged_unlabelled = len(judged.keys() - humans.keys())
     items = sorted(humans)
     level = level_of(criterion)
@@ -320,13 +317,23 @@ def agreement(run: RunData, labels: Sequence[HumanLabel], labels_path: Path) -> 
     `labels_path` names the file in errors and in the report.
     """
     grouped = rate_labels(labels, run.rubrics, labels_path)
-    verdicts = {(v.rubric_id, v.transcript_id, v.turn_index, v.criterion_id): v for v in run.items}
+    rated = {(rid, c.id): c for rid, rubric in run.rubrics.items() for c in rubric.criteria if (rid, c.id) in grouped}
+    named = {
+        (rid, label.transcript_id, label.turn_index, cid) for (rid, cid), pairs in grouped.items() for label, _ in pairs
+    }
+    verdicts: dict[VerdictKey, Item] = {}
+    judged: dict[tuple[str, str], dict[ItemKey, Rating]] = {key: {} for key in rated}
+    for v in stream_items(run):  # one item at a time: a large run keeps ratings, not its judgments
+        key = (v.rubric_id, v.transcript_id, v.turn_index, v.criterion_id)
+        if key in named:
+            verdicts[key] = v
+        criterion = rated.get((v.rubric_id, v.criterion_id))
+        if criterion is not None and v.status == "ok":
+            judged[v.rubric_id, v.criterion_id][v.transcript_id, v.turn_index] = judge_rating(v, criterion)
     raters = list(dict.fromkeys(label.rater for label in labels))
     transcripts = set(run.manifest.transcripts)
     criteria = [
-        _criterion_agreement(rid, criterion, grouped[(rid, criterion.id)], verdicts, transcripts, raters)
-        for rid, rubric in run.rubrics.items()
-        for criterion in rubric.criteria
-        if (rid, criterion.id) in grouped
+        _criterion_agreement(rid, c, grouped[rid, c.id], verdicts, judged[rid, c.id], transcripts, raters)
+        for (rid, _), c in rated.items()
     ]
     return AgreementReport(run.run_dir, labels_path, run.manifest, raters, len(labels), criteria)
