@@ -1,5 +1,5 @@
 """A summary of a large run holds figures, not judgments: it reads judgments.jsonl once, line by line,
-and gives exactly the figures of the run's judgments held in memory. So do groups, contrasts and agreement."""
+and gives exactly the figures of the run's judgments held in memory. So do groups, contrasts, agreement and comparisons."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from evaluator.analysis.agreement import agreement
+from evaluator.analysis.compare import compare
 from evaluator.analysis.contrast import contrast_groups
 from evaluator.analysis.summary import summarize
 from evaluator.labels import HumanLabel
@@ -71,7 +72,7 @@ def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> Non
     assert len(open_run(folded).items) == 4
 
 
-def test_a_folded_summary_a_grouped_contrast_and_an_agreement_hold_no_judgment(tmp_path: Path) -> None:
+def test_a_folded_summary_a_contrast_an_agreement_and_a_comparison_hold_no_judgment(tmp_path: Path) -> None:
     judgments = [judgment(t, turn, float(turn % 5 + 1), sample=s) for t in "abcd" for turn in (1, 3) for s in (0, 1)]
     run_dir = write_run(tmp_path, "run", make_rubric(LIKERT), judgments, samples=2)
     manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
@@ -87,7 +88,9 @@ def test_a_folded_summary_a_grouped_contrast_and_an_agreement_hold_no_judgment(t
         )
     ]
     report = agreement(run, labels, tmp_path / "labels.csv")
+    comparison = compare(run, run)
     assert "judgments" not in vars(run) and "items" not in vars(run)
+    assert comparison.criteria and not any(c.moved for c in comparison.criteria)
     assert summary.turns_judged == 8 and contrast.rows
     criterion = report.criteria[0]
     assert criterion.unmatched.matched == 3 and criterion.unmatched.judged_unlabelled == 6

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from evaluator.analysis.stats import DEFAULT_RESAMPLES, Estimate, cluster_bootstrap_difference
 from evaluator.models import Criterion, Judgment, Rubric, RunManifest, Status
-from evaluator.results import RunData, open_run
+from evaluator.results import RunData, open_run, stream_items
 from evaluator.rubrics import criterion_hash
 
 ORDINAL_SCALES = ("likert", "count")
@@ -149,30 +149,27 @@ class _Run:
 
 
 def _index(data: RunData) -> _Run:
-    """Index the run's items (folded once by results.open_run) by criterion and item."""
-    rationales = _sample_rationales(data.judgments) if data.folded else {}
+    """Index the run's items by criterion and item, read one item at a time (results.stream_items): a
+    folded item's reason is its ok samples' distinct rationales in sample order, gathered as they pass."""
+    rationales: dict[tuple[str, str], list[str]] = defaultdict(list)
+
+    def gather(j: Judgment) -> None:
+        seen = rationales[j.rubric_id, j.key.rsplit("/", 1)[0]]
+        if j.status == "ok" and j.rationale not in seen:
+            seen.append(j.rationale)
+
     items: dict[CriterionKey, dict[ItemKey, Verdict]] = defaultdict(dict)
-    for record in data.items:
+    for record in stream_items(data, seen=gather if data.folded else None):
         if isinstance(record, Judgment):
             rationale = record.rationale
         else:
-            rationale = " / ".join(rationales.get((record.rubric_id, record.key), []))
+            rationale = " / ".join(rationales.pop((record.rubric_id, record.key), []))
         items[record.rubric_id, record.criterion_id][record.transcript_id, record.turn_index] = Verdict(
             record.status, record.score, record.verdict, rationale
         )
     manifest = data.manifest
     info = RunInfo(data.run_dir, manifest.run_id, manifest, tuple(manifest.transcripts))
     return _Run(info, manifest, data.rubrics, dict(items))
-
-
-def _sample_rationales(judgments: list[Judgment]) -> dict[tuple[str, str], list[str]]:
-    """Per folded item, its ok samples' distinct rationales in sample order: a folded verdict's reason."""
-    rationales: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for j in judgments:
-        seen = rationales[j.rubric_id, j.key.rsplit("/", 1)[0]]
-        if j.status == "ok" and j.rationale not in seen:
-            seen.append(j.rationale)
-    return dict(rationales)
 
 
 # --- definitions: what was edited ---------------------------------------------------------------------
