@@ -1,7 +1,8 @@
-"""A run folder: its manifest and the rubrics as judged, then (read on first use, once) every judgment
-and one record per item (samples folded), so every analysis and view starts from the same data and
-none re-reads or re-folds it. A large run is also read in pieces: stream_judgments one judgment at a
-time and stream_items one item at a time (the summary, groups, contrasts), judgment_offsets and transcript_judgments one transcript at a time (report pages)."""
+"""A run folder: its manifest and the rubrics as judged, then read in the pieces each use needs:
+stream_items one item at a time (samples folded as they come in) for the summary, groups, contrasts,
+agreement and comparisons, stream_judgments one judgment at a time, judgment_offsets and
+transcript_judgments one transcript at a time for report pages, and (on first use, once) every
+judgment for the single-file report of a small run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from evaluator.aggregate import aggregate_samples, iter_aggregates
+from evaluator.aggregate import iter_aggregates
 from evaluator.models import Aggregate, Judgment, Rubric, RunManifest, Transcript
 from evaluator.reading import TranscriptError
 from evaluator.store import (
@@ -49,13 +50,6 @@ class RunData:
         return load_judgments(self.run_dir)
 
     @cached_property
-    def items(self) -> list[Item]:
-        """One record per item: its judgment, or with `--samples N` the samples folded into one verdict."""
-        if self.folded:
-            return list(aggregate_samples(self.judgments, self.rubrics, self.manifest.aggregate))
-        return [j for j in self.judgments if j.sample == 0]
-
-    @cached_property
     def transcripts(self) -> list[Transcript] | None:
         """The transcripts as the run read them; None for run folders older than snapshots."""
         return read_transcript_snapshot(self.run_dir)
@@ -74,8 +68,8 @@ def stream_judgments(run_dir: Path) -> Iterator[Judgment]:
 
 
 def stream_items(run: RunData, seen: Callable[[Judgment], None] | None = None) -> Iterator[Item]:
-    """The records RunData.items holds, in its order, one at a time: each item's judgment, or with
-    `--samples N` its samples folded as soon as they are all in (only items still open are held). `seen`
+    """One record per item, in the order of its first judgment: the item's judgment, or with `--samples N`
+    its samples folded as soon as they are all in (only items still open are held). `seen`
     is shown every judgment on the way, samples unfolded, for a tally that counts those too."""
     judgments = stream_judgments(run.run_dir)
     if seen is not None:

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from evaluator.analysis.summary import RunSummary, summarize
 from evaluator.config import JudgeSettings, RunConfig
-from evaluator.results import open_run
+from evaluator.results import open_run, stream_items
 from evaluator.runner import run
 from evaluator.views.html import render_html
 from evaluator.views.summary import distribution, print_summary, render_markdown
@@ -107,7 +107,7 @@ def test_self_consistency_and_weighted_means_are_shown(llm_run: Path) -> None:
             continue
         line = next(line for line in terminal.splitlines() if f" {cid} " in line)
         assert f"{cell.self_consistency:.0%}" in line
-        weighted = [item.weighted_score for item in summary.run.items if item.criterion_id == cid]
+        weighted = [item.weighted_score for item in stream_items(summary.run) if item.criterion_id == cid]
         recorded = [w for w in weighted if w is not None]
         if recorded:
             assert cell.weighted_mean == pytest.approx(mean(recorded))

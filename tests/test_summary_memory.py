@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evaluator.aggregate import aggregate_samples
 from evaluator.analysis.agreement import agreement
 from evaluator.analysis.compare import compare
 from evaluator.analysis.contrast import contrast_groups
@@ -13,7 +14,7 @@ from evaluator.analysis.summary import summarize
 from evaluator.labels import HumanLabel
 from evaluator.results import open_run, stream_items, stream_judgments
 from evaluator.store import JUDGMENTS, MANIFEST, load_judgments
-from tests.runs import LIKERT, QUESTIONS, judgment, make_rubric, write_run
+from tests.runs import LIKERT, QUESTIONS, RUBRIC_ID, judgment, make_rubric, write_run
 
 
 def _run(tmp_path: Path) -> Path:
@@ -59,17 +60,19 @@ def test_a_summary_keeps_one_float_per_score_value_not_one_per_judgment(tmp_path
 
 
 def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> None:
-    """stream_items gives RunData.items one at a time, in its order: with --samples each item folded as
-    its samples come in (a resumed item's last sample written at the end included)."""
+    """stream_items gives what folding every judgment at once gives, one item at a time and in the same
+    order: with --samples each item folded as its samples come in (a resumed item's last sample written at
+    the end included)."""
     judgments = [
         judgment(t, turn, float((turn + s) % 5 + 1), sample=s) for t in "ab" for turn in (1, 3) for s in (0, 1, 2)
     ]
     late = judgments.pop(1)  # item a/1 gets its second sample last, as a resume writes it
     folded = write_run(tmp_path, "folded", make_rubric(LIKERT), [*judgments, late], samples=3)
     plain = write_run(tmp_path, "plain", make_rubric(LIKERT), [j for j in judgments if j.sample == 0])
-    for run_dir in (folded, plain):
-        assert list(stream_items(open_run(run_dir))) == open_run(run_dir).items
-    assert len(open_run(folded).items) == 4
+    streamed = list(stream_items(open_run(folded)))
+    assert streamed == aggregate_samples(load_judgments(folded), {RUBRIC_ID: make_rubric(LIKERT)}, "auto")
+    assert len(streamed) == 4
+    assert list(stream_items(open_run(plain))) == [j for j in load_judgments(plain) if j.sample == 0]
 
 
 def test_a_folded_summary_a_contrast_an_agreement_and_a_comparison_hold_no_judgment(tmp_path: Path) -> None:
