@@ -24,12 +24,6 @@ def method_for(criterion: Criterion, requested: AggregateMethod) -> str:
     return "majority" if criterion.scale.type == "binary" else "mean"
 
 
-def aggregate_samples(
-    judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod
-) -> list[Aggregate]:
-    return list(iter_aggregates(judgments, rubrics, requested))
-
-
 def iter_aggregates(
     judgments: Iterable[Judgment], rubrics: dict[str, Rubric], requested: AggregateMethod, samples: int | None = None
 ) -> Iterator[Aggregate]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evaluator.aggregate import AGGREGATES, aggregate_samples
 from evaluator.config import JudgeSettings, OutputMode, RunConfig
 from evaluator.judges.base import JudgeCall
 from evaluator.judges.openai import OpenAIJudge
@@ -21,13 +20,15 @@ from evaluator.models import RunManifest
 from evaluator.plan import JudgeRequest, TurnPlan, select_plans
 from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import ReadOptions
-from evaluator.runner import make_call, read_inputs
+from evaluator.runner import make_call, read_inputs, write_aggregates
 from evaluator.store import (
+    JUDGMENTS,
+    Tally,
     create_run_dir,
-    load_judgments,
+    iter_judgments,
     new_run_id,
     read_manifest,
-    write_atomic,
+    superseded_lines,
     write_manifest,
     write_transcripts,
 )
@@ -201,12 +202,13 @@ def open_run(
 
 def finish(run: BatchRun, elapsed: float) -> None:
     """The manifest brought up to date with the judgments so far, costed at batch prices."""
-    judgments = load_judgments(run.run_dir)
+    superseded = superseded_lines(run.run_dir / JUDGMENTS)
+    tally = Tally()
+    for judgment in iter_judgments(run.run_dir, superseded):
+        tally.add(judgment.status, judgment.usage)
     price = batch_price(judge_price(run.judge.settings))
-    manifest = finished_manifest(run.manifest, judgments, run.planned, price, elapsed, None, None)
+    manifest = finished_manifest(run.manifest, tally, run.planned, price, elapsed, None, None)
     write_manifest(run.run_dir, manifest)
     run.manifest = manifest
     if manifest.samples > 1:
-        rubrics = {p.rubric.id: p.rubric for p in run.plans}
-        aggregates = aggregate_samples(judgments, rubrics, manifest.aggregate)
-        write_atomic(run.run_dir / AGGREGATES, "".join(a.model_dump_json() + "\n" for a in aggregates))
+        write_aggregates(run.run_dir, manifest, {p.rubric.id: p.rubric for p in run.plans}.values(), superseded)

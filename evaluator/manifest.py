@@ -6,7 +6,7 @@ one judgments.jsonl would mix two experiments; the checks here refuse that with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -21,7 +21,6 @@ from evaluator.metadata import MetadataSources, value_text
 from evaluator.models import (
     MANIFEST_FORMAT,
     STATUSES,
-    Judgment,
     Rubric,
     RubricRecord,
     RunManifest,
@@ -233,21 +232,16 @@ def _check_same_blinding(manifest: RunManifest, facts: Sequence[TranscriptFacts]
 
 def finished_manifest(
     manifest: RunManifest,
-    judgments: Iterable[Judgment] | Tally,
+    tally: Tally,
     planned: int,
     price: Price | None,
     elapsed_s: float,
     judging_s: float | None,
     stopped: str | None,
 ) -> RunManifest:
-    """The manifest with what this session of the run did: counts by status, tokens, cost and time.
-    `judgments` are the run's judgments, one per key, or their Tally kept while judging."""
-    if not isinstance(judgments, Tally):
-        tally = Tally()
-        for judgment in judgments:
-            tally.add(judgment.status, judgment.usage)
-        judgments = tally
-    counts, usage = judgments.counts, judgments.usage
+    """The manifest with what this session of the run did: counts by status, tokens, cost and time, from
+    the Tally of the run's judgments (one per key)."""
+    counts, usage = tally.counts, tally.usage
     return manifest.model_copy(
         update={
             "finished_at": _now(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -371,16 +372,19 @@ async def _judge_all(
     manifest = finished_manifest(manifest, tally, planned, price, time.monotonic() - started, window, stopped)
     write_manifest(run_dir, manifest)
     if manifest.samples > 1:
-        aggregates = iter_aggregates(
-            iter_judgments(run_dir, resumed.superseded),
-            {r.id: r for r in rubrics},
-            manifest.aggregate,
-            manifest.samples,
-        )
-        write_lines_atomic(run_dir / AGGREGATES, (a.model_dump_json() + "\n" for a in aggregates))
+        write_aggregates(run_dir, manifest, rubrics, resumed.superseded)
     if fatal is not None:
         raise RunError(f"{fatal} (judgments so far are kept in {run_dir}; fix it and continue with --resume {run_dir})")
     return RunResult(run_dir, manifest, skipped)
+
+
+def write_aggregates(run_dir: Path, manifest: RunManifest, rubrics: Iterable[Rubric], superseded: AbstractSet[int]) -> None:
+    """aggregates.jsonl: each --samples item folded, in one pass over judgments.jsonl that skips the
+    `superseded` lines (those a later line of their key replaced) and holds only the items still open."""
+    aggregates = iter_aggregates(
+        iter_judgments(run_dir, superseded), {r.id: r for r in rubrics}, manifest.aggregate, manifest.samples
+    )
+    write_lines_atomic(run_dir / AGGREGATES, (a.model_dump_json() + "\n" for a in aggregates))
 
 
 def _stop_reason(fatal: BaseException | None, budget: Budget, config: RunConfig) -> str | None:

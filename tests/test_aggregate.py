@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator.aggregate import aggregate_samples, iter_aggregates
+from evaluator.aggregate import iter_aggregates
 from evaluator.models import Judgment, Rubric
 
 RUBRIC = Rubric.model_validate(
@@ -61,7 +61,7 @@ def _samples(criterion: str, verdicts: list) -> list[Judgment]:
 
 
 def _one(criterion: str, verdicts: list, method: str = "auto"):
-    (aggregate,) = aggregate_samples(_samples(criterion, verdicts), {"r": RUBRIC}, method)  # type: ignore[arg-type]
+    (aggregate,) = iter_aggregates(_samples(criterion, verdicts), {"r": RUBRIC}, method)  # type: ignore[arg-type]
     return aggregate
 
 
@@ -89,14 +89,14 @@ def test_unscored_samples_are_left_out_and_an_item_with_none_scored_stays_unscor
 
 def test_items_are_folded_as_their_samples_complete_in_the_order_they_first_came() -> None:
     """Streaming: an item is given out once its samples are all in and every item before it is, so
-    only open items are held, and the order is that of aggregate_samples over the whole list."""
+    only open items are held, and the order is that of folding the whole list at once (no `samples`)."""
     first, second = _samples("likert", [2, 4]), _samples("yes_no", [1, 1])
     stream = [first[0], second[0], second[1], first[1]]
     given: list[str] = []
     for aggregate in iter_aggregates(iter(stream), {"r": RUBRIC}, "auto", samples=2):
         given.append(aggregate.key)
     assert (
-        given == [a.key for a in aggregate_samples(stream, {"r": RUBRIC}, "auto")] == ["r/t/3/likert", "r/t/3/yes_no"]
+        given == [a.key for a in iter_aggregates(stream, {"r": RUBRIC}, "auto")] == ["r/t/3/likert", "r/t/3/yes_no"]
     )
     folded = iter_aggregates(iter(first + second), {"r": RUBRIC}, "auto", samples=2)
     assert next(folded).score == 3  # given out before the second item's judgments are read

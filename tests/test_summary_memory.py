@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evaluator.aggregate import aggregate_samples
+from evaluator.aggregate import iter_aggregates
 from evaluator.analysis.agreement import agreement
 from evaluator.analysis.compare import compare
 from evaluator.analysis.contrast import contrast_groups
@@ -70,7 +70,7 @@ def test_items_stream_as_the_run_holds_them_folded_or_not(tmp_path: Path) -> Non
     folded = write_run(tmp_path, "folded", make_rubric(LIKERT), [*judgments, late], samples=3)
     plain = write_run(tmp_path, "plain", make_rubric(LIKERT), [j for j in judgments if j.sample == 0])
     streamed = list(stream_items(open_run(folded)))
-    assert streamed == aggregate_samples(load_judgments(folded), {RUBRIC_ID: make_rubric(LIKERT)}, "auto")
+    assert streamed == list(iter_aggregates(load_judgments(folded), {RUBRIC_ID: make_rubric(LIKERT)}, "auto"))
     assert len(streamed) == 4
     assert list(stream_items(open_run(plain))) == [j for j in load_judgments(plain) if j.sample == 0]
 
