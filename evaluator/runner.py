@@ -3,12 +3,12 @@
 A pool of async workers takes one unit at a time (a therapist turn with all of one rubric's
 criteria, or a whole session in per-transcript mode) and judges it stage by stage, in dependency
 order; the calls of a stage run side by side, each holding one of `concurrency` slots while its
-request is on the wire, so requests in flight stay bounded however large the batch. Units are planned as workers take them, and every
-judgment is appended to disk as it arrives and dropped, so what a run holds does not grow with the
-judgments it makes: counts and tokens are tallied on the way, a resumed run holds the keys it skips,
-and --samples aggregates are folded in one pass over judgments.jsonl at the end. Nor does it grow with
-the sessions: they wait on a transcript_shelf (on disk), and a run holds per session only the facts
-its manifest records, parsing a session again when the plan reaches it.
+request is on the wire, so requests in flight stay bounded however large the batch. Units are planned
+as workers take them, and every judgment is appended to disk as it arrives and dropped, so what a run
+holds does not grow with the judgments it makes: counts and tokens are tallied on the way, a resumed
+run holds the keys it skips, and --samples aggregates are folded in one pass over judgments.jsonl at
+the end. Nor does it grow with the sessions: they wait on a transcript_shelf (on disk), and a run holds
+per session only the facts its manifest records, parsing a session again when the plan reaches it.
 """
 
 from __future__ import annotations

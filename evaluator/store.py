@@ -49,9 +49,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_lines_atomic(path, (text,))
 
 
 def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
@@ -339,7 +337,8 @@ def _line_key(raw: bytes) -> str | None:
 
 
 def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
-    """write_atomic for text made a line at a time, never held whole."""
+    """Write beside `path` and swap it in whole, so a reader never meets half a file; the text may come a
+    line at a time, never held whole."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         handle.writelines(lines)
