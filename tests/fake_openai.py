@@ -17,6 +17,13 @@ As a process, for benchmarks (prints the URL on the first line, serves until SIG
 `strict=True` (`--strict`) makes it a server that enforces the Chat Completions reference as OpenAI does:
 unknown or mistyped parameters, values out of range, malformed messages and strict json_schema response
 formats that break Structured Outputs' rules get OpenAI's 400s, naming the `param` (see strict_problem).
+
+`no_system_role="vllm"` (`--no-system-role vllm`) serves a model whose chat template has no system role
+(Gemma's): a request with a system message gets the answer vLLM gives, a 400 "System role not supported"
+(and one whose turns do not alternate user, assistant, ..., user the template's "roles must alternate");
+"llama.cpp" answers as llama-server does, a 500 naming the template's Jinja exception, and "openai" as
+OpenAI answered for o1-mini, a 400 naming `messages[0].role`. `reasoning_tokens=N` (`--reasoning-tokens`)
+counts N more completion tokens per reply, as a reasoning model spends them, within the request's cap.
 """
 
 from __future__ import annotations
@@ -54,9 +61,12 @@ Behaviour = Literal[
     "length",
     "bad_request",
     "loose",
+    "template_error",
 ]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 MODEL = "fake-judge"
+SystemRoleRefusal = Literal["vllm", "llama.cpp", "openai"]
+ALTERNATE = "Conversation roles must alternate user/assistant/user/assistant/..."
 REFUSAL = "I'm sorry, I can't help with that."
 TEXT_PREFIX = "Here is my assessment:\n```json\n"
 TEXT_SUFFIX = "\n```"
@@ -668,6 +678,8 @@ class FakeOpenAI:
         record: bool = True,
         strict: bool = False,
         schema_limits: Mapping[str, int] | None = None,
+        no_system_role: SystemRoleRefusal | None = None,
+        reasoning_tokens: int = 0,
     ) -> None:
         faults = dict(faults or {})
         unknown = sorted({*script, *faults} - set(BEHAVIOURS))
@@ -683,6 +695,8 @@ class FakeOpenAI:
         self.unsupported = tuple(unsupported)  # request parameters refused, as reasoning models refuse temperature
         self.strict = strict  # refuse what the API reference does not allow (strict_problem)
         self.schema_limits = {**SCHEMA_LIMITS, **(schema_limits or {})}  # lower: as older deployments had
+        self.no_system_role = no_system_role  # whose refusal a system message gets, if any
+        self.reasoning_tokens = reasoning_tokens
         self.url = ""
         self.received: list[Received] = []
         self.open = self.most_open = 0  # chat requests being answered now, and the most at once
@@ -825,6 +839,11 @@ class FakeOpenAI:
         problem = strict_problem(body, self.schema_limits) if self.strict else None
         if problem is not None:
             return _error(400, problem[0], "invalid_request_error", problem[1], problem[2])
+        if self.no_system_role is not None and any(m.get("role") == "system" for m in messages):
+            return _system_role_refusal(self.no_system_role)
+        roles = [m.get("role") for m in messages]
+        if self.no_system_role is not None and roles != ["user", "assistant"] * (len(roles) // 2) + ["user"]:
+            return _template_error(ALTERNATE)  # Gemma's template: user first, then turns alternate
         for name in self.unsupported:
             if name in body:
                 return _error(
@@ -880,6 +899,8 @@ class FakeOpenAI:
                 "invalid_request_error",
                 "response_format",
             )
+        if behaviour == "template_error":
+            return _template_error(ALTERNATE)
         if behaviour == "unauthorized":
             return _error(401, "Incorrect API key provided: sk-fa***", "invalid_request_error", code="invalid_api_key")
         if behaviour == "not_found":
@@ -907,7 +928,10 @@ class FakeOpenAI:
         top = body.get("top_logprobs") or 0
         logprobs = _logprobs(tokens, score, top) if body.get("logprobs") and content is not None else None
         prompt_tokens = max(1, sum(map(len, texts)) // 4)
-        completion_tokens = max(1, len(content or REFUSAL) // 4)
+        answer_tokens = max(1, len(content or REFUSAL) // 4)
+        caps = [body.get(n) for n in ("max_completion_tokens", "max_tokens") if isinstance(body.get(n), int)]
+        reasoning = max(0, min(self.reasoning_tokens, min(caps, default=self.reasoning_tokens) - answer_tokens))
+        completion_tokens = answer_tokens + reasoning
         return {
             "id": f"chatcmpl-fake{n:08d}",
             "object": "chat.completion",
@@ -932,6 +956,7 @@ class FakeOpenAI:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
                 "prompt_tokens_details": {"cached_tokens": self._cached_tokens("".join(texts))},
+                "completion_tokens_details": {"reasoning_tokens": reasoning},
             },
         }
 
@@ -991,6 +1016,27 @@ def _shared_blocks(a: bytes, b: bytes) -> int:
     return low
 
 
+def _system_role_refusal(server: SystemRoleRefusal) -> web.Response:
+    """A system message refused by a chat template without a system role, as each server answers it."""
+    if server == "openai":
+        message = "Unsupported value: 'messages[0].role' does not support 'system' with this model."
+        return _error(400, message, "invalid_request_error", "messages[0].role", "unsupported_value")
+    if server == "llama.cpp":
+        source = "{{ raise_exception('System role not supported') }}"
+        message = (
+            f"\n------------\nWhile executing CallExpression at line 1, column 94 in source:\n...{source}\n"
+            "                ^\nError: Jinja Exception: System role not supported"
+        )
+        return web.json_response({"error": {"code": 500, "message": message, "type": "server_error"}}, status=500)
+    return _template_error("System role not supported")
+
+
+def _template_error(message: str) -> web.Response:
+    """A chat template's exception as vLLM answers it: a 400 BadRequestError with the template's message."""
+    error = {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+    return web.json_response({"error": error}, status=400)
+
+
 def _fault_arg(text: str) -> tuple[Behaviour, float]:
     """`--fault NAME=P`."""
     name, _, probability = text.partition("=")
@@ -1021,6 +1067,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="refuse requests the OpenAI API reference does not allow, with its 400s"
     )
+    parser.add_argument(
+        "--no-system-role",
+        choices=get_args(SystemRoleRefusal),
+        help="refuse a system message as this server does for a chat template without a system role",
+    )
+    parser.add_argument("--reasoning-tokens", type=int, default=0, help="reasoning tokens counted per reply")
     args = parser.parse_args(argv)
     server = FakeOpenAI(
         latency=args.latency,
@@ -1032,6 +1084,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         json_schema_refusal=args.json_schema_refusal,
         record=False,
         strict=args.strict,
+        no_system_role=args.no_system_role,
+        reasoning_tokens=args.reasoning_tokens,
     )  # nobody reads it: no growth
     asyncio.run(server.serve_until_signalled(args.port))
 

@@ -8,7 +8,7 @@ import time
 import httpx2
 import openai
 
-from evaluator.judges.retry import refuses_output_format, retry_after_seconds, retryable
+from evaluator.judges.retry import refuses_output_format, refuses_system_role, retry_after_seconds, retryable
 
 
 def _rate_limited(headers: dict[str, str]) -> openai.RateLimitError:
@@ -42,3 +42,33 @@ def test_a_server_error_naming_the_output_format_is_a_refusal_and_not_retried() 
     assert refuses_output_format(refusal) and not retryable(refusal)
     assert not refuses_output_format(outage) and retryable(outage)
     assert not refuses_output_format(limited) and retryable(limited)
+
+
+def test_a_chat_template_refusing_the_system_role_is_recognised_whatever_the_status() -> None:
+    """As vLLM (400), TGI (422), llama-server (500, the template's Jinja exception) and OpenAI's o1-mini word it;
+    a 500 of that kind is not retried, since the same request can never succeed."""
+    refusals = [
+        _status_error(openai.BadRequestError, 400, "System role not supported"),
+        _status_error(openai.UnprocessableEntityError, 422, "Template error: System role not supported"),
+        _status_error(
+            openai.InternalServerError,
+            500,
+            "While executing CallExpression\nError: Jinja Exception: System role not supported",
+        ),
+        _status_error(
+            openai.BadRequestError,
+            400,
+            "Unsupported value: 'messages[0].role' does not support 'system' with this model.",
+        ),
+        _status_error(
+            openai.BadRequestError, 400, "Conversation roles must alternate user/assistant/user/assistant/..."
+        ),
+    ]
+    assert all(refuses_system_role(r) for r in refusals)
+    assert not retryable(refusals[2])
+    others = [
+        _status_error(openai.InternalServerError, 500, "The server had an error"),
+        _status_error(openai.RateLimitError, 429, "System role not supported"),
+        _status_error(openai.BadRequestError, 400, "This model's maximum context length is 8192 tokens."),
+    ]
+    assert not any(refuses_system_role(o) for o in others) and retryable(others[0])

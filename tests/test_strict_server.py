@@ -203,3 +203,92 @@ async def test_a_chosen_cap_refused_by_name_stops_with_its_new_name(fake_server,
     server = fake_server(strict=True, unsupported=["max_tokens"])
     with pytest.raises(JudgeFatalError, match="'max_tokens'.*--param max_completion_tokens=N --param max_tokens=null"):
         await _judge(server, _call(rubric), max_tokens=300)
+
+
+# --- chat templates without a system role ------------------------------------------------------------
+
+
+def _folded(body: dict) -> bool:
+    """A request whose instructions open its first user message, with no system message, turns alternating."""
+    roles = [m["role"] for m in body["messages"]]
+    first = body["messages"][0]["content"]
+    return roles == ["user", "assistant"] * (len(roles) // 2) + ["user"] and first.startswith("<instructions>\n")
+
+
+@pytest.mark.parametrize("server_kind", ["vllm", "llama.cpp", "openai"])
+def test_a_refused_system_role_is_folded_into_the_user_message_once_for_the_run(
+    fake_server, tmp_path, server_kind
+) -> None:
+    """vLLM's 400, llama-server's 500 (not retried) or OpenAI's named param: the first request is refused, and
+    it and every later one go with the instructions in the first user message; each judgment records it."""
+    server = fake_server(strict=True, no_system_role=server_kind)
+    judgments = _run(server, tmp_path, rubrics=RUBRICS / "act_fidelity.yaml")
+    refused, *bodies = [r.body for r in server.received]
+    assert refused["messages"][0]["role"] == "system" and bodies and all(_folded(b) for b in bodies)
+    assert [strict_problem(b) for b in bodies] == [None] * len(bodies)
+    system, user = refused["messages"]
+    assert (
+        bodies[0]["messages"][0]["content"]
+        == f"<instructions>\n{system['content']}\n</instructions>\n\n{user['content']}"
+    )
+    judged = _judged(judgments)
+    assert len(judged) == len(bodies) and {j.status for j in judged} == {"ok"}
+    assert {j.parameters.get("system_role") for j in judged} == {False}
+    assert sum(j.transport_retries for j in judged) == 1  # the refused request, repeated folded
+
+
+def test_re_asks_after_a_fold_keep_alternating_turns(fake_server, tmp_path) -> None:
+    server = fake_server(strict=True, no_system_role="vllm", script=["valid", "out_of_range", "refusal"])
+    judgments = _run(server, tmp_path, rubrics=RUBRICS / "act_fidelity.yaml")
+    bodies = [r.body for r in server.received][1:]
+    assert all(_folded(b) for b in bodies) and max(len(b["messages"]) for b in bodies) == 5
+    judged = _judged(judgments)
+    assert {j.status for j in judged} == {"ok"} and max(j.attempts for j in judged) == 3
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_resumed_run_folds_again_and_its_cache_serves_the_folded_replies(fake_server, tmp_path, cached) -> None:
+    """The resumed run learns the refusal anew (one refused request); with the cache, what the first run was
+    answered folded is served from it, recorded as folded, the same verdicts; without it, sent folded."""
+    cache = tmp_path / "cache.sqlite" if cached else None
+    settings = {"kind": "openai", "model": MODEL, "cache_path": cache}
+    server = fake_server(no_system_role="vllm")
+    config = RunConfig(
+        transcripts=[TRANSCRIPTS],
+        rubrics=[RUBRICS / "act_fidelity.yaml"],
+        output=tmp_path / "results",
+        judge=JudgeSettings(base_url=server.url, **settings),  # type: ignore[arg-type]
+        run_id="folded",
+        show_progress=False,
+    )
+    complete = load_judgments(run(config).run_dir)
+    path = tmp_path / "results" / "folded" / "judgments.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[: len(lines) // 2]))
+    missing = len([j for j in complete[len(lines) // 2 :] if j.attempts])
+    sent = len(server.received)
+    resumed = RunConfig(
+        output=tmp_path / "results",
+        judge=JudgeSettings(base_url=server.url, **settings),  # type: ignore[arg-type]
+        resume=tmp_path / "results" / "folded",
+        show_progress=False,
+    )
+    result = run(resumed)
+    assert result.ok and result.manifest.complete
+    after = load_judgments(result.run_dir)
+    assert sorted((j.key, j.status, j.score, j.label) for j in after) == sorted(
+        (j.key, j.status, j.score, j.label) for j in complete
+    )
+    assert {j.parameters.get("system_role") for j in _judged(after)} == {False}
+    bodies = [r.body for r in server.received[sent:]]
+    assert bodies[0]["messages"][0]["role"] == "system" and all(_folded(b) for b in bodies[1:])
+    assert len(bodies) == 1 + (0 if cached else missing)
+
+
+async def test_a_fold_refused_too_stops_the_run_with_the_endpoints_answer(fake_server, rubric) -> None:  # noqa: F811
+    server = fake_server(no_system_role="vllm", script=["valid", "template_error"])
+    with pytest.raises(
+        JudgeFatalError, match=r"even with the instructions folded.*roles must alternate.*chat-template"
+    ):
+        await _judge(server, _call(rubric))
+    assert len(server.received) == 2 and _folded(server.received[1].body)

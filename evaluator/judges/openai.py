@@ -37,7 +37,7 @@ from evaluator.judges.retry import (
     transport_retrying,
     waited_in_vain,
 )
-from evaluator.judges.shape import RequestShape
+from evaluator.judges.shape import RequestShape, sent_cap
 from evaluator.judges.verdicts import (
     ReplyProblem,
     Verdict,
@@ -73,6 +73,8 @@ class _Tally:
 
     output: OutputMode
     max_tokens: int | None = None
+    system_role: bool = True
+    """False once the call's instructions went folded into the user message (see RequestShape.adapt)."""
     sent: int = 0
     asked: int = 0
     unanswered_since: int | None = None
@@ -283,17 +285,18 @@ class OpenAIJudge:
         while True:
             output = self.output
             body = self.shape.body(call, conversation, layout, sample, output)
+            tally.output, tally.max_tokens = output, body.get("max_tokens")
+            tally.system_role = body["messages"][0]["role"] == "system"
             key = cache_key(body, self.base_url or "", sample) if self.cache is not None else ""
             if self.cache is not None and (hit := self.cache.get(key)) is not None:
                 return Reply.parse(hit), True
-            cap = body.get("max_tokens")
-            reply_tokens = cap if isinstance(cap, int) else reply_token_budget(len(call.requests), output)
+            cap = sent_cap(body)
+            reply_tokens = cap if cap is not None else reply_token_budget(len(call.requests), output)
             estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + reply_tokens
             await self.requests_per_minute.acquire(1)
             await self.tokens_per_minute.acquire(estimate)
             tally.asked += fresh
             fresh = False
-            tally.output, tally.max_tokens = output, cap
             try:
                 raw = await self._post(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), tally)
             except openai.APIStatusError as exc:
@@ -395,7 +398,7 @@ class OpenAIJudge:
         """Per request, what the call cost and how it went; the call's usage is charged to its first
         request only, so sums over judgments stay true."""
         latency = time.perf_counter() - started
-        parameters = self.shape.parameters(call, self._layout(call), tally.output, tally.max_tokens)
+        parameters = self.shape.parameters(call, self._layout(call), tally.output, tally.max_tokens, tally.system_role)
         return [
             {
                 "model": self.model,

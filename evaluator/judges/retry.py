@@ -1,10 +1,11 @@
 """One transport retry policy for judge calls: rate limits, dropped connections and 5xx are retried
 with exponential backoff and jitter, honouring the server's Retry-After; client errors
-(400/401/403/404) are not retried, since repeating them only spends time. A request that timed out is
-resent at most TIMEOUT_RETRIES times: a reply slower than the timeout usually means a busy server
-still generating it, and resending only queues the same work again behind it (a connection that
-could not be made is retried like any other failure: nothing was queued). The openai client's
-own retries are switched off so attempts do not multiply."""
+(400/401/403/404), and 5xx that refuse the request's output format or system message, are not retried,
+since repeating them only spends time. A request that timed out is resent at most TIMEOUT_RETRIES
+times: a reply slower than the timeout usually means a busy server still generating it, and resending
+only queues the same work again behind it (a connection that could not be made is retried like any
+other failure: nothing was queued). The openai client's own retries are switched off so attempts do
+not multiply."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 TIMEOUT_RETRIES = 1
 FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output")
 NOT_FORMAT_REFUSALS = (401, 403, 404, 429)
+SYSTEM_ROLE_WORDS = (
+    "system role not supported",  # Gemma's chat template, as vLLM (400), TGI (422) and llama.cpp (500) pass it on
+    "system role is not supported",
+    "does not support 'system'",  # OpenAI's o1-mini: "'messages[0].role' does not support 'system' with this model."
+    "only user and assistant roles are supported",  # Mistral's first templates
+    "roles must alternate user/assistant",  # Mistral and Gemma templates, which read a system message as a user turn
+)
+"""How endpoints word a chat template's refusal of the system message (vLLM's "System role not supported",
+llama.cpp's "Jinja Exception: System role not supported", ...)."""
 
 
 def refuses_output_format(exc: BaseException) -> bool:
@@ -43,6 +53,16 @@ def refuses_output_format(exc: BaseException) -> bool:
         return False
     text = str(exc).lower()
     return any(word in text for word in FORMAT_WORDS)
+
+
+def refuses_system_role(exc: BaseException) -> bool:
+    """An error reply in which the model's chat template refuses a system message, whatever its status: the
+    same request can never succeed, so it is not retried; the judge folds the instructions into the user
+    message instead (see RequestShape.adapt)."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code in NOT_FORMAT_REFUSALS:
+        return False
+    text = str(exc).lower()
+    return any(words in text for words in SYSTEM_ROLE_WORDS)
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -59,7 +79,7 @@ def waited_in_vain(exc: BaseException) -> bool:
 
 
 def retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RETRYABLE) and not refuses_output_format(exc)
+    return isinstance(exc, RETRYABLE) and not refuses_output_format(exc) and not refuses_system_role(exc)
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:

@@ -1,7 +1,8 @@
 """What an endpoint has shown it accepts, and the request bodies made to fit it.
 
 Endpoints differ in what they take: some refuse strict JSON schema (or a schema too large for their
-strict mode), the default reply cap (reasoning models want max_completion_tokens), or a seed. The judge
+strict mode), the default reply cap (reasoning models want max_completion_tokens), a seed, or a system
+message (chat templates without a system role: Gemma's, Mistral's first ones). The judge
 learns this from refusals, once, and every later body is built to fit; a parameter the user chose and
 the endpoint refuses is never dropped quietly but stops the run with what to change.
 """
@@ -16,7 +17,7 @@ import openai
 from evaluator.config import JudgeSettings, OutputMode
 from evaluator.judges.base import JudgeCall, JudgeFatalError
 from evaluator.judges.replies import Layout
-from evaluator.judges.retry import refuses_output_format
+from evaluator.judges.retry import refuses_output_format, refuses_system_role
 from evaluator.judges.verdicts import max_tokens_for, response_format
 
 REFUSED_PARAMETER_HINT = (
@@ -37,18 +38,25 @@ SCHEMA_REFUSED = "invalid schema"
 """How endpoints begin the refusal of a reply schema itself ("Invalid schema for response_format 'x': In
 context=..."), as opposed to a refusal of the json_schema format."""
 FALLBACKS: dict[str, OutputMode] = {"json_schema": "json_object", "json_object": "text"}
+SYSTEM_ROLE_HINT = (
+    "serve the model with a chat template that takes a system message, or at least alternating user and "
+    "assistant turns (vLLM: --chat-template FILE; llama-server: --jinja --chat-template-file FILE), or choose "
+    "another model"
+)
 
 
 class RequestShape:
     """The request body as this endpoint takes it: the output format in force (auto mode steps it down
-    as formats are refused), and whether the default reply cap, the default seed or a strict schema of
-    some layout was refused."""
+    as formats are refused), and whether the default reply cap, the default seed, the system role or a
+    strict schema of some layout was refused."""
 
     def __init__(self, settings: JudgeSettings, model: str, redact: Callable[[str], str]) -> None:
         self.settings, self.model, self._redact = settings, model, redact
         self.output: OutputMode = "json_schema" if settings.output == "auto" else settings.output
         self.cap_refused = False
         self.seed_refused = False
+        self.system_folded = False
+        """The endpoint refused a system message: the instructions go folded into the first user message."""
         self._loose: set[tuple[Any, ...]] = set()
         """Layouts whose strict schema the endpoint refused: they go with strict false."""
 
@@ -62,6 +70,8 @@ class RequestShape:
             system = dict(messages[0])
             system["content"] += f"\n\nThe JSON object must match this JSON schema:\n```json\n{schema_text}\n```"
             messages = [system, *messages[1:]]
+        if self.system_folded:
+            messages = fold_system(messages)
         body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": s.temperature}
         if s.seed is not None and not self.seed_refused:
             body["seed"] = s.seed + sample
@@ -82,9 +92,12 @@ class RequestShape:
         """Whether a call's schema goes as strict: unless it is too large for strict mode, or was refused."""
         return layout.strict and (not self._loose or Layout.key(call) not in self._loose)
 
-    def parameters(self, call: JudgeCall, layout: Layout, output: OutputMode, max_tokens: int | None) -> dict[str, Any]:
+    def parameters(
+        self, call: JudgeCall, layout: Layout, output: OutputMode, max_tokens: int | None, system_role: bool = True
+    ) -> dict[str, Any]:
         """The parameters a request went out with, for its judgments; `strict: false` only where its schema
-        went without strict."""
+        went without strict, `system_role: false` only where its instructions went folded into the user
+        message."""
         s = self.settings
         parameters = {
             "temperature": s.temperature,
@@ -95,6 +108,8 @@ class RequestShape:
         }
         if output == "json_schema" and not self.strict(call, layout):
             parameters["strict"] = False
+        if not system_role:
+            parameters["system_role"] = False
         return parameters
 
     def adapt(self, exc: openai.APIStatusError, call: JudgeCall, body: dict[str, Any], output: OutputMode) -> bool:
@@ -105,7 +120,10 @@ class RequestShape:
         counts reasoning too, so the verdict budget would cut every reply off) or the default seed (left
         out: it only asks for best-effort determinism). A parameter chosen by the user and refused stops
         the run; so does the default temperature 0, since leaving it out would sample every verdict at the
-        endpoint's own temperature (--param temperature=null does that when asked)."""
+        endpoint's own temperature (--param temperature=null does that when asked). A refused system message
+        folds the instructions into the first user message from then on; refused so too, the run stops."""
+        if refuses_system_role(exc):
+            return self._system_role_refused(exc, body)
         if self._strict_schema_refused(exc, call, body):
             return True
         if "response_format" in body and refuses_output_format(exc):
@@ -136,6 +154,18 @@ class RequestShape:
         self._loose.add(Layout.key(call))
         return True
 
+    def _system_role_refused(self, exc: openai.APIStatusError, body: dict[str, Any]) -> bool:
+        """A conversation the endpoint's chat template refused: sent again folded if it had a system message
+        (a call built before another call's refusal was noted has one too); refused folded, the run stops."""
+        if any(message["role"] == "system" for message in body["messages"]):
+            self.system_folded = True
+            return True
+        answer = " ".join(self._redact(exc.message).split())
+        raise JudgeFatalError(
+            f"the judge endpoint refused the conversation even with the instructions folded into the first user "
+            f"message (it had refused a system message before): {answer}; {SYSTEM_ROLE_HINT}"
+        ) from None
+
     def _seed_is_default(self, call: JudgeCall) -> bool:
         s = self.settings
         chosen = ("seed" in s.parameters) or ("seed" in call.requests[0].rubric.parameters)
@@ -146,3 +176,23 @@ class RequestShape:
             f"the judge endpoint refused the parameter {name!r} that every call sends: "
             f"{self._redact(exc.message)}; {REFUSED_PARAMETER_HINTS.get(name, REFUSED_PARAMETER_HINT)}"
         ) from None
+
+
+def fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation without its system message, for a chat template that has no system role: the
+    instructions open the first user message, delimited from it, so what calls share still comes first in
+    the prompt (prefix caching) and re-asks keep alternating user and assistant turns."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, rest = messages[0], messages[1:]
+    instructions = f"<instructions>\n{system['content']}\n</instructions>"
+    if rest and rest[0]["role"] == "user":
+        return [{"role": "user", "content": f"{instructions}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": instructions}, *rest]
+
+
+def sent_cap(body: dict[str, Any]) -> int | None:
+    """The most reply tokens a request body allows, under either name of the cap (max_tokens, or
+    max_completion_tokens as reasoning models want it); None when it sends neither."""
+    caps = [body.get(name) for name in ("max_tokens", "max_completion_tokens")]
+    return max((cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)), default=None)
