@@ -52,6 +52,15 @@ def estimate_call(call: JudgeCall, settings: JudgeSettings) -> Usage:
     cap the call is sent with, so a budget is never exceeded by replies that stay within it."""
     count, _ = token_counter()
     output = "json_schema" if settings.output == "auto" else settings.output
-    cap = max_tokens_for(call, settings, output)
-    completion = cap if isinstance(cap, int) else reply_token_budget(len(call.requests), output)
+    cap = reply_cap(call, settings, output)
+    completion = cap if cap is not None else reply_token_budget(len(call.requests), output)
     return Usage(prompt_tokens=estimate_prompt_tokens(call.messages, count), completion_tokens=completion)
+
+
+def reply_cap(call: JudgeCall, settings: JudgeSettings, output: str) -> int | None:
+    """The cap a call's reply is sent with, under either name: max_tokens (see max_tokens_for), or a
+    max_completion_tokens chosen by --param or the rubric's `parameters:` (--param wins), as reasoning models
+    want it with max_tokens=null; the larger where both go, since an endpoint may honour either."""
+    chosen = {**call.requests[0].rubric.parameters, **settings.parameters}
+    caps = (max_tokens_for(call, settings, output), chosen.get("max_completion_tokens"))
+    return max((cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)), default=None)
