@@ -215,14 +215,17 @@ def _folded(body: dict) -> bool:
     return roles == ["user", "assistant"] * (len(roles) // 2) + ["user"] and first.startswith("<instructions>\n")
 
 
-@pytest.mark.parametrize("server_kind", ["vllm", "llama.cpp", "openai"])
+@pytest.mark.parametrize(
+    ("server_kind", "mode", "output"),
+    [("vllm", "per-criterion", "auto"), ("llama.cpp", "per-turn", "json_object"), ("openai", "per-transcript", "auto")],
+)
 def test_a_refused_system_role_is_folded_into_the_user_message_once_for_the_run(
-    fake_server, tmp_path, server_kind
+    fake_server, tmp_path, server_kind, mode, output
 ) -> None:
     """vLLM's 400, llama-server's 500 (not retried) or OpenAI's named param: the first request is refused, and
     it and every later one go with the instructions in the first user message; each judgment records it."""
     server = fake_server(strict=True, no_system_role=server_kind)
-    judgments = _run(server, tmp_path, rubrics=RUBRICS / "act_fidelity.yaml")
+    judgments = _run(server, tmp_path, mode, rubrics=RUBRICS / "act_fidelity.yaml", output=output)
     refused, *bodies = [r.body for r in server.received]
     assert refused["messages"][0]["role"] == "system" and bodies and all(_folded(b) for b in bodies)
     assert [strict_problem(b) for b in bodies] == [None] * len(bodies)
@@ -232,9 +235,9 @@ def test_a_refused_system_role_is_folded_into_the_user_message_once_for_the_run(
         == f"<instructions>\n{system['content']}\n</instructions>\n\n{user['content']}"
     )
     judged = _judged(judgments)
-    assert len(judged) == len(bodies) and {j.status for j in judged} == {"ok"}
-    assert {j.parameters.get("system_role") for j in judged} == {False}
-    assert sum(j.transport_retries for j in judged) == 1  # the refused request, repeated folded
+    assert {j.status for j in judged} == {"ok"} and {j.parameters.get("system_role") for j in judged} == {False}
+    assert {j.parameters["output"] for j in judged} == {"json_schema" if output == "auto" else output}
+    assert {j.transport_retries for j in judged} == {0, 1}  # the first call's refused request, sent again folded
 
 
 def test_re_asks_after_a_fold_keep_alternating_turns(fake_server, tmp_path) -> None:
