@@ -29,14 +29,15 @@ from evaluator.batch_plan import busy_keys, plan_work
 from evaluator.batch_replies import failed, refused_format, reply_cache_key, request_body, settle
 from evaluator.batch_run import BatchRun, finish, output_in_force, sent_output, step_down
 from evaluator.batch_state import (
+    BatchFilesWriter,
     ended,
     next_name,
     now,
     open_batches,
     read_calls,
     read_state,
+    request_lines,
     requests_path,
-    write_batch_files,
     write_state,
 )
 from evaluator.config import OutputMode
@@ -44,7 +45,7 @@ from evaluator.judges.base import JudgeCall, judgment_for
 from evaluator.judges.shape import REFUSED_PARAMETER_HINTS
 from evaluator.manifest import RunError
 from evaluator.models import BatchCall, BatchRecord, BatchState, BatchStatus
-from evaluator.plan import JudgeRequest
+from evaluator.plan import JudgeRequest, prerequisites
 from evaluator.prompts import PromptError
 from evaluator.runner import RESUME_KEEPS_FAILED, RETRY_FAILED_KEEPS, make_call
 from evaluator.store import (
@@ -52,8 +53,8 @@ from evaluator.store import (
     RunLock,
     judgments_size,
     keys_judged_after,
-    load_judgments,
-    write_atomic,
+    scan_run,
+    write_lines_atomic,
     write_manifest,
 )
 
@@ -78,46 +79,47 @@ class Submitted:
 
 
 class _Files:
-    """Request lines gathered into batch files as they are made, each file written and recorded when the
-    limits close it (with no limits, for an export, one file)."""
+    """Request lines gathered into batch files as they are made, each file written as its lines come and
+    recorded when the limits close it (with no limits, for an export, one file)."""
 
     def __init__(self, run: BatchRun, state: BatchState, limits: Limits | None, status: BatchStatus) -> None:
         self.run, self.state, self.status = run, state, status
         self.splitter = Splitter(limits) if limits is not None else None
         self.records: list[BatchRecord] = []
-        self.lines: list[bytes] = []
-        self.calls: list[BatchCall] = []
+        self.writer: BatchFilesWriter | None = None
 
     def add(self, batch_call: BatchCall, line: bytes) -> None:
         if self.splitter is not None and self.splitter.starts_file(line):
             self.close()
-        self.lines.append(line)
-        self.calls.append(batch_call)
+        if self.writer is None:
+            self.writer = BatchFilesWriter(self.run.run_dir, next_name(self.state))
+        self.writer.add(line, batch_call)
 
     def close(self) -> None:
-        if not self.lines:
+        if self.writer is None:
             return
+        self.writer.close()
         record = BatchRecord(
-            name=next_name(self.state),
+            name=self.writer.name,
             status=self.status,
-            requests=len(self.lines),
+            requests=self.writer.count,
             judged_offset=judgments_size(self.run.run_dir),
             created_at=now(),
         )
-        write_batch_files(self.run.run_dir, record, self.lines, self.calls)
         self.state.batches.append(record)
         self.records.append(record)
-        self.lines, self.calls = [], []
+        self.writer = None
 
 
 def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: JudgmentWriter, files: _Files) -> Submitted:
     """Write the requests to send now into batch files: re-asks first, then new calls. Items the rules
     decide, prompts that cannot be rendered and replies in the response cache are judged at once."""
-    kept = RETRY_FAILED_KEEPS if retry_failed else RESUME_KEEPS_FAILED
-    done = {j.key: j for j in load_judgments(run.run_dir) if j.status in kept}
+    scan = scan_run(
+        run.run_dir, RETRY_FAILED_KEEPS if retry_failed else RESUME_KEEPS_FAILED, prerequisites(run.rubrics)
+    )
     busy = busy_keys(run, state)
     in_flight = len(busy) - sum(len(c.keys) for c in state.reasks)
-    work = plan_work(run, done, busy)
+    work = plan_work(run, scan.done, scan.verdicts, busy)
     decided = len(work.decided)
     for judgment in work.decided:
         writer.append(judgment)
@@ -196,7 +198,7 @@ async def submit(
                     await _launch(run, state, record, queue)
         exported = [r for r in open_batches(state) if r.status == "exported"]
         if export is not None and exported:
-            write_atomic(export, "".join(requests_path(run.run_dir, r).read_text("utf-8") for r in exported))
+            write_lines_atomic(export, request_lines(run.run_dir, exported))
             return Submitted(exported, sum(r.requests for r in exported), 0, 0, state.waiting, 0)
         files = _Files(run, state, None if export else limits, "exported" if export else "preparing")
         with JudgmentWriter(run.run_dir) as writer:
@@ -205,7 +207,7 @@ async def submit(
         state.waiting = summary.waiting
         write_state(run.run_dir, state)
         if export is not None:
-            write_atomic(export, "".join(requests_path(run.run_dir, r).read_text("utf-8") for r in summary.batches))
+            write_lines_atomic(export, request_lines(run.run_dir, summary.batches))
         elif queue is not None:
             for record in summary.batches:
                 await _launch(run, state, record, queue)
@@ -361,9 +363,9 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             state.reasks += reasks
             write_state(run.run_dir, state)
         run.judge.output = total.output = output_in_force(run.manifest)
-        kept = {j.key: j for j in load_judgments(run.run_dir) if j.status in RESUME_KEEPS_FAILED}
+        scan = scan_run(run.run_dir, RESUME_KEEPS_FAILED, prerequisites(run.rubrics))
         with JudgmentWriter(run.run_dir) as writer:
-            work = plan_work(run, kept, busy_keys(run, state))
+            work = plan_work(run, scan.done, scan.verdicts, busy_keys(run, state))
             for judgment in work.decided:
                 writer.append(judgment)
         state.waiting = work.waiting

@@ -11,7 +11,8 @@ from evaluator.batch_state import open_batches, read_calls
 from evaluator.judges.base import judgment_for
 from evaluator.models import BatchState, Judgment
 from evaluator.patterns import PatternTimeout
-from evaluator.plan import JudgeRequest, decided_without_judge, group_requests, work_units
+from evaluator.plan import JudgeRequest, decided_without_judge, group_requests, prerequisites, work_units
+from evaluator.store import PriorVerdict
 
 
 @dataclass
@@ -24,12 +25,14 @@ class Work:
     """Items of later stages, waiting for a verdict still in flight."""
 
 
-def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
-    """Per unit of work, the first stage with items not judged: its items that are neither judged nor in
-    flight become calls, grouped as the runner groups them. A later stage waits, since its applies_when
-    may read this stage's verdicts. `done` gains the items decided here."""
+def plan_work(run: BatchRun, done: set[str], verdicts: dict[str, PriorVerdict], busy: set[str]) -> Work:
+    """Per unit of work, the first stage with items not judged: its items that are neither judged (`done`,
+    with the verdicts of prerequisite criteria in `verdicts`, as store.scan_run reads them) nor in flight
+    become calls, grouped as the runner groups them. A later stage waits, since its applies_when may read
+    this stage's verdicts. `done` and `verdicts` gain the items decided here."""
     work = Work()
     name = run.judge.name
+    wanted = prerequisites(run.rubrics)
     for unit in work_units(run.plans, run.manifest.mode):
         stages = max(len(plan.stages) for plan in unit)
         for stage in range(stages):
@@ -45,7 +48,7 @@ def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
                         if key in busy:
                             continue
                         try:
-                            status, reason = decided_without_judge(plan, criterion, done.get)
+                            status, reason = decided_without_judge(plan, criterion, verdicts.get)
                         except PatternTimeout as exc:
                             status, reason = "error", f"applies_when could not be decided: {exc}"
                         if status is None:
@@ -60,7 +63,9 @@ def plan_work(run: BatchRun, done: dict[str, Judgment], busy: set[str]) -> Work:
                             error=reason if status == "error" else None,
                         )
                         work.decided.append(judgment)
-                        done[key] = judgment
+                        done.add(key)
+                        if (plan.rubric.id, criterion.id) in wanted:
+                            verdicts[key] = PriorVerdict(judgment.status, judgment.verdict)
                         open_items -= 1
             work.groups += group_requests(ready, run.manifest.mode)
             if open_items:

@@ -16,11 +16,11 @@ from evaluator.judges.pricing import batch_price
 from evaluator.judges.select import judge_price
 from evaluator.judges.shape import FALLBACKS
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
-from evaluator.models import RunManifest
-from evaluator.plan import JudgeRequest, TurnPlan, select_plans
+from evaluator.models import Rubric, RunManifest, Transcript
+from evaluator.plan import JudgeRequest, TurnPlan, select_work
 from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import ReadOptions
-from evaluator.runner import make_call, read_inputs, write_aggregates
+from evaluator.runner import make_call, shelve_inputs, write_aggregates
 from evaluator.store import (
     JUDGMENTS,
     Tally,
@@ -32,6 +32,7 @@ from evaluator.store import (
     write_manifest,
     write_transcripts,
 )
+from evaluator.transcript_shelf import TranscriptShelf
 
 BATCH_JUDGE = "openai-batch"
 """What the manifest's judge record says under "batch", so a reader knows the cost is at batch prices."""
@@ -49,32 +50,51 @@ STEPS: tuple[OutputMode, ...] = ("json_schema", "json_object", "text")
 @dataclass
 class BatchRun:
     """A run folder opened for batch work: its manifest, the judge that builds requests and reads replies
-    (its client reaches the queue), and every planned request by item key."""
+    (its client reaches the queue), and its plan, made as it is walked from the transcripts on a shelf, so
+    a run holds per transcript its facts, not its turns, and no request until it is needed."""
 
     run_dir: Path
     manifest: RunManifest
     judge: OpenAIJudge
     renderer: PromptRenderer
-    plans: list[TurnPlan]
+    transcripts: TranscriptShelf
+    rubrics: list[Rubric]
+    """The rubrics the run judges, in plan order."""
+    plans: Iterable[TurnPlan]
+    """Every turn plan, walked again (and its transcripts parsed again) each time it is iterated."""
     planned: int
-    requests: dict[str, JudgeRequest] = field(default_factory=dict)
+    _positions: dict[str, int] = field(init=False, repr=False)
+    _parsed: tuple[int, Transcript] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for plan in self.plans:
-            for stage in plan.stages:
-                for criterion in stage:
-                    for sample in range(plan.samples):
-                        request = plan.request(criterion, sample)
-                        self.requests[request.item.key] = request
+        self._positions = {facts.id: i for i, facts in enumerate(self.transcripts.facts)}
 
     def requests_for(self, keys: Iterable[str]) -> list[JudgeRequest]:
-        try:
-            return [self.requests[key] for key in keys]
-        except KeyError as exc:
-            raise RunError(
-                f"{self.run_dir}: item {exc.args[0]} of a recorded batch is not in the run's plan any more; "
-                "were its transcripts or rubrics moved? Restore them, or start a new run"
-            ) from None
+        """The planned requests of recorded item keys, made again from the key: the transcript is parsed
+        from the shelf (once for the keys of one session in a row)."""
+        return [self._request(key) for key in keys]
+
+    def _request(self, key: str) -> JudgeRequest:
+        rubric_id, _, rest = key.partition("/")
+        transcript_id, turn, criterion_id, sample = (rest.rsplit("/", 3) + ["", "", ""])[:4]
+        rubric = next((r for r in self.rubrics if r.id == rubric_id), None)
+        criterion = next((c for c in rubric.criteria if c.id == criterion_id), None) if rubric else None
+        position = self._positions.get(transcript_id)
+        if rubric is None or criterion is None or position is None or not turn.isdigit() or not sample.isdigit():
+            raise self._not_planned(key)
+        if self._parsed is None or self._parsed[0] != position:
+            self._parsed = (position, self.transcripts[position])
+        transcript = self._parsed[1]
+        therapist = [t for t in transcript.therapist_turns() if t.index == int(turn)]
+        if not therapist or int(sample) >= self.manifest.samples:
+            raise self._not_planned(key)
+        return TurnPlan(rubric, transcript, therapist[0], ((criterion,),)).request(criterion, int(sample))
+
+    def _not_planned(self, key: str) -> RunError:
+        return RunError(
+            f"{self.run_dir}: item {key} of a recorded batch is not in the run's plan any more; "
+            "were its transcripts or rubrics moved? Restore them, or start a new run"
+        )
 
     def call_for(self, keys: Iterable[str]) -> JudgeCall:
         """The judge call for recorded item keys, rendered again: templates and rubrics are unchanged
@@ -82,7 +102,10 @@ class BatchRun:
         return make_call(self.renderer, self.requests_for(keys), self.manifest.mode)
 
     async def aclose(self) -> None:
-        await self.judge.aclose()
+        try:
+            await self.judge.aclose()
+        finally:
+            self.transcripts.close()
 
 
 def batch_judge(settings: JudgeSettings, offline: bool = False) -> OpenAIJudge:
@@ -154,23 +177,26 @@ def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env:
 
 def create_run(config: RunConfig, offline: bool = False) -> BatchRun:
     """A new run folder, as `evaluator run` would make it, judged through the queue."""
-    rubrics, transcripts, skipped, files = read_inputs(config)
-    if skipped:
-        raise RunError("cannot read " + "; ".join(s.error for s in skipped) + "; fix or remove the file(s)")
-    judge = batch_judge(config.judge, offline)
-    renderer = PromptRenderer(config.prompts_dir)
-    check_templates(rubrics, renderer, (config.mode,))
-    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
-    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]
-    planned = sum(p.n_items for p in selection.plans)
-    run_id = config.run_id or new_run_id()
-    manifest = new_manifest(
-        config, run_id, judge, rubrics, renderer, selection.transcripts, files, skipped, planned
-    ).model_copy(update={"judge": describe(judge), "subset": selection.subset})
-    run_dir = create_run_dir(config.output, run_id)
-    write_transcripts(run_dir, selection.transcripts)
-    write_manifest(run_dir, manifest)
-    return BatchRun(run_dir, manifest, judge, renderer, selection.plans, planned)
+    rubrics, shelf, skipped, files = shelve_inputs(config)
+    try:
+        if skipped:
+            raise RunError("cannot read " + "; ".join(s.error for s in skipped) + "; fix or remove the file(s)")
+        judge = batch_judge(config.judge, offline)
+        renderer = PromptRenderer(config.prompts_dir)
+        check_templates(rubrics, renderer, (config.mode,))
+        work = select_work(shelf, rubrics, config.samples, config.subset)
+        rubrics = [r for r in rubrics if r.id in work.rubric_ids]
+        run_id = config.run_id or new_run_id()
+        manifest = new_manifest(
+            config, run_id, judge, rubrics, renderer, work.transcripts, files, skipped, work.planned
+        ).model_copy(update={"judge": describe(judge), "subset": work.subset})
+        run_dir = create_run_dir(config.output, run_id)
+        write_transcripts(run_dir, work.transcripts)
+        write_manifest(run_dir, manifest)
+    except BaseException:
+        shelf.close()
+        raise
+    return BatchRun(run_dir, manifest, judge, renderer, work.transcripts, rubrics, work.plans, work.planned)
 
 
 def open_run(
@@ -190,14 +216,18 @@ def open_run(
         mode=manifest.mode,
         subset=manifest.subset,
     )
-    rubrics, transcripts, _, _ = read_inputs(config)
-    judge = batch_judge(settings, offline)
-    judge.output = output_in_force(manifest)
-    renderer = PromptRenderer()
-    selection = select_plans(transcripts, rubrics, config.samples, config.subset)
-    rubrics = [r for r in rubrics if any(p.rubric.id == r.id for p in selection.plans)]
-    check_resumable(manifest, rubrics, judge, selection.transcripts, renderer)
-    return BatchRun(run_dir, manifest, judge, renderer, selection.plans, manifest.items_planned)
+    rubrics, shelf, _, _ = shelve_inputs(config)
+    try:
+        judge = batch_judge(settings, offline)
+        judge.output = output_in_force(manifest)
+        renderer = PromptRenderer()
+        work = select_work(shelf, rubrics, config.samples, config.subset)
+        rubrics = [r for r in rubrics if r.id in work.rubric_ids]
+        check_resumable(manifest, rubrics, judge, work.transcripts, renderer)
+    except BaseException:
+        shelf.close()
+        raise
+    return BatchRun(run_dir, manifest, judge, renderer, work.transcripts, rubrics, work.plans, manifest.items_planned)
 
 
 def finish(run: BatchRun, elapsed: float) -> None:
@@ -211,4 +241,4 @@ def finish(run: BatchRun, elapsed: float) -> None:
     write_manifest(run.run_dir, manifest)
     run.manifest = manifest
     if manifest.samples > 1:
-        write_aggregates(run.run_dir, manifest, {p.rubric.id: p.rubric for p in run.plans}.values(), superseded)
+        write_aggregates(run.run_dir, manifest, run.rubrics, superseded)

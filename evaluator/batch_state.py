@@ -5,6 +5,8 @@ leaves what the next one resumes from."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,14 +41,37 @@ def requests_path(run_dir: Path, record: BatchRecord) -> Path:
     return run_dir / FOLDER / f"{record.name}.requests.jsonl"
 
 
+def request_lines(run_dir: Path, records: list[BatchRecord]) -> Iterator[str]:
+    """The request lines of batches, in order, read a line at a time."""
+    for record in records:
+        with requests_path(run_dir, record).open(encoding="utf-8") as handle:
+            yield from handle
+
+
 def calls_path(run_dir: Path, record: BatchRecord) -> Path:
     return run_dir / FOLDER / f"{record.name}.calls.jsonl"
 
 
-def write_batch_files(run_dir: Path, record: BatchRecord, lines: list[bytes], calls: list[BatchCall]) -> None:
-    (run_dir / FOLDER).mkdir(exist_ok=True)
-    write_atomic(requests_path(run_dir, record), b"".join(lines).decode("utf-8"))
-    write_atomic(calls_path(run_dir, record), "".join(c.model_dump_json() + "\n" for c in calls))
+class BatchFilesWriter:
+    """A batch's request and call files, written a line at a time beside their places and swapped in whole
+    when closed, so a batch of any size is never held in memory and never seen half written."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        (run_dir / FOLDER).mkdir(exist_ok=True)
+        self.name, self.count = name, 0
+        self._paths = [run_dir / FOLDER / f"{name}.{kind}.jsonl" for kind in ("requests", "calls")]
+        self._handles = [path.with_name(f".{path.name}.tmp").open("wb") for path in self._paths]
+
+    def add(self, line: bytes, call: BatchCall) -> None:
+        """A request line (newline included) and the items it answers."""
+        self._handles[0].write(line)
+        self._handles[1].write(call.model_dump_json().encode() + b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        for handle, path in zip(self._handles, self._paths):
+            handle.close()
+            os.replace(handle.name, path)
 
 
 def read_calls(run_dir: Path, record: BatchRecord) -> dict[str, BatchCall]:

@@ -20,7 +20,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -53,7 +53,6 @@ from evaluator.plan import (
 )
 from evaluator.progress import Ledger, RunProgress
 from evaluator.prompts import PromptError, PromptRenderer, check_templates
-from evaluator.reading import ReadOptions, TranscriptError
 from evaluator.rubrics import load_rubrics
 from evaluator.store import (
     JudgmentWriter,
@@ -70,7 +69,7 @@ from evaluator.store import (
     write_transcripts,
 )
 from evaluator.transcript_shelf import TranscriptShelf, shelve_all
-from evaluator.transcripts import discover, read_all
+from evaluator.transcripts import discover
 
 # An `error` is no judgment (the endpoint failed, or never answered), so a resume sends it again; an
 # `unscored` item was answered, invalidly, and is asked again only with --retry-failed.
@@ -221,25 +220,12 @@ class _UnitWorker:
             self._record(judgment_for(request, self.judge.name, status="error", error=error), verdicts)
 
 
-Read = TypeVar("Read", bound=Sequence[Transcript])
-
-
-def read_inputs(config: RunConfig) -> tuple[list[Rubric], list[Transcript], list[SkippedFile], list[Path]]:
-    """The rubrics, every transcript in a list (the batch path, the dry run), the files set aside, the files."""
-    return _inputs(config, read_all)
-
-
 def shelve_inputs(config: RunConfig) -> tuple[list[Rubric], TranscriptShelf, list[SkippedFile], list[Path]]:
-    """read_inputs with the transcripts on a shelf: a run holds their facts, not the transcripts."""
-    return _inputs(config, shelve_all)
-
-
-def _inputs(
-    config: RunConfig, read: Callable[[list[Path], ReadOptions], tuple[Read, list[tuple[Path, TranscriptError]]]]
-) -> tuple[list[Rubric], Read, list[SkippedFile], list[Path]]:
+    """The rubrics, the transcripts on a shelf (a run, its dry run and a batch run hold their facts, not
+    the transcripts), the files set aside, the files."""
     rubrics = load_rubrics(list(config.rubrics))
     files = discover(list(config.transcripts))
-    transcripts, bad = read(files, config.read_options)
+    transcripts, bad = shelve_all(files, config.read_options)
     skipped = [SkippedFile(path=str(path), error=str(error)) for path, error in bad]
     if not transcripts:
         detail = "; ".join(s.error for s in skipped) or "no transcript files found"

@@ -4,8 +4,9 @@ Each transcript is parsed once when its file is read and written as one JSON lin
 line, `Transcript.model_dump_json()`) to an anonymous temporary file, which the system deletes
 however the process ends. A run keeps per transcript only its facts (id, source, content hash,
 metadata, blinding) and where its line is; the plan parses a transcript again from its line when it
-reaches it, and drops it with the turns it judged. A plain list of transcripts works wherever a
-shelf does (the batch path reads into a list): the helpers here take either.
+reaches it, and drops it with the turns it judged. Every command that reads a corpus keeps it on a
+shelf (the run, its dry run, the batch path, and `render`'s one session), so the helpers here that stages
+further on call with their `Sequence[Transcript]` take a shelf only.
 """
 
 from __future__ import annotations
@@ -126,31 +127,38 @@ def shelve_all(
 ) -> tuple[TranscriptShelf, list[tuple[Path, TranscriptError]]]:
     """transcripts.read_all onto a shelf: the same transcripts in the same order and the same files set
     aside, each transcript parsed once here and kept as its line and its facts."""
-    spool = _Spool()
-    facts: list[TranscriptFacts] = []
-    offsets = array("q")
     failures: list[tuple[Path, TranscriptError]] = []
-    try:
+
+    def read() -> Iterator[Transcript]:
         for path, read in read_each(paths, options):
             if isinstance(read, TranscriptError):
                 failures.append((path, read))
-                continue
-            for transcript in read:
-                line = (transcript.model_dump_json() + "\n").encode()
-                offsets.extend((spool.add(line), len(line)))
-                facts.append(TranscriptFacts.of(transcript))
+            else:
+                yield from read
+
+    return shelve(read()), failures
+
+
+def shelve(transcripts: Iterable[Transcript]) -> TranscriptShelf:
+    """Transcripts already read put on a shelf, each kept as its line and its facts from here on."""
+    spool = _Spool()
+    facts: list[TranscriptFacts] = []
+    offsets = array("q")
+    try:
+        for transcript in transcripts:
+            line = (transcript.model_dump_json() + "\n").encode()
+            offsets.extend((spool.add(line), len(line)))
+            facts.append(TranscriptFacts.of(transcript))
         spool.flush()
     except BaseException:
         spool.close()
         raise
-    return TranscriptShelf(spool, facts, offsets), failures
+    return TranscriptShelf(spool, facts, offsets)
 
 
 def facts_of(transcripts: Sequence[Transcript]) -> Sequence[TranscriptFacts]:
-    """The facts of every transcript: a shelf's own, a list's computed from it."""
-    if isinstance(transcripts, TranscriptShelf):
-        return transcripts.facts
-    return [TranscriptFacts.of(t) for t in transcripts]
+    """The facts of every transcript, as the shelf keeps them (none is parsed)."""
+    return _shelf(transcripts).facts
 
 
 def ids_of(transcripts: Sequence[Transcript]) -> list[str]:
@@ -168,7 +176,12 @@ def take(transcripts: Sequence[Transcript], indices: Iterable[int]) -> Sequence[
 
 
 def json_lines(transcripts: Sequence[Transcript]) -> Iterator[str]:
-    """One `model_dump_json()` line per transcript, in order: a shelf's are copied from its spool."""
-    if isinstance(transcripts, TranscriptShelf):
-        return (transcripts.line(i).decode() for i in range(len(transcripts)))
-    return (t.model_dump_json() + "\n" for t in transcripts)
+    """One `model_dump_json()` line per transcript, in order, copied from the shelf's spool."""
+    shelf = _shelf(transcripts)
+    return (shelf.line(i).decode() for i in range(len(shelf)))
+
+
+def _shelf(transcripts: Sequence[Transcript]) -> TranscriptShelf:
+    if not isinstance(transcripts, TranscriptShelf):
+        raise TypeError(f"expected transcripts on a TranscriptShelf (shelve_all or shelve), got {type(transcripts)}")
+    return transcripts

@@ -13,6 +13,7 @@ from evaluator.metadata import MetadataSources
 from evaluator.reading import ReadOptions
 from evaluator.store import TRANSCRIPTS, write_transcripts
 from evaluator.transcript_shelf import TranscriptFacts, TranscriptShelf, facts_of, ids_of, shelve_all, take
+from evaluator.transcript_shelf import shelve as shelve_list
 from evaluator.transcripts import read_all
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 
@@ -31,7 +32,10 @@ def inputs(write) -> Path:
     ]  # fmt: skip
     write("in/c.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     write("in/d/a.txt", SLOWING_SEED.read_text())  # id "a" again: set aside
-    write("in/e.csv", "transcript_id,utterance_id,interlocutor,utterance_text,arm\nc1,0,client,Hm,x\nc1,1,therapist,Yes,x\n")
+    write(
+        "in/e.csv",
+        "transcript_id,utterance_id,interlocutor,utterance_text,arm\nc1,0,client,Hm,x\nc1,1,therapist,Yes,x\n",
+    )
     return write("meta.csv", "transcript_id,cohort\nj2,late\n").parent
 
 
@@ -62,7 +66,7 @@ def test_a_shelf_holds_what_read_all_reads_and_sets_aside_the_same_files(inputs:
     assert list(shelf) == listed  # ids, sources, turns, metadata and the unblind flag
     assert [(p, str(e)) for p, e in shelved_bad] == [(p, str(e)) for p, e in bad] and len(bad) == 2
     assert shelf.facts == [TranscriptFacts.of(t) for t in listed]
-    assert facts_of(shelf) == facts_of(listed) and ids_of(shelf) == ids_of(listed)
+    assert facts_of(shelf) == shelf.facts and ids_of(shelf) == ids_of(listed)
     assert shelf[-1] == listed[-1] and list(shelf[1:3]) == listed[1:3]
 
 
@@ -77,17 +81,30 @@ def test_a_shelf_parses_a_transcript_each_time_it_is_asked_for_and_only_then(inp
     assert [t.id for t in chosen] == ids_of(chosen) and shelf.loads == 4
 
 
-def test_the_snapshot_of_a_shelf_is_byte_for_byte_that_of_the_list(inputs: Path, tmp_path: Path, shelve) -> None:
+def test_the_snapshot_of_a_shelf_is_byte_for_byte_what_the_transcripts_dump(
+    inputs: Path, tmp_path: Path, shelve
+) -> None:
     listed, _ = read_all([inputs / "in"], _options(inputs, unblind=True))
     shelf, _ = shelve([inputs / "in"], _options(inputs, unblind=True))
-    (tmp_path / "list").mkdir()
-    (tmp_path / "shelf").mkdir()
-    write_transcripts(tmp_path / "list", take(listed, [3, 0, 2]))
-    write_transcripts(tmp_path / "shelf", take(shelf, [3, 0, 2]))
+    write_transcripts(tmp_path, take(shelf, [3, 0, 2]))
     expected = "".join(listed[i].model_dump_json() + "\n" for i in (3, 0, 2))
-    assert (tmp_path / "list" / TRANSCRIPTS).read_text(encoding="utf-8") == expected
-    assert (tmp_path / "shelf" / TRANSCRIPTS).read_bytes() == expected.encode()
+    assert (tmp_path / TRANSCRIPTS).read_bytes() == expected.encode()
     assert shelf.loads == 0
+
+
+def test_transcripts_already_read_go_on_a_shelf_as_shelve_all_puts_them(inputs: Path, shelve) -> None:
+    """`render` reads one file as `validate` does and plans on a shelf of it; a shelf is what the run's
+    stages take (the snapshot and manifest helpers refuse a plain list rather than keep a second road)."""
+    listed, _ = read_all([inputs / "in"], _options(inputs, unblind=True))
+    read, _ = shelve([inputs / "in"], _options(inputs, unblind=True))
+    shelf = shelve_list(listed)
+    try:
+        assert list(shelf) == listed and shelf.facts == read.facts
+        assert [shelf.line(i) for i in range(len(shelf))] == [read.line(i) for i in range(len(read))]
+        with pytest.raises(TypeError, match="TranscriptShelf"):
+            facts_of(listed)
+    finally:
+        shelf.close()
 
 
 def test_a_closed_shelf_leaves_no_file_behind(
