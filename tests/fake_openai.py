@@ -62,6 +62,7 @@ Behaviour = Literal[
     "bad_request",
     "loose",
     "template_error",
+    "context_overflow",
 ]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 MODEL = "fake-judge"
@@ -901,6 +902,8 @@ class FakeOpenAI:
             )
         if behaviour == "template_error":
             return _template_error(ALTERNATE)
+        if behaviour == "context_overflow":
+            return _context_overflow(body)
         if behaviour == "unauthorized":
             return _error(401, "Incorrect API key provided: sk-fa***", "invalid_request_error", code="invalid_api_key")
         if behaviour == "not_found":
@@ -1034,6 +1037,19 @@ def _system_role_refusal(server: SystemRoleRefusal) -> web.Response:
 def _template_error(message: str) -> web.Response:
     """A chat template's exception as vLLM answers it: a 400 BadRequestError with the template's message."""
     error = {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+    return web.json_response({"error": error}, status=400)
+
+
+def _context_overflow(body: dict, context: int = 8192) -> web.Response:
+    """A prompt and reply cap longer than the model's context, as vLLM refuses it: naming `max_tokens`."""
+    cap = body.get("max_completion_tokens") or body.get("max_tokens") or 1
+    prompt = context - cap + 1
+    message = (
+        f"'max_tokens' or 'max_completion_tokens' is too large: {cap}. This model's maximum context length is "
+        f"{context} tokens and your request has {prompt} input tokens ({cap} > {context} - {prompt}). "
+        f"(parameter=max_tokens, value={cap})"
+    )
+    error = {"message": message, "type": "BadRequestError", "param": "max_tokens", "code": 400}
     return web.json_response({"error": error}, status=400)
 
 

@@ -490,6 +490,32 @@ async def test_a_refused_default_cap_is_left_out_but_a_chosen_one_stops_the_run(
         await _judge(fake_server(unsupported=["max_tokens"]), _call(rubric), max_tokens=64)
 
 
+async def test_a_re_ask_after_a_reply_without_text_never_sends_an_empty_assistant_turn(fake_server, rubric) -> None:
+    """A refusal has no content: the re-ask's assistant turn says so in words, and turns still alternate."""
+    server = fake_server(script=["refusal"])
+    (judgment,) = await _judge(server, _call(rubric))
+    assert judgment.status == "ok" and judgment.attempts == 2
+    reask = server.received[1].body["messages"]
+    assert [m["role"] for m in reask] == ["system", "user", "assistant", "user"]
+    assert reask[2]["content"] == "(no text)" and "the judge refused" in reask[3]["content"]
+
+
+@pytest.mark.parametrize("settings", [{}, {"max_tokens": 300}])
+async def test_a_call_too_long_for_the_context_fails_alone_and_the_cap_stays(fake_server, rubric, settings) -> None:
+    """vLLM names max_tokens when a prompt and its cap overflow the model's context: that call is an error
+    saying so, and the cap, default or chosen, still goes with every other call; the run goes on."""
+    server = fake_server(script=["context_overflow"])
+    judge = OpenAIJudge(_settings(server, **settings))
+    try:
+        (long,) = await judge.judge(_call(rubric))
+        (short,) = await judge.judge(_call(rubric, turn=3))
+    finally:
+        await judge.aclose()
+    assert long.status == "error" and "maximum context length is 8192 tokens" in long.error
+    assert short.status == "ok" and short.parameters["max_tokens"] == server.received[1].body["max_tokens"]
+    assert all("max_tokens" in r.body for r in server.received) and len(server.received) == 2
+
+
 async def test_recorded_transport_retries_account_for_every_request(fake_server, rubric) -> None:
     """Faults of every kind, re-asks, a format step-down and retries that run out, 48 calls in flight:
     each request the server saw is either a reply asked for (an attempt) or a repeat (a transport retry)."""

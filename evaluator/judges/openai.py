@@ -52,6 +52,8 @@ CONSECUTIVE_FAILURES = 5
 """Calls in a row that get no answer at all (connection refused, timed out), each after its retries,
 before the run stops: by then the endpoint is down, not flaky."""
 LAYOUT_CACHE_SIZE = 1024
+EMPTY_REPLY = "(no text)"
+"""The assistant turn of a re-ask after a reply that had no text (see reask_messages)."""
 FATAL: tuple[type[openai.APIStatusError], ...] = (
     openai.AuthenticationError,
     openai.PermissionDeniedError,
@@ -472,9 +474,12 @@ class OpenAIJudge:
 
 
 def reask_messages(content: str, problem: str) -> list[dict[str, Any]]:
-    """What follows an invalid reply in the conversation: the reply itself, and what was wrong with it."""
+    """What follows an invalid reply in the conversation: the reply itself, and what was wrong with it. A reply
+    with no text (a refusal, or a reasoning model's cap spent before it wrote) goes as EMPTY_REPLY: several
+    endpoints refuse an assistant message with empty content, and leaving the turn out would put two user
+    messages in a row, which chat templates that alternate turns refuse."""
     return [
-        {"role": "assistant", "content": content},
+        {"role": "assistant", "content": content if content.strip() else EMPTY_REPLY},
         {
             "role": "user",
             "content": f"Your reply could not be used: {problem}. Reply again with only the JSON object described above.",

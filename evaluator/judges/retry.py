@@ -44,6 +44,8 @@ SYSTEM_ROLE_WORDS = (
 )
 """How endpoints word a chat template's refusal of the system message (vLLM's "System role not supported",
 llama.cpp's "Jinja Exception: System role not supported", ...)."""
+CONTEXT_WORDS = ("context length", "context window")
+"""How endpoints word a request longer than the model's context ("This model's maximum context length is ...")."""
 
 
 def refuses_output_format(exc: BaseException) -> bool:
@@ -63,6 +65,13 @@ def refuses_system_role(exc: BaseException) -> bool:
         return False
     text = str(exc).lower()
     return any(words in text for words in SYSTEM_ROLE_WORDS)
+
+
+def overflows_context(exc: BaseException) -> bool:
+    """A request its prompt and reply cap together make longer than the model's context. vLLM names the
+    cap's parameter in this refusal ("'max_tokens' or 'max_completion_tokens' is too large: 464. This model's
+    maximum context length is ..."), yet it is this request's own length that is refused, not the parameter."""
+    return isinstance(exc, openai.APIStatusError) and any(words in str(exc).lower() for words in CONTEXT_WORDS)
 
 
 def never_sent(exc: BaseException) -> bool:

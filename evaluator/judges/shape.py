@@ -17,7 +17,7 @@ import openai
 from evaluator.config import JudgeSettings, OutputMode
 from evaluator.judges.base import JudgeCall, JudgeFatalError
 from evaluator.judges.replies import Layout
-from evaluator.judges.retry import refuses_output_format, refuses_system_role
+from evaluator.judges.retry import overflows_context, refuses_output_format, refuses_system_role
 from evaluator.judges.verdicts import max_tokens_for, response_format
 
 REFUSED_PARAMETER_HINT = (
@@ -132,8 +132,8 @@ class RequestShape:
                     self.output = FALLBACKS[output]
                 return True
             self._refused_parameter(exc, "response_format")
-        if not isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return False
+        if not isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)) or overflows_context(exc):
+            return False  # a request too long for the model's context fails alone, whichever parameter it names
         if exc.param == "max_tokens" and max_tokens_for(call, self.settings, output, default=False) is None:
             self.cap_refused = True
             return True
