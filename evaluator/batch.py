@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from evaluator.batch_api import BatchQueue
 from evaluator.batch_files import Limits, Result, Splitter, read_results, read_results_file, request_line
-from evaluator.batch_plan import busy_keys, plan_work
+from evaluator.batch_plan import Work, busy_keys, plan_work
 from evaluator.batch_replies import failed, refused_format, reply_cache_key, request_body, settle
 from evaluator.batch_run import BatchRun, finish, output_in_force, sent_output, step_down
 from evaluator.batch_state import (
@@ -112,48 +113,49 @@ class _Files:
 
 
 def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: JudgmentWriter, files: _Files) -> Submitted:
-    """Write the requests to send now into batch files: re-asks first, then new calls. Items the rules
-    decide, prompts that cannot be rendered and replies in the response cache are judged at once."""
+    """Write the requests to send now into batch files as the plan is walked: re-asks first, then new
+    calls. Items the rules decide, prompts that cannot be rendered and replies in the response cache are
+    judged at once; re-asks after a cached reply go last."""
     scan = scan_run(
         run.run_dir, RETRY_FAILED_KEEPS if retry_failed else RESUME_KEEPS_FAILED, prerequisites(run.rubrics)
     )
     busy = busy_keys(run, state)
     in_flight = len(busy) - sum(len(c.keys) for c in state.reasks)
-    work = plan_work(run, scan.done, scan.verdicts, busy)
-    decided = len(work.decided)
-    for judgment in work.decided:
-        writer.append(judgment)
-    pending: deque[tuple[BatchCall, list[JudgeRequest] | JudgeCall]] = deque(
-        (c, run.requests_for(c.keys)) for c in state.reasks
-    )
-    pending += ((BatchCall(custom_id=g[0].item.key, keys=[r.item.key for r in g]), g) for g in work.groups)
-    cache = run.judge.cache
-    sent = hits = 0
-    while pending:
-        batch_call, group = pending.popleft()
+    work = Work()
+    groups = plan_work(run, scan.done, scan.verdicts, busy, work, writer.append)
+    reasks = ((c, run.requests_for(c.keys)) for c in state.reasks)
+    new = ((BatchCall(custom_id=g[0].item.key, keys=[r.item.key for r in g]), g) for g in groups)
+    later: deque[tuple[BatchCall, JudgeCall]] = deque()
+    pending: Iterator[tuple[BatchCall, list[JudgeRequest] | JudgeCall]] = chain(reasks, new, _drain(later))
+    sent = hits = errors = 0
+    for batch_call, group in pending:
         try:
             call = group if isinstance(group, JudgeCall) else make_call(run.renderer, group, run.manifest.mode)
         except PromptError as exc:
             for request in group if isinstance(group, list) else ():
-                writer.append(
-                    judgment_for(
-                        request, run.judge.name, status="error", error=f"the prompt could not be rendered: {exc}"
-                    )
-                )
-                decided += 1
+                error = f"the prompt could not be rendered: {exc}"
+                writer.append(judgment_for(request, run.judge.name, status="error", error=error))
+                errors += 1
             continue
+        cache = run.judge.cache
         if cache is not None and (raw := cache.get(reply_cache_key(run, call, batch_call))) is not None:
             hits += 1
             judgments, again = settle(run, batch_call, call, raw, from_cache=True)
             for judgment in judgments:
                 writer.append(judgment)
             if again is not None:
-                pending.append((again, call))
+                later.append((again, call))
             continue
         files.add(batch_call, request_line(batch_call.custom_id, request_body(run, call, batch_call)))
         sent += 1
     files.close()
-    return Submitted(files.records, sent, hits, decided, work.waiting, in_flight)
+    return Submitted(files.records, sent, hits, work.decided + errors, work.waiting, in_flight)
+
+
+def _drain(queue: deque[tuple[BatchCall, JudgeCall]]) -> Iterator[tuple[BatchCall, JudgeCall]]:
+    """The queue's items until it is empty, taking those added on the way."""
+    while queue:
+        yield queue.popleft()
 
 
 async def _launch(run: BatchRun, state: BatchState, record: BatchRecord, queue: BatchQueue) -> None:
@@ -364,13 +366,13 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             write_state(run.run_dir, state)
         run.judge.output = total.output = output_in_force(run.manifest)
         scan = scan_run(run.run_dir, RESUME_KEEPS_FAILED, prerequisites(run.rubrics))
+        work = Work()
         with JudgmentWriter(run.run_dir) as writer:
-            work = plan_work(run, scan.done, scan.verdicts, busy_keys(run, state))
-            for judgment in work.decided:
-                writer.append(judgment)
+            for _ in plan_work(run, scan.done, scan.verdicts, busy_keys(run, state), work, writer.append):
+                pass  # counted: what the next submit sends
         state.waiting = work.waiting
         write_state(run.run_dir, state)
-        total.ready = sum(len(g) for g in work.groups) + sum(len(c.keys) for c in state.reasks)
+        total.ready = work.ready + sum(len(c.keys) for c in state.reasks)
         total.waiting = work.waiting
         if run.judge.cache is not None:
             run.judge.cache.flush()

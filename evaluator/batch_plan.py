@@ -4,7 +4,8 @@ since their applies_when may read this stage's verdicts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from evaluator.batch_run import BatchRun
 from evaluator.batch_state import open_batches, read_calls
@@ -17,20 +18,29 @@ from evaluator.store import PriorVerdict
 
 @dataclass
 class Work:
-    groups: list[list[JudgeRequest]] = field(default_factory=list)
-    """Requests ready to send, grouped into calls (rendered only when written, one file at a time)."""
-    decided: list[Judgment] = field(default_factory=list)
+    """What a walk of the plan found, counted as it goes."""
+
+    ready: int = 0
+    """Items in the calls handed out, ready to send."""
+    decided: int = 0
     """Items recorded without a judge: rules said not applicable, or a prerequisite's verdict decided."""
     waiting: int = 0
     """Items of later stages, waiting for a verdict still in flight."""
 
 
-def plan_work(run: BatchRun, done: set[str], verdicts: dict[str, PriorVerdict], busy: set[str]) -> Work:
+def plan_work(
+    run: BatchRun,
+    done: set[str],
+    verdicts: dict[str, PriorVerdict],
+    busy: set[str],
+    work: Work,
+    record: Callable[[Judgment], None],
+) -> Iterator[list[JudgeRequest]]:
     """Per unit of work, the first stage with items not judged: its items that are neither judged (`done`,
     with the verdicts of prerequisite criteria in `verdicts`, as store.scan_run reads them) nor in flight
-    become calls, grouped as the runner groups them. A later stage waits, since its applies_when may read
-    this stage's verdicts. `done` and `verdicts` gain the items decided here."""
-    work = Work()
+    come out as calls, grouped as the runner groups them, one unit at a time, so a run of any size holds one
+    unit's requests. A later stage waits, since its applies_when may read this stage's verdicts. Items
+    decided here go to `record` as they are met, and into `done` and `verdicts`; `work` counts."""
     name = run.judge.name
     wanted = prerequisites(run.rubrics)
     for unit in work_units(run.plans, run.manifest.mode):
@@ -62,12 +72,14 @@ def plan_work(run: BatchRun, done: set[str], verdicts: dict[str, PriorVerdict], 
                             unscored_reason=reason if status == "unscored" else None,
                             error=reason if status == "error" else None,
                         )
-                        work.decided.append(judgment)
+                        record(judgment)
+                        work.decided += 1
                         done.add(key)
                         if (plan.rubric.id, criterion.id) in wanted:
                             verdicts[key] = PriorVerdict(judgment.status, judgment.verdict)
                         open_items -= 1
-            work.groups += group_requests(ready, run.manifest.mode)
+            work.ready += len(ready)
+            yield from group_requests(ready, run.manifest.mode)
             if open_items:
                 work.waiting += sum(
                     len(plan.stages[later]) * plan.samples
@@ -75,7 +87,6 @@ def plan_work(run: BatchRun, done: set[str], verdicts: dict[str, PriorVerdict], 
                     for later in range(stage + 1, len(plan.stages))
                 )
                 break
-    return work
 
 
 def busy_keys(run: BatchRun, state: BatchState) -> set[str]:
