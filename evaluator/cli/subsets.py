@@ -22,6 +22,7 @@ from evaluator.plan import JudgeRequest, group_requests, select_plans, static_ap
 from evaluator.prompts import PromptRenderer
 from evaluator.reading import ReadOptions
 from evaluator.rubrics import load_rubric
+from evaluator.transcript_shelf import shelve
 from evaluator.transcripts import read_transcripts
 
 if TYPE_CHECKING:
@@ -51,11 +52,16 @@ def render_calls(
 ) -> tuple[list[JudgeCall], list[str]]:
     """The judge calls a run in `mode` would make for the selection, and the items rules decide
     without a call (grouped modes leave those out of the prompt, as the runner does). A criterion
-    whose applies_when reads a verdict is shown as if its prerequisite allowed it."""
+    whose applies_when reads a verdict is shown as if its prerequisite allowed it. The session is
+    planned from a shelf, as a run plans its sessions."""
     from evaluator.runner import make_call  # the runner's imports load only for this command
 
     rubric = load_rubric(rubric_path)
-    selection = select_plans([transcript], [rubric], 1, chosen)
+    shelf = shelve([transcript])
+    try:
+        selection = select_plans(shelf, [rubric], 1, chosen)  # the plans hold the session they read
+    finally:
+        shelf.close()
     renderer = PromptRenderer()
     calls: list[JudgeCall] = []
     decided: list[str] = []
