@@ -22,13 +22,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from evaluator.batch_api import BatchQueue
 from evaluator.batch_files import Limits, Result, Splitter, read_results, read_results_file, request_line
 from evaluator.batch_plan import Work, busy_keys, plan_work
-from evaluator.batch_replies import failed, refused_format, reply_cache_key, request_body, settle
-from evaluator.batch_run import BatchRun, finish, output_in_force, sent_output, step_down
+from evaluator.batch_replies import failed, refused_format, refused_seed, reply_cache_key, request_body, settle
+from evaluator.batch_run import (
+    BatchRun,
+    finish,
+    leave_out_seed,
+    output_in_force,
+    seed_left_out,
+    sent_output,
+    step_down,
+)
 from evaluator.batch_state import (
     BatchFilesWriter,
     ended,
@@ -63,6 +71,11 @@ FORMAT_FIX = "a batch run keeps the output format it started with: submit a new 
     hint=REFUSED_PARAMETER_HINTS["response_format"]
 )
 """Said after a refusal of a format chosen with --output-format, which the run never steps down from."""
+SEED_FIX = (
+    "the seed was chosen (--seed, --param seed or the rubric's parameters), so it is not left out: submit a new "
+    "run without it (--param seed=null leaves it out), or with a model that takes one"
+)
+"""Said after a refusal of a seed the user chose; a default seed is left out instead (see leave_out_seed)."""
 
 
 # --- submit --------------------------------------------------------------------------------------
@@ -246,6 +259,8 @@ class Collected:
     refused_format: int = 0
     """Requests the endpoint refused for their output format under `--output-format auto`: sent again by
     the next submit, in the format now in force."""
+    refused_seed: int = 0
+    """Requests the endpoint refused for the default seed: sent again by the next submit, without it."""
     output: OutputMode = "json_schema"
     """The output format the next submit sends in."""
     still_open: list[BatchRecord] = field(default_factory=list)
@@ -253,13 +268,21 @@ class Collected:
     waiting: int = 0
 
 
-SentCalls = dict[str, tuple[BatchCall, OutputMode]]
+class Sent(NamedTuple):
+    """A call of a batch, with the output format its batch went out in and whether it went without the seed."""
+
+    call: BatchCall
+    output: OutputMode
+    seed_left_out: bool
+
+
+SentCalls = dict[str, Sent]
 
 
 def _sent_calls(run: BatchRun, records: list[BatchRecord]) -> SentCalls:
-    """The calls of batches by custom_id, each with the output format its batch went out in."""
+    """The calls of batches by custom_id, each as its batch went out."""
     return {
-        custom_id: (call, sent_output(run.manifest, record.name))
+        custom_id: Sent(call, sent_output(run.manifest, record.name), seed_left_out(run.manifest, record.name))
         for record in records
         for custom_id, call in read_calls(run.run_dir, record).items()
     }
@@ -273,8 +296,9 @@ def _collect_lines(
     writer: JudgmentWriter,
     next_batch: str,
 ) -> tuple[Collected, list[BatchCall]]:
-    """Each result line into judgments, read with the output format its request was sent in; a line the
-    endpoint refused for that format is left to the next submit when the run can step down (see step_down)."""
+    """Each result line into judgments, read as its request was sent (output format, seed); a line the
+    endpoint refused for that format is left to the next submit when the run can step down (see step_down),
+    and so is a line refused for the default seed (see leave_out_seed)."""
     report = Collected()
     reasks: list[BatchCall] = []
     answered: set[str] = set()
@@ -285,7 +309,9 @@ def _collect_lines(
             report.unknown += 1
             continue
         answered.add(result.custom_id)
-        batch_call, run.judge.output = sent[0], sent[1]  # replies are read in the format they were asked in
+        batch_call = sent.call
+        run.judge.output = sent.output  # replies are read as they were asked for, and recorded so
+        run.judge.shape.seed_refused = sent.seed_left_out
         if all(key in judged for key in batch_call.keys):
             report.skipped += 1
             continue
@@ -295,7 +321,12 @@ def _collect_lines(
         call = run.call_for(batch_call.keys)
         if result.reply is None:
             error = result.error or "no reply"
-            if run.judge.output != "text" and refused_format(result):
+            if not sent.seed_left_out and refused_seed(result):
+                if leave_out_seed(run, call, next_batch):
+                    report.refused_seed += 1
+                    continue
+                error = f"{error.rstrip('.')}; {SEED_FIX}"
+            elif run.judge.output != "text" and refused_format(result):
                 if step_down(run, run.judge.output, next_batch):
                     report.refused_format += 1
                     continue
@@ -318,7 +349,7 @@ def _collect_lines(
 
 
 def _add(total: Collected, part: Collected) -> None:
-    for name in ("judged", "errors", "reasks", "unanswered", "skipped", "unknown", "refused_format"):
+    for name in ("judged", "errors", "reasks", "unanswered", "skipped", "unknown", "refused_format", "refused_seed"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
@@ -356,7 +387,7 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             judged = keys_judged_after(run.run_dir, offset)
             with JudgmentWriter(run.run_dir) as writer:
                 part, reasks = _collect_lines(run, calls, judged, results, writer, next_name(state))
-            if part.refused_format:
+            if part.refused_format or part.refused_seed:
                 write_manifest(run.run_dir, run.manifest)  # the step down, before its lines count as collected
             _add(total, part)
             total.batches += len(records)
@@ -365,6 +396,7 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             state.reasks += reasks
             write_state(run.run_dir, state)
         run.judge.output = total.output = output_in_force(run.manifest)
+        run.judge.shape.seed_refused = seed_left_out(run.manifest)
         scan = scan_run(run.run_dir, RESUME_KEEPS_FAILED, prerequisites(run.rubrics))
         work = Work()
         with JudgmentWriter(run.run_dir) as writer:

@@ -84,6 +84,8 @@ class Result:
     """The queue never ran it (expired or cancelled first)."""
     status: int | None = None
     """The HTTP status the endpoint refused the request with."""
+    param: str | None = None
+    """The request parameter the endpoint named in refusing it (OpenAI's `error.param`)."""
 
 
 def read_results(data: bytes, source: str) -> Iterator[Result]:
@@ -113,7 +115,8 @@ def _result(custom_id: str, line: dict[str, Any]) -> Result:
         said = (detail.get("message") or "no message") if isinstance(detail, dict) else detail
         status = _status(response.get("status_code")) if isinstance(response, dict) else None
         message = f"the batch queue reported {code + ': ' if code else ''}{said}"
-        return Result(custom_id, None, message, code in UNANSWERED_CODES, status=status if status != 200 else None)
+        status = status if status != 200 else None
+        return Result(custom_id, None, message, code in UNANSWERED_CODES, status=status, param=_param(detail))
     if not isinstance(response, dict):
         return Result(custom_id, None, "the batch result line has neither a response nor an error")
     status = response.get("status_code")
@@ -121,8 +124,15 @@ def _result(custom_id: str, line: dict[str, Any]) -> Result:
     if status != 200:
         detail = body.get("error", body) if isinstance(body, dict) else body
         said = detail.get("message", detail) if isinstance(detail, dict) else detail
-        return Result(custom_id, None, f"the endpoint said {status}: {said}", status=_status(status))
+        return Result(
+            custom_id, None, f"the endpoint said {status}: {said}", status=_status(status), param=_param(detail)
+        )
     return Result(custom_id, body if isinstance(body, str) else orjson.dumps(body).decode(), None)
+
+
+def _param(detail: Any) -> str | None:
+    param = detail.get("param") if isinstance(detail, dict) else None
+    return param if isinstance(param, str) else None
 
 
 def _status(status: Any) -> int | None:

@@ -1,6 +1,7 @@
 """A batch reply into judgments, read as the live judge reads its own: validated, re-asked in a
 follow-up batch while attempts are left, then recorded; a request the endpoint refused is an error
-(unless it was refused for its output format and the run can step down, see batch_run.step_down)."""
+(unless it was refused for its output format and the run can step down, see batch_run.step_down, or for
+the default seed, which the run then leaves out, see batch_run.leave_out_seed)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,12 @@ def request_body(run: BatchRun, call: JudgeCall, batch_call: BatchCall) -> dict[
 def reply_cache_key(run: BatchRun, call: JudgeCall, batch_call: BatchCall) -> str:
     """The response cache's key for a batch line: the live judge's key for the same body."""
     return cache_key(request_body(run, call, batch_call), run.judge.base_url or "", call.requests[0].item.sample)
+
+
+def refused_seed(result: Result) -> bool:
+    """Whether the endpoint refused a line for its seed, told as the live judge tells it (a 400 or 422 naming
+    the parameter)."""
+    return result.status in (400, 422) and result.param == "seed"
 
 
 def refused_format(result: Result) -> bool:

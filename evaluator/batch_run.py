@@ -14,7 +14,7 @@ from evaluator.judges.base import JudgeCall
 from evaluator.judges.openai import OpenAIJudge
 from evaluator.judges.pricing import batch_price
 from evaluator.judges.select import judge_price
-from evaluator.judges.shape import FALLBACKS
+from evaluator.judges.shape import DEFAULT_SEED, FALLBACKS
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
 from evaluator.models import Rubric, RunManifest, Transcript
 from evaluator.plan import JudgeRequest, TurnPlan, select_work
@@ -45,6 +45,9 @@ OUTPUT_SINCE = "output_since"
 """Per format stepped down to, the name of the first batch sent in it: batches are named in creation order,
 so every batch's format is known when its replies are read."""
 STEPS: tuple[OutputMode, ...] = ("json_schema", "json_object", "text")
+SEED_LEFT_OUT = "seed_left_out_since"
+"""The manifest's judge record of the first batch whose lines go without the default seed, after the endpoint
+refused it (as the live judge leaves it out); absent while the seed is sent."""
 
 
 @dataclass
@@ -152,6 +155,26 @@ def step_down(run: BatchRun, refused: OutputMode, next_batch: str) -> bool:
     return True
 
 
+def seed_left_out(manifest: RunManifest, batch: str | None = None) -> bool:
+    """Whether the lines of the batch named `batch` (None: the run's next requests) went without the seed."""
+    since = manifest.judge.get(SEED_LEFT_OUT)
+    return since is not None and (batch is None or int(since) <= int(batch))
+
+
+def leave_out_seed(run: BatchRun, call: JudgeCall, next_batch: str) -> bool:
+    """The endpoint refused the seed of a line sent with it. A seed the user did not choose is left out from
+    the batch named `next_batch` on, as the live judge leaves it out, and True says the line is to be sent
+    again; False when the seed was chosen (--seed, --param seed or the rubric's parameters)."""
+    settings = run.judge.settings
+    chosen = "seed" in settings.parameters or "seed" in call.requests[0].rubric.parameters
+    if chosen or settings.seed != DEFAULT_SEED:
+        return False
+    if not seed_left_out(run.manifest):
+        judge = {**run.manifest.judge, SEED_LEFT_OUT: next_batch}
+        run.manifest = run.manifest.model_copy(update={"judge": judge})
+    return True
+
+
 def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env: str | None = None) -> JudgeSettings:
     """The judge a batch run was made with, from its manifest; the endpoint and the key's variable may be
     given again (a base URL is recorded without credentials)."""
@@ -220,6 +243,7 @@ def open_run(
     try:
         judge = batch_judge(settings, offline)
         judge.output = output_in_force(manifest)
+        judge.shape.seed_refused = seed_left_out(manifest)
         renderer = PromptRenderer()
         work = select_work(shelf, rubrics, config.samples, config.subset)
         rubrics = [r for r in rubrics if r.id in work.rubric_ids]

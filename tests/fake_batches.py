@@ -10,6 +10,7 @@ completed), and
     server.batches.fail_create = 1           # the next create is refused (a submit stopped half way)
     server.batches.refuse = {0}              # batch 0 fails validation, as a batch with a bad line does
     server.batches.strict = {0}              # batch 0's json_schema lines get a 400 (True: every batch's)
+    server.batches.refuse_seed = {0}         # batch 0's lines with a seed get a 400 naming it (True: every batch's)
 
 A cancelled batch keeps the lines it ran; an expired one lists the rest in its error file as
 `batch_expired`; a line the server refuses (429, 500, 400) goes to the error file with its status. A
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
     from tests.fake_openai import FakeOpenAI
 
 ENDPOINT = "/v1/chat/completions"
+NO_SEED = {
+    "error": {
+        "message": "Unsupported parameter: 'seed' is not supported with this model.",
+        "type": "invalid_request_error",
+        "param": "seed",
+        "code": "unsupported_parameter",
+    }
+}
 NO_JSON_SCHEMA = {
     "error": {
         "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
@@ -52,6 +61,7 @@ class FakeBatches:
         self.fail_create = 0
         self.refuse: set[int] = set()
         self.strict: set[int] | bool = False
+        self.refuse_seed: set[int] | bool = False
         self._lines: dict[str, list[dict[str, Any]]] = {}
         self._results: dict[str, list[tuple[dict[str, Any], int, Any]]] = {}
         self._problems: dict[str, list[dict[str, Any]]] = {}
@@ -206,9 +216,12 @@ class FakeBatches:
         batch = self.batches[batch_id]
         step = self.expire_after.get(batch["ordinal"], self.lines_per_step or len(lines))
         strict = self.strict is True or (self.strict is not False and batch["ordinal"] in self.strict)
+        no_seed = self.refuse_seed is True or (self.refuse_seed is not False and batch["ordinal"] in self.refuse_seed)
         for line in lines[len(results) : len(results) + step]:
             format_type = (line["body"].get("response_format") or {}).get("type")
-            if strict and format_type == "json_schema":
+            if no_seed and "seed" in line["body"]:
+                status, payload = 400, NO_SEED
+            elif strict and format_type == "json_schema":
                 status, payload = 400, NO_JSON_SCHEMA
             else:
                 status, payload = self.server.answer(line["body"], ENDPOINT)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from evaluator.batch_files import ENDPOINT, BatchFileError, Limits, Splitter, read_results, request_line
-from evaluator.batch_replies import refused_format
+from evaluator.batch_replies import refused_format, refused_seed
 from evaluator.batch_state import read_state, write_state
 from evaluator.cli.main import main
 from evaluator.config import JudgeSettings, RunConfig
@@ -21,7 +21,7 @@ from evaluator.judges.pricing import DEFAULT_PRICES
 from evaluator.models import Judgment
 from evaluator.runner import run as live_run
 from evaluator.store import JUDGMENTS, iter_judgments, load_judgments, read_manifest
-from tests.fake_batches import NO_JSON_SCHEMA
+from tests.fake_batches import NO_JSON_SCHEMA, NO_SEED
 
 KEY = "sk-batch-test-0123456789abcdefghijklmnop"
 MODEL = "gpt-4o-mini"  # priced, so the batch discount shows; the fake server answers any model name
@@ -458,15 +458,18 @@ def test_results_lines_in_both_shapes_are_read() -> None:
             {"custom_id": "d", "response": {"status_code": 400, "request_id": "r", "body": None}, "error": REFUSAL},
             {"custom_id": "e", "response": {"status_code": 400, "request_id": "r"}, "error": "stream mode"},
             {"custom_id": "f", "response": {"status_code": 400, "body": NO_JSON_SCHEMA}},
+            {"custom_id": "g", "response": {"status_code": 400, "body": NO_SEED}},
+            {"custom_id": "h", "response": {"status_code": 400, "request_id": "r"}, "error": NO_SEED},
         )
     )
-    a, b, c, d, e, f = read_results(data, "out.jsonl")
+    a, b, c, d, e, f, g, h = read_results(data, "out.jsonl")
     assert a.reply == '{"choices":[]}' and a.error is None
     assert b.reply is None and "429: slow down" in (b.error or "") and not b.unanswered
     assert c.unanswered
     assert d.status == 400 and "400: json_schema is not supported" in (d.error or "") and not d.unanswered
     assert e.status == 400 and "stream mode" in (e.error or "")
     assert [refused_format(r) for r in (a, b, c, d, e, f)] == [False, False, False, True, False, True]
+    assert [refused_seed(r) for r in (a, b, c, d, e, f, g, h)] == [False] * 6 + [True, True]
 
 
 def test_items_the_response_cache_answers_are_judged_at_submit_and_not_sent(inputs, fake_server, capsys) -> None:
@@ -605,3 +608,73 @@ def test_a_chosen_json_schema_does_not_step_down_and_the_error_says_how_to_fix_i
     assert read_manifest(run_dir).judge["output_in_force"] == "json_schema"
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
     assert {format_of(line) for line in request_lines(run_dir)["0002"]} == {"json_schema"}
+
+
+def test_lines_refused_for_the_default_seed_are_sent_again_without_it(inputs, fake_server, capsys) -> None:
+    """An endpoint that takes no seed refuses every line with a 400 naming it: collect records no judgment
+    for them, the run leaves the default seed out as the live judge does (recorded in the manifest), and the
+    next submit sends them without it; the run ends with the verdicts of a live run against that endpoint,
+    its judgments recording no seed."""
+    server = fake_server(unsupported=("seed",))
+    assert cli(capsys, *submit_args(inputs, server))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    refused = len(request_lines(run_dir)["0001"])
+    assert code == 0, out
+    assert f"{refused} request(s) refused for the default seed" in out and "sends them without one" in out
+    assert not written_keys(run_dir) and read_manifest(run_dir).judge["seed_left_out_since"] == "0002"
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    drive(capsys, run_dir)
+    lines = request_lines(run_dir)
+    assert all(line["body"]["seed"] == 0 for line in lines.pop("0001"))
+    assert lines and not any("seed" in line["body"] for batch in lines.values() for line in batch)
+    judgments = load_judgments(run_dir)
+    assert all(j.status != "error" for j in judgments) and any(j.status == "ok" for j in judgments)
+    assert {j.parameters["seed"] for j in judgments if j.status == "ok"} == {None}
+    assert verdicts(judgments) == live_verdicts(inputs, fake_server(unsupported=("seed",)))
+
+
+def test_a_batch_collected_after_the_seed_is_left_out_is_read_with_the_seed_it_was_sent_with(
+    inputs, fake_server, capsys
+) -> None:
+    """Three batches sent with the seed; the first ends first and is refused, the other two are still
+    running when the run leaves the seed out: their judgments record seed 0, and only the first one's
+    items go out again, without it."""
+    server = fake_server()
+    server.batches.refuse_seed = {0}
+    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(2):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert code == 0 and "3 request(s) refused for the default seed" in out and "Still running" in out
+    drive(capsys, run_dir, rounds=12)
+    lines = request_lines(run_dir)
+    assert [(len(batch), {"seed" in line["body"] for line in batch}) for batch in lines.values()] == [
+        (3, {True}), (3, {True}), (2, {True}), (3, {False})
+    ]  # fmt: skip
+    resent = {line["custom_id"] for line in lines["0004"]}
+    assert resent == {line["custom_id"] for line in lines["0001"]}
+    judgments = load_judgments(run_dir)
+    assert all(j.status == "ok" for j in judgments) and len(judgments) == 8
+    assert {j.key: j.parameters["seed"] for j in judgments} == {
+        j.key: None if j.key in resent else 0 for j in judgments
+    }
+
+
+def test_a_chosen_seed_refused_is_an_error_that_says_how_to_fix_it(inputs, fake_server, capsys) -> None:
+    server = fake_server(unsupported=("seed",))
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--seed", 7))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    errors = load_judgments(run_dir)
+    assert code == 1 and errors and all(j.status == "error" for j in errors)
+    assert all("'seed'" in j.error and "the seed was chosen" in j.error and "seed=null" in j.error for j in errors)
+    assert "refused for the default seed" not in out and "seed_left_out_since" not in read_manifest(run_dir).judge
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    assert {line["body"]["seed"] for line in request_lines(run_dir)["0002"]} == {7}

@@ -235,6 +235,13 @@ async def _collect(args: argparse.Namespace, console: Console) -> int:
             markup=False,
             highlight=False,
         )
+    if report.refused_seed:
+        console.print(
+            f"{report.refused_seed} request(s) refused for the default seed: the next `evaluator batch submit "
+            f"--resume {run_dir}` sends them without one (judgments record seed null)",
+            markup=False,
+            highlight=False,
+        )
     if report.still_open:
         _print_records(console, report.still_open, "Still running")
     if report.ready:
