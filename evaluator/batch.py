@@ -40,10 +40,10 @@ from evaluator.batch_run import (
 from evaluator.batch_state import (
     BatchFilesWriter,
     ended,
+    iter_calls,
     next_name,
     now,
     open_batches,
-    read_calls,
     read_state,
     request_lines,
     requests_path,
@@ -269,9 +269,10 @@ class Collected:
 
 
 class Sent(NamedTuple):
-    """A call of a batch, with the output format its batch went out in and whether it went without the seed."""
+    """A call of a batch as its calls file holds it, with the output format its batch went out in and whether
+    it went without the seed."""
 
-    call: BatchCall
+    line: bytes
     output: OutputMode
     seed_left_out: bool
 
@@ -282,9 +283,9 @@ SentCalls = dict[str, Sent]
 def _sent_calls(run: BatchRun, records: list[BatchRecord]) -> SentCalls:
     """The calls of batches by custom_id, each as its batch went out."""
     return {
-        custom_id: Sent(call, sent_output(run.manifest, record.name), seed_left_out(run.manifest, record.name))
+        call.custom_id: Sent(line, sent_output(run.manifest, record.name), seed_left_out(run.manifest, record.name))
         for record in records
-        for custom_id, call in read_calls(run.run_dir, record).items()
+        for call, line in iter_calls(run.run_dir, record)
     }
 
 
@@ -309,7 +310,7 @@ def _collect_lines(
             report.unknown += 1
             continue
         answered.add(result.custom_id)
-        batch_call = sent.call
+        batch_call = BatchCall.model_validate_json(sent.line)
         run.judge.output = sent.output  # replies are read as they were asked for, and recorded so
         run.judge.shape.seed_refused = sent.seed_left_out
         if all(key in judged for key in batch_call.keys):

@@ -9,20 +9,20 @@ or `error: {code, message}`; order is not guaranteed. A provider caps a file at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
 import orjson
 
 from evaluator.errors import EvaluatorError
-from evaluator.files import InputFileError, read_bytes
 
 ENDPOINT: Final[Literal["/v1/chat/completions"]] = "/v1/chat/completions"
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200 * 1000 * 1000
-MAX_RESULTS_BYTES = 4 * 1024 * 1024 * 1024
 UNANSWERED_CODES = ("batch_expired", "batch_cancelled")
 """Requests the queue never ran (the batch expired or was cancelled first): sent again by the next submit."""
 
@@ -90,7 +90,11 @@ class Result:
 
 def read_results(data: bytes, source: str) -> Iterator[Result]:
     """The result lines of an output or error file (OpenAI or vLLM), in file order."""
-    for number, raw in enumerate(data.splitlines(), start=1):
+    return _results(data.splitlines(), source)
+
+
+def _results(lines: Iterable[bytes], source: str) -> Iterator[Result]:
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
@@ -140,8 +144,19 @@ def _status(status: Any) -> int | None:
 
 
 def read_results_file(path: Path) -> Iterator[Result]:
+    """The result lines of a results file (vLLM run_batch's -o), read a line at a time: a large run's file
+    runs to gigabytes. Opened without blocking (a named pipe would hang the open), refused unless regular."""
     try:
-        data = read_bytes(path, MAX_RESULTS_BYTES)
-    except InputFileError as exc:
-        raise BatchFileError(f"{path}: cannot read the results file: {exc.detail}") from None
-    return read_results(data, str(path))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        problem = "no such file; check the path" if isinstance(exc, FileNotFoundError) else exc.strerror or str(exc)
+        raise BatchFileError(f"{path}: cannot read the results file: {problem}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BatchFileError(f"{path}: cannot read the results file: not a regular file; name the file run_batch wrote")
+    return _file_results(os.fdopen(fd, "rb"), str(path))
+
+
+def _file_results(handle: IO[bytes], source: str) -> Iterator[Result]:
+    with handle:
+        yield from _results(handle, source)

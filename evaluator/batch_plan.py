@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from evaluator.batch_run import BatchRun
-from evaluator.batch_state import open_batches, read_calls
+from evaluator.batch_state import iter_calls, open_batches
 from evaluator.judges.base import judgment_for
 from evaluator.models import BatchState, Judgment
 from evaluator.patterns import PatternTimeout
@@ -95,5 +95,5 @@ def busy_keys(run: BatchRun, state: BatchState) -> set[str]:
     for record in open_batches(state):
         if record.status == "failed":
             continue
-        keys |= {key for call in read_calls(run.run_dir, record).values() for key in call.keys}
+        keys.update(key for call, _ in iter_calls(run.run_dir, record) for key in call.keys)
     return keys

@@ -74,17 +74,17 @@ class BatchFilesWriter:
             os.replace(handle.name, path)
 
 
-def read_calls(run_dir: Path, record: BatchRecord) -> dict[str, BatchCall]:
-    """A batch's calls by custom_id."""
+def iter_calls(run_dir: Path, record: BatchRecord) -> Iterator[tuple[BatchCall, bytes]]:
+    """A batch's calls in file order, each with its line: what to keep of a call while its reply is awaited
+    (a few hundred bytes, where the model takes over a kilobyte), parsed again with BatchCall.model_validate_json."""
     path = calls_path(run_dir, record)
-    calls = {}
-    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            call = BatchCall.model_validate_json(raw)
-        except ValidationError as exc:
-            raise ResultsError(f"{path}, line {number}: not a valid batch call: {exc.errors()[0]['msg']}") from None
-        calls[call.custom_id] = call
-    return calls
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                call = BatchCall.model_validate_json(raw)
+            except ValidationError as exc:
+                raise ResultsError(f"{path}, line {number}: not a valid batch call: {exc.errors()[0]['msg']}") from None
+            yield call, raw
 
 
 def open_batches(state: BatchState) -> list[BatchRecord]:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.batch_files import ENDPOINT, BatchFileError, Limits, Splitter, read_results, request_line
+from evaluator.batch_files import (
+    ENDPOINT,
+    BatchFileError,
+    Limits,
+    Splitter,
+    read_results,
+    read_results_file,
+    request_line,
+)
 from evaluator.batch_replies import refused_format, refused_seed
 from evaluator.batch_state import read_state, write_state
 from evaluator.cli.main import main
@@ -167,9 +175,9 @@ def test_a_batch_run_ends_with_the_judgments_of_a_live_run(inputs, fake_server, 
 
 
 def _keys(run_dir: Path, record) -> set[str]:
-    from evaluator.batch_state import read_calls
+    from evaluator.batch_state import iter_calls
 
-    return {k for c in read_calls(run_dir, record).values() for k in c.keys}
+    return {k for c, _ in iter_calls(run_dir, record) for k in c.keys}
 
 
 def test_the_request_file_is_the_documented_format_with_the_live_bodies(inputs, fake_server, capsys) -> None:
@@ -470,6 +478,26 @@ def test_results_lines_in_both_shapes_are_read() -> None:
     assert e.status == 400 and "stream mode" in (e.error or "")
     assert [refused_format(r) for r in (a, b, c, d, e, f)] == [False, False, False, True, False, True]
     assert [refused_seed(r) for r in (a, b, c, d, e, f, g, h)] == [False] * 6 + [True, True]
+
+
+def test_a_results_file_is_read_a_line_at_a_time_as_the_bytes_are_and_a_bad_path_says_what_is_wrong(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        {"custom_id": "a", "response": {"status_code": 200, "body": {"choices": []}}, "error": None},
+        {"custom_id": "g", "response": {"status_code": 400, "body": NO_SEED}},
+    ]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode() + b"\nnot json\n"
+    (tmp_path / "results.jsonl").write_bytes(data)
+    streamed = read_results_file(tmp_path / "results.jsonl")
+    expected = read_results(data, str(tmp_path / "results.jsonl"))
+    assert [next(streamed), next(streamed)] == [next(expected), next(expected)]
+    with pytest.raises(BatchFileError, match="results.jsonl, line 4: not a batch result line"):
+        next(streamed)
+    with pytest.raises(BatchFileError, match="missing.jsonl: cannot read the results file: no such file"):
+        read_results_file(tmp_path / "missing.jsonl")
+    with pytest.raises(BatchFileError, match="cannot read the results file: not a regular file"):
+        read_results_file(tmp_path)
 
 
 def test_items_the_response_cache_answers_are_judged_at_submit_and_not_sent(inputs, fake_server, capsys) -> None:
