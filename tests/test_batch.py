@@ -706,3 +706,29 @@ def test_a_chosen_seed_refused_is_an_error_that_says_how_to_fix_it(inputs, fake_
     assert "refused for the default seed" not in out and "seed_left_out_since" not in read_manifest(run_dir).judge
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
     assert {line["body"]["seed"] for line in request_lines(run_dir)["0002"]} == {7}
+
+
+def test_a_recorded_item_key_is_made_back_into_its_planned_request_and_a_stale_one_is_refused(
+    inputs, fake_server, capsys, monkeypatch
+) -> None:
+    """A batch run keeps no table of its requests: each recorded key is made back into the request the plan
+    has for it, and a key the plan no longer has stops the command with what to do."""
+    import asyncio
+
+    from evaluator.batch_run import open_run
+    from evaluator.manifest import RunError
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    argv = submit_args(inputs, fake_server(), "--export", inputs["results"].parent / "requests.jsonl")
+    del argv[argv.index("--base-url") : argv.index("--base-url") + 2]
+    assert cli(capsys, *argv)[0] == 0
+    run = open_run(inputs["results"] / "b1", offline=True)
+    try:
+        planned = [plan.request(c) for plan in run.plans for stage in plan.stages for c in stage]
+        assert len(planned) == 2 * 4 * 3 and run.requests_for(r.item.key for r in planned) == planned
+        stale = ["mini/s1/0/requested/0", "mini/s1/1/gone/0", "mini/s9/1/requested/0", "old/s1/1/requested/0"]
+        for key in [*stale, "mini/s1/1/requested/1", "mini/s1/x/requested/0", "mini"]:
+            with pytest.raises(RunError, match=f"item {key} of a recorded batch is not in the run's plan any more"):
+                run.requests_for([key])
+    finally:
+        asyncio.run(run.aclose())
