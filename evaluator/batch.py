@@ -140,6 +140,7 @@ def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: Judgm
     new = ((BatchCall(custom_id=g[0].item.key, keys=[r.item.key for r in g]), g) for g in groups)
     later: deque[tuple[BatchCall, JudgeCall]] = deque()
     pending: Iterator[tuple[BatchCall, list[JudgeRequest] | JudgeCall]] = chain(reasks, new, _drain(later))
+    cache = run.judge.cache
     sent = hits = errors = 0
     for batch_call, group in pending:
         try:
@@ -150,7 +151,6 @@ def _prepare(run: BatchRun, state: BatchState, retry_failed: bool, writer: Judgm
                 writer.append(judgment_for(request, run.judge.name, status="error", error=error))
                 errors += 1
             continue
-        cache = run.judge.cache
         if cache is not None and (raw := cache.get(reply_cache_key(run, call, batch_call))) is not None:
             hits += 1
             judgments, again = settle(run, batch_call, call, raw, from_cache=True)

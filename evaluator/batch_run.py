@@ -78,8 +78,10 @@ class BatchRun:
         return [self._request(key) for key in keys]
 
     def _request(self, key: str) -> JudgeRequest:
-        rubric_id, _, rest = key.partition("/")
-        transcript_id, turn, criterion_id, sample = (rest.rsplit("/", 3) + ["", "", ""])[:4]
+        parts = key.split("/")  # models.item_key; only a transcript id may hold a slash
+        if len(parts) < 5:
+            raise self._not_planned(key)
+        rubric_id, transcript_id, (turn, criterion_id, sample) = parts[0], "/".join(parts[1:-3]), parts[-3:]
         rubric = next((r for r in self.rubrics if r.id == rubric_id), None)
         criterion = next((c for c in rubric.criteria if c.id == criterion_id), None) if rubric else None
         position = self._positions.get(transcript_id)
