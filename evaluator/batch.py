@@ -176,8 +176,8 @@ async def _launch(run: BatchRun, state: BatchState, record: BatchRecord, queue: 
     batch a stopped submit already created is found by its file rather than created twice."""
     existing = None
     if record.input_file_id is None:
-        content = requests_path(run.run_dir, record).read_bytes()
-        record.input_file_id = await queue.upload(f"{run.manifest.run_id}-{record.name}.jsonl", content)
+        name = f"{run.manifest.run_id}-{record.name}.jsonl"
+        record.input_file_id = await queue.upload(name, requests_path(run.run_dir, record))
         write_state(run.run_dir, state)
     else:
         existing = await queue.find(record.input_file_id)

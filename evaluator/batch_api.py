@@ -5,6 +5,7 @@ means (evaluator.batch_plan and batch_replies do); errors come back as BatchApiE
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 import openai
@@ -54,11 +55,13 @@ class BatchQueue:
                 "reachable, then run the same command again: what was recorded is kept"
             ) from None
 
-    async def upload(self, name: str, content: bytes) -> str:
-        """The file id of a request file uploaded for batch use."""
-        uploaded = await self._call(
-            f"uploading {name}", self.client.files.create(file=(name, content, "application/jsonl"), purpose="batch")
-        )
+    async def upload(self, name: str, path: Path) -> str:
+        """The file id of a request file uploaded for batch use under `name`, sent from the open file as it
+        is read (a file may be 200 MB)."""
+        with path.open("rb") as handle:
+            uploaded = await self._call(
+                f"uploading {name}", self.client.files.create(file=(name, handle, "application/jsonl"), purpose="batch")
+            )
         return uploaded.id
 
     async def create(self, input_file_id: str, metadata: dict[str, str]) -> Any:
