@@ -5,8 +5,9 @@ line, `Transcript.model_dump_json()`) to an anonymous temporary file, which the 
 however the process ends. A run keeps per transcript only its facts (id, source, content hash,
 metadata, blinding) and where its line is; the plan parses a transcript again from its line when it
 reaches it, and drops it with the turns it judged. Every command that reads a corpus keeps it on a
-shelf (the run, its dry run, the batch path, and `render`'s one session), so the helpers here that stages
-further on call with their `Sequence[Transcript]` take a shelf only.
+shelf (the run, its dry run, the batch path, and `render`'s one session), so the snapshot's and the
+manifest's helpers here take a shelf only; ids_of and take still take a plain list too, since the
+planner (plan.select_plans) is also given lists by its tests.
 """
 
 from __future__ import annotations
