@@ -8,9 +8,12 @@ composed with a cap on nesting and on the size of the document once aliases are 
 
 from __future__ import annotations
 
+import codecs
+import csv
 import os
 import re
 import stat
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +103,69 @@ def _refuse_size(path: Path, size: int, limit: int) -> None:
         )
 
 
+# Files that are not text at all, told apart by their first bytes, so the message says what the file is.
+_SIGNATURES = (
+    (b"\x1f\x8b", "a gzip archive", "decompress it (gunzip) and name the file inside"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or Word .docx file is one)", "export it as plain text, CSV or JSON"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls or Word .doc file", "export it as plain text or CSV"),
+    (b"%PDF-", "a PDF document", "export its text first"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", "name the transcript itself"),
+    (b"\xff\xd8\xff", "a JPEG image", "name the transcript itself"),
+    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
+)
+# Byte order marks, longest first: a UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+
+
 def read_text(path: str | Path, limit: int = MAX_DATA_BYTES) -> str:
-    """UTF-8 text (a BOM is allowed); a decoding error names the line so the user finds the bad byte."""
+    """UTF-8 text, or UTF-16/32 when a byte order mark says so (Windows Notepad's "Unicode", Excel's
+    "Unicode text"); the mark is dropped. An encoding is never guessed: undecodable bytes are an error
+    naming the line and column, and the file's likely encoding when it reads as Windows-1252."""
     data = read_bytes(path, limit)
+    for signature, kind, fix in _SIGNATURES:
+        if data.startswith(signature):
+            raise InputFileError(path, f"is {kind}, not a text file; {fix}")
+    encoding, name = next(((enc, name) for bom, enc, name in _BOMS if data.startswith(bom)), ("utf-8", "UTF-8"))
     try:
-        return data.decode("utf-8-sig")
+        return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        byte = exc.object[exc.start : exc.start + 1].hex()
-        raise InputFileError(
-            path, f"byte 0x{byte} is not valid UTF-8 ({exc.reason}); re-save the file as UTF-8", line
-        ) from None
+        before = exc.object[: exc.start].decode(encoding, errors="replace").removeprefix("\ufeff")
+        line, column = line_and_column(before, len(before))
+        byte = exc.object[exc.start : exc.start + 1]
+        problem = f"column {column}: byte 0x{byte.hex()} is not valid {name} ({exc.reason}); "
+        raise InputFileError(path, problem + _resave_hint(data, byte, name), line) from None
+
+
+# A well-formed multi-byte UTF-8 character: a file holding one is UTF-8 with a damaged byte, not Windows-1252.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _resave_hint(data: bytes, byte: bytes, name: str) -> str:
+    """The fix: re-save as UTF-8, naming Windows-1252 when the whole file reads as such (smart quotes 0x92)
+    and holds no UTF-8 character at all."""
+    if name == "UTF-8" and b"\x00" not in data and byte >= b"\x80" and not _UTF8_SEQUENCE.search(data):
+        try:
+            data.decode("cp1252")
+        except UnicodeDecodeError:
+            return "re-save the file as UTF-8"
+        return (
+            f'it reads as "{byte.decode("cp1252")}" in Windows-1252 (Latin-1), so the file is probably saved in '
+            "that encoding; re-save the file as UTF-8"
+        )
+    return "re-save the file as UTF-8"
+
+
+def line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of `offset`, with CRLF, CR (old Mac) and LF each ending a line."""
+    before = text[:offset]
+    line = before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+    return line, offset - max(before.rfind("\n"), before.rfind("\r"))
 
 
 # C0 and C1 control characters other than tab, newline, vertical tab, form feed and carriage return,
@@ -138,9 +193,27 @@ def check_text(path: str | Path, text: str) -> None:
     found = bad_character(text)
     if found is not None:
         offset, what = found
-        line = text.count("\n", 0, offset) + 1
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        line, column = line_and_column(text, offset)
         raise InputFileError(path, f"column {column}: {what}", line)
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def sniff_delimiter(text: str, wanted: Set[str]) -> str:
+    """',' unless the first line splits on ';' or a tab into more of the wanted (casefolded) column names
+    than on ',': Excel writes semicolons where the comma is the decimal mark, and "Unicode text" with tabs."""
+    first = re.split(r"[\r\n]", text, maxsplit=1)[0]
+    counts = {d: len({name.strip().casefold() for name in first.split(d)} & wanted) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def csv_problem(exc: csv.Error) -> str:
+    """csv's message, with the likely cause where it names one only vaguely."""
+    if "field larger than field limit" in str(exc) or "unexpected end of data" in str(exc):
+        return f'malformed CSV: {exc}; a quote (") opened on this row is probably never closed'
+    return f"malformed CSV: {exc}; check the quoting on this row"
 
 
 # --- YAML ----------------------------------------------------------------------------------------
@@ -186,6 +259,29 @@ class BoundedLoader(yaml.SafeLoader):
                 node.start_mark,
             )
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key written twice in one mapping is refused: YAML forbids it, and PyYAML would silently keep
+        the last (a rubric's second `question:` replacing the first). Keys merged in with `<<` may be
+        overridden, as YAML intends."""
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the constructor refuses it with its own message
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} appears twice in this mapping (first on line {first.start_mark.line + 1}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

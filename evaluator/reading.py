@@ -4,6 +4,7 @@ become a numbered Transcript."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -147,6 +148,27 @@ def unknown_speaker(label: str, options: ReadOptions) -> str:
     if not label:
         return f"empty speaker label; known labels: {options.known_labels()}"
     return f'unknown speaker label "{label}"; known labels: {options.known_labels()}; {map_hint(label)}'
+
+
+MAX_ID_LENGTH = 200
+# Line breaks, tabs and other control characters: an id heads table columns, keys and file listings.
+_ID_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_transcript_id(path: Path, line: int | None, transcript_id: str, where: str) -> None:
+    """Refuse an id no result can carry: empty, over MAX_ID_LENGTH characters (a whole text pasted into
+    the id column) or holding a line break. `where` says where it comes from, e.g. 'the "session_id" key'."""
+    shown = transcript_id if len(transcript_id) <= 40 else transcript_id[:40] + "..."
+    if not transcript_id.strip():
+        problem = f"the transcript id from {where} is empty"
+    elif len(transcript_id) > MAX_ID_LENGTH:
+        problem = f'the transcript id "{shown}" from {where} is {len(transcript_id):,} characters long'
+        problem += f" (at most {MAX_ID_LENGTH})"
+    elif _ID_BREAKS.search(transcript_id):
+        problem = f"the transcript id {shown!r} from {where} holds a line break, tab or control character"
+    else:
+        return
+    raise TranscriptError(path, line, f"{problem}; give the session a short id on one line")
 
 
 def build_transcript(

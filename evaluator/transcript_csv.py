@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Set
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
+from evaluator.files import csv_problem, sniff_delimiter
 from evaluator.models import Transcript
 from evaluator.reading import (
     CSV_COLUMN_OPTION,
@@ -17,6 +19,7 @@ from evaluator.reading import (
     TranscriptError,
     Utterance,
     build_transcript,
+    check_transcript_id,
     unknown_speaker,
 )
 
@@ -28,7 +31,7 @@ class _Row(NamedTuple):
 
 def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
     columns = options.csv_columns
-    header, rows = _csv_rows(path, text)
+    header, rows = _csv_rows(path, text, {name.casefold() for name in columns.named().values()})
     absent = {role: name for role, name in columns.named().items() if name not in header}
     if absent:
         missing = ", ".join(f'{role} column "{name}"' for role, name in absent.items())
@@ -42,6 +45,9 @@ def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
             raise TranscriptError(
                 path, row.line, f'the "{columns.transcript}" column is empty; every row needs a transcript id'
             )
+        if transcript_id not in groups:
+            where = f'the "{columns.transcript}" column' if columns.transcript else "the file name"
+            check_transcript_id(path, row.line, transcript_id, where)
         groups.setdefault(transcript_id, []).append(row)
     used = set(columns.named().values())
     return [
@@ -55,12 +61,16 @@ def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
     ]
 
 
-def _csv_rows(path: Path, text: str) -> tuple[list[str], list[_Row]]:
-    """Header and rows with their starting line (header = line 1); ragged rows are refused, not guessed."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_rows(path: Path, text: str, wanted: Set[str]) -> tuple[list[str], list[_Row]]:
+    """Header and rows with their starting line (header = line 1); ragged rows, a quote left open and a
+    column named twice are refused, not guessed. The delimiter is a comma, or the semicolon or tab of a
+    header that names the wanted columns only when split on it (Excel writes semicolons in many locales)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, wanted), strict=True)
     rows: list[_Row] = []
+    start = 1
     try:
         header = [name.strip() for name in next(reader)]
+        _check_header(path, header)
         start = reader.line_num + 1
         for values in reader:
             if any(value.strip() for value in values):
@@ -73,10 +83,20 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[_Row]]:
                 rows.append(_Row(start, dict(zip(header, values))))
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise TranscriptError(path, reader.line_num, f"malformed CSV: {exc}") from exc
+        raise TranscriptError(path, start, csv_problem(exc)) from None
     if not rows:
         raise TranscriptError(path, None, "the CSV has a header but no rows; add one row per utterance")
     return header, rows
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if not any(header):
+        raise TranscriptError(path, 1, "the first line is empty; it must be the header naming the columns")
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        raise TranscriptError(
+            path, 1, f"the header names {', '.join(repeated)} more than once; rename or delete the extra column"
+        )
 
 
 _ORDER_VALUE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")

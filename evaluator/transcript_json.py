@@ -16,7 +16,7 @@ from typing import Any
 from evaluator.files import bad_character
 from evaluator.metadata import flatten
 from evaluator.models import Transcript
-from evaluator.reading import ReadOptions, TranscriptError, Utterance, build_transcript, map_hint
+from evaluator.reading import ReadOptions, TranscriptError, Utterance, build_transcript, check_transcript_id, map_hint
 
 MAX_JSON_DEPTH = 64
 # Integers must fit the 64-bit range every JSON writer downstream supports (records are written back out).
@@ -53,14 +53,47 @@ def _json_constant(literal: str) -> float:
     raise _NumberError(literal, f"{literal} is not a JSON number; quote it as a string or use null")
 
 
+class _DuplicateKey(ValueError):
+    """A key written twice in one JSON object: json.loads would silently keep the last."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: a second "role" in one message would otherwise decide, unseen,
+    whose turn it is."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                values = f"{_preview(seen[key])} and {_preview(value)}"
+                raise _DuplicateKey(f'the key "{key}" appears twice in one object ({values}); keep one')
+            seen[key] = value
+    return record
+
+
+def _preview(value: Any) -> str:
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 40 else shown[:40] + "..."
+
+
 def _loads(path: Path, text: str, line: int | None) -> Any:
     """json.loads with every failure a TranscriptError: syntax, depth, numbers beyond what can be stored.
     `line` is the line `text` starts on (JSONL), None for a whole .json file."""
     base = (line or 1) - 1
     try:
-        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+        return json.loads(
+            text,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+            object_pairs_hook=_json_object,
+        )
     except json.JSONDecodeError as exc:
-        raise TranscriptError(path, base + exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        trailing = text[: exc.pos].rstrip().endswith(",") and text[exc.pos : exc.pos + 1] in ("]", "}")
+        hint = "; remove the comma before it (JSON allows no trailing comma)" if trailing else ""
+        raise TranscriptError(path, base + exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno}){hint}") from None
+    except _DuplicateKey as exc:
+        raise TranscriptError(path, line, str(exc)) from None
     except RecursionError:
         offset = _too_deep_at(text)
         raise TranscriptError(
@@ -165,6 +198,8 @@ def _session(
     transcript_id = metadata.pop(id_key) if id_key else default_id
     if not isinstance(transcript_id, (str, int)) or isinstance(transcript_id, bool):
         raise TranscriptError(path, line, f'{at}"{id_key}" must be a string or an integer')
+    source = f'the "{id_key}" key' + (f" at {where}" if where else "") if id_key else "the file name"
+    check_transcript_id(path, line, str(transcript_id), source)
     if "messages" not in metadata:
         keys = ", ".join(record) or "none"
         raise TranscriptError(

@@ -34,13 +34,27 @@ from pathlib import Path
 from evaluator.files import InputFileError, check_text, read_text
 from evaluator.metadata import MetadataReader
 from evaluator.models import Transcript
-from evaluator.reading import ReadOptions, TranscriptError, Utterance, build_transcript, unknown_speaker
+from evaluator.reading import (
+    ReadOptions,
+    TranscriptError,
+    Utterance,
+    build_transcript,
+    check_transcript_id,
+    unknown_speaker,
+)
 from evaluator.transcript_csv import parse_csv
 from evaluator.transcript_json import parse_json, parse_jsonl
 
 SUPPORTED_SUFFIXES = (".txt", ".json", ".jsonl", ".csv")
-# A paragraph opener that looks like a speaker label: up to three words, then a colon.
-_LABEL = re.compile(r"^\s*(?P<label>[^\W\d_][\w'’.-]*(?: [\w'’.-]+){0,2})\s*:(?P<rest>.*)$")
+# A paragraph opener that looks like a speaker label: up to three words, then a colon. A timestamp
+# before it ("[00:01:23] Therapist:", "01:23 Therapist:", as transcription tools write them) is dropped,
+# and Markdown bold around it ("**Therapist:**", "**Therapist**:", as chat models write them) is allowed.
+_TIMESTAMP = r"(?:\[\s*{t}\s*\]|\(\s*{t}\s*\)|{t})".format(t=r"\d{1,2}(?::\d{2}){1,2}(?:[.,]\d{1,3})?")
+_LABEL = re.compile(
+    rf"^\s*(?:{_TIMESTAMP}\s+)?(?P<bold>\*\*)?(?P<label>[^\W\d_][\w'’.-]*(?: [\w'’.-]+){{0,2}})"
+    r"\s*(?(bold)(?:\*\*\s*:|:\s*\*\*)|:)(?P<rest>.*)$"
+)
+_LINE_BREAK = re.compile(r"\r\n?|\n")
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -195,6 +209,8 @@ def _read_text(path: Path) -> str:
         raise TranscriptError(path, exc.line, exc.problem) from None
     if not text.strip():
         raise TranscriptError(path, None, "file is empty; it needs at least one therapist turn")
+    if "\r" in text and path.suffix.lower() != ".csv":  # CSV cells keep their own line ends
+        text = _LINE_BREAK.sub("\n", text)  # CRLF (Windows) and CR alone (old Mac) end lines too
     return text
 
 
@@ -212,6 +228,7 @@ def _check_unique_ids(path: Path, transcripts: Sequence[Transcript]) -> None:
 
 
 def _parse_text(path: Path, text: str, options: ReadOptions) -> Transcript:
+    check_transcript_id(path, None, path.stem, "the file name")
     turns = [_text_turn(path, block, options) for block in _text_blocks(text, options)]
     return build_transcript(path, path.stem, turns, {"source_format": "text"})
 

@@ -140,3 +140,76 @@ def test_ordinary_anchors_and_merge_keys_still_work() -> None:
 def test_deep_recursive_and_broken_yaml_are_clear_errors(text: str, problem: str) -> None:
     with bounded(5), pytest.raises(InputFileError, match=re.escape(problem)):
         load_yaml("r.yaml", text)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_text_with_a_byte_order_mark_is_read_in_its_encoding(tmp_path: Path, encoding: str) -> None:
+    """Notepad's "Unicode" and Excel's "Unicode text" are UTF-16 with a BOM: no guess is needed to read them."""
+    path = tmp_path / "t.txt"
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    path.write_bytes(bom + "Patient: It’s a lot.\r\nTherapist: Let’s pause.\n".encode(encoding))
+    assert read_text(path) == "Patient: It’s a lot.\r\nTherapist: Let’s pause.\n"
+
+
+def test_damaged_utf16_names_the_line_in_utf16(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_bytes("a\nb\nc".encode("utf-16") + b"\x00")  # an odd byte at the end
+    with pytest.raises(InputFileError) as caught:
+        read_text(path)
+    assert caught.value.line == 3 and "is not valid UTF-16 (truncated data)" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"\x1f\x8b\x08\x00rest", "is a gzip archive, not a text file; decompress it (gunzip)"),
+        (b"PK\x03\x04rest", "is a ZIP archive (an Excel .xlsx or Word .docx file is one), not a text file; export"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is a PNG image, not a text file"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3", "is a PDF document, not a text file; export its text first"),
+    ],
+)
+def test_a_binary_file_is_named_for_what_it_is(tmp_path: Path, content: bytes, kind: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputFileError) as caught:
+        read_text(path)
+    assert caught.value.problem.startswith(kind) and caught.value.line is None
+
+
+def test_windows_1252_bytes_are_located_and_the_encoding_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"Patient: ok\r\nTherapist: it\x92s fine\r\n")
+    with pytest.raises(InputFileError) as caught:
+        read_text(path)
+    assert caught.value.line == 2 and caught.value.problem == (
+        'column 14: byte 0x92 is not valid UTF-8 (invalid start byte); it reads as "’" in Windows-1252 '
+        "(Latin-1), so the file is probably saved in that encoding; re-save the file as UTF-8"
+    )
+    path.write_bytes(b"Patient: caf\xc3\xa9\nTherapist: it\x92s\n")
+    with pytest.raises(InputFileError) as caught:  # real UTF-8 with one bad byte: damaged, not Windows-1252
+        read_text(path)
+    assert caught.value.problem.endswith("(invalid start byte); re-save the file as UTF-8")
+
+
+def test_old_mac_line_ends_count_as_lines() -> None:
+    with pytest.raises(InputFileError) as caught:
+        check_text("f.txt", "one\rtwo\r\nthree\rfo\x00ur")
+    assert caught.value.line == 4 and caught.value.problem.startswith("column 3: a NUL byte")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("a: 1\nb: 2\na: 3\n", 3, "'a' appears twice in this mapping (first on line 1)"),
+        ("c:\n  - question: x\n    name: y\n    question: z\n", 4, "'question' appears twice"),
+        ("{x: 1, 'x': 2}", 1, "'x' appears twice"),
+    ],
+)
+def test_a_key_written_twice_in_yaml_is_refused(text: str, line: int, key: str) -> None:
+    with pytest.raises(InputFileError) as caught:
+        load_yaml("r.yaml", text)
+    assert caught.value.line == line and key in caught.value.problem
+
+
+def test_a_merged_key_may_be_overridden() -> None:
+    assert load_yaml("ok.yaml", "base: &b {a: 1, c: 1}\nother: {<<: *b, a: 2}\n")["other"] == {"a": 2, "c": 1}

@@ -354,7 +354,8 @@ def test_undecodable_bytes_name_the_line(tmp_path: Path) -> None:
     error = error_of(path)
     assert error.line == 3
     assert str(error) == (
-        f"{path}, line 3: byte 0xe9 is not valid UTF-8 (invalid continuation byte); re-save the file as UTF-8"
+        f"{path}, line 3, column 15: byte 0xe9 is not valid UTF-8 (invalid continuation byte); it reads as "
+        '"é" in Windows-1252 (Latin-1), so the file is probably saved in that encoding; re-save the file as UTF-8'
     )
 
 
@@ -424,7 +425,10 @@ def test_broken_json_file(tmp_path: Path) -> None:
     path = write(tmp_path, "c.json", '{\n  "messages": [\n    {"role": "user",}\n  ]\n}\n')
     error = error_of(path)
     assert error.line == 3
-    assert str(error) == f"{path}, line 3: invalid JSON: Expecting property name enclosed in double quotes (column 21)"
+    assert str(error) == (
+        f"{path}, line 3: invalid JSON: Expecting property name enclosed in double quotes (column 21); "
+        "remove the comma before it (JSON allows no trailing comma)"
+    )
 
 
 def test_unknown_role_in_json_list_names_record_and_message(tmp_path: Path) -> None:
@@ -634,7 +638,7 @@ def test_special_files_in_a_folder_are_reported_not_read(tmp_path: Path) -> None
         ),
         ("nul.txt", b"Patient: Hi.\nTherapist: He\x00llo.\n", 2, "column 14: a NUL byte (U+0000)"),
         ("esc.csv", "speaker,text\nTherapist,\x1b]8;;x\x1b\\\n", 2, "column 11: the control character U+001B"),
-        ("bad.jsonl", b'{"messages": []}\n{"a": "\xc3\x28"}\n', 2, "byte 0xc3 is not valid UTF-8"),
+        ("bad.jsonl", b'{"messages": []}\n{"a": "\xc3\x28"}\n', 2, "column 8: byte 0xc3 is not valid UTF-8"),
     ],
 )
 def test_hostile_json_and_bytes_are_errors_naming_file_and_line(
@@ -652,3 +656,155 @@ def test_harmless_control_characters_and_big_ints_within_range_are_kept(tmp_path
     record["messages"][1]["content"] = "Hello\tthere.\x0cOK \U0001f600"
     transcript = read_one(write(tmp_path, "ok.json", json.dumps(record)))
     assert transcript.metadata["n"] == 2**63 and transcript.turns[1].text == "Hello\tthere.\x0cOK \U0001f600"
+
+
+# --- unusual but readable files, and ids no result can carry -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("mac.txt", "Patient: Can we slow down?\rIt is a lot.\r\rTherapist: Of course.\rLet's pause.\r"),
+        ("mac.jsonl", json.dumps(GOOD_SESSION) + "\r" + json.dumps({**GOOD_SESSION, "session_id": "h"}) + "\r"),
+        ("mac.csv", "speaker,text\rPatient,Can we slow down?\rTherapist,Of course.\r"),
+    ],
+)
+def test_old_mac_line_ends_separate_lines(tmp_path: Path, name: str, content: str) -> None:
+    options = ReadOptions(csv_columns=CsvColumns(transcript=None, order=None, speaker="speaker", text="text"))
+    transcripts = read_transcripts(write(tmp_path, name, content), options)
+    assert [speakers(t) for t in transcripts][0] == ["patient", "therapist"]
+    if name == "mac.txt":
+        assert [(t.text, t.line) for t in transcripts[0].turns] == [
+            ("Can we slow down?\nIt is a lot.", 1),
+            ("Of course.\nLet's pause.", 4),
+        ]
+    if name == "mac.jsonl":
+        assert [t.id for t in transcripts] == ["g", "h"] and transcripts[1].turns[0].line == 2
+
+
+def test_timestamps_before_labels_and_bold_labels_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "stamped.txt",
+        "[00:01:23] Patient: Can we slow down?\n"
+        "(01:30) Therapist: Sure.\n"
+        "00:01:45.120 Client: Thanks. At 12:30: lunch.\n\n"
+        "**Counsellor:** Of course.\n\n"
+        "**Patient**: ok **really**\n",
+    )
+    transcript = read_one(path)
+    assert [(t.speaker, t.label, t.text) for t in transcript.turns] == [
+        ("patient", "Patient", "Can we slow down?"),
+        ("therapist", "Therapist", "Sure."),
+        ("patient", "Client", "Thanks. At 12:30: lunch."),
+        ("therapist", "Counsellor", "Of course."),
+        ("patient", "Patient", "ok **really**"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "problem"),
+    [
+        (
+            "empty.jsonl",
+            json.dumps({**GOOD_SESSION, "session_id": " "}),
+            1,
+            'the transcript id from the "session_id" key is empty',
+        ),
+        (
+            "long.json",
+            json.dumps([GOOD_SESSION, {"id": "x" * 5000, "messages": GOOD_SESSION["messages"]}]),
+            None,
+            'the transcript id "' + "x" * 40 + '..." from the "id" key at [1] is 5,000 characters long (at most 200)',
+        ),
+        (
+            "break.json",
+            json.dumps({**GOOD_SESSION, "session_id": "a\nb"}),
+            None,
+            "the transcript id 'a\\nb' from the \"session_id\" key holds a line break",
+        ),
+        (
+            "cell.csv",
+            "transcript_id,utterance_id,interlocutor,utterance_text\nok,1,client,Hi\nok,2,therapist,Hello\n"
+            + '"'
+            + "whole paragraph " * 20
+            + '",1,therapist,Hello\n',
+            4,
+            'the transcript id "whole paragraph whole paragraph whole pa..." from the "transcript_id" column is 319',
+        ),
+    ],
+)
+def test_an_id_no_result_can_carry_is_refused(
+    tmp_path: Path, name: str, content: str, line: int | None, problem: str
+) -> None:
+    error = error_of(write(tmp_path, name, content))
+    assert error.line == line and error.problem.startswith(problem)
+    assert error.problem.endswith("; give the session a short id on one line")
+
+
+def test_a_file_name_with_a_line_break_is_refused_as_an_id(tmp_path: Path) -> None:
+    error = error_of(write(tmp_path, "a\nb.txt", "Therapist: Hello.\n"))
+    assert error.problem.startswith("the transcript id 'a\\nb' from the file name holds a line break")
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "problem"),
+    [
+        (
+            '{"session_id": "a", "messages": [{"role": "user", "content": "Hi", "role": "assistant"}]}',
+            None,
+            'the key "role" appears twice in one object ("user" and "assistant"); keep one',
+        ),
+        (
+            '{"session_id": "a", "session_id": "' + "b" * 100 + '", "messages": []}',
+            None,
+            'the key "session_id" appears twice in one object ("a" and "' + "b" * 39 + "...); keep one",
+        ),
+    ],
+)
+def test_a_key_written_twice_in_json_is_refused(tmp_path: Path, content: str, line: int | None, problem: str) -> None:
+    error = error_of(write(tmp_path, "dup.json", content))
+    assert (error.line, error.problem) == (line, problem)
+    jsonl = error_of(write(tmp_path, "dup.jsonl", json.dumps(GOOD_SESSION) + "\n" + content + "\n"))
+    assert (jsonl.line, jsonl.problem) == (2, problem)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_separated_csv_are_read(tmp_path: Path, delimiter: str) -> None:
+    rows = [
+        "transcript_id,utterance_id,interlocutor,utterance_text",
+        "a,1,client,Slow down, please",
+        "a,2,therapist,OK",
+    ]
+    text = "\n".join(row.replace(",", delimiter, 3) for row in rows) + "\n"
+    transcript = read_one(write(tmp_path, "semi.csv", text))
+    assert [t.text for t in transcript.turns] == ["Slow down, please", "OK"]
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "problem"),
+    [
+        (
+            'a,1,client,"Hi\na,2,therapist,Hello\n',
+            2,
+            'malformed CSV: unexpected end of data; a quote (") opened on this row is probably never closed',
+        ),
+        ('a,1,client,"Hi" there\na,2,therapist,Hello\n', 2, "malformed CSV: ',' expected after '\"'"),
+    ],
+)
+def test_a_quote_left_open_is_refused_not_merged_into_one_cell(
+    tmp_path: Path, content: str, line: int, problem: str
+) -> None:
+    error = error_of(write(tmp_path, "q.csv", "transcript_id,utterance_id,interlocutor,utterance_text\n" + content))
+    assert error.line == line and error.problem.startswith(problem)
+
+
+def test_a_csv_column_named_twice_or_an_empty_header_is_refused(tmp_path: Path) -> None:
+    header = "transcript_id,utterance_id,interlocutor,utterance_text,utterance_text\n"
+    error = error_of(write(tmp_path, "twice.csv", header + "a,1,client,Hi,x\na,2,therapist,Hello,y\n"))
+    assert (error.line, error.problem) == (
+        1,
+        "the header names utterance_text more than once; rename or delete the extra column",
+    )
+    error = error_of(write(tmp_path, "blank.csv", "\na,1,client,Hi\n"))
+    assert (error.line, error.problem) == (1, "the first line is empty; it must be the header naming the columns")
