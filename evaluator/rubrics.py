@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from importlib import resources
@@ -86,20 +87,40 @@ def _pydantic_problems(exc: ValidationError, data: Any) -> list[str]:
     return problems
 
 
-def _bad_text(data: Any) -> list[str]:
-    """Strings that could not be sent or written back out: NUL, control characters, lone surrogates (YAML
-    escapes such as "\\ud800" make them); found before validation, so no later stage meets them."""
+MAX_SCALE_LEVELS = 1001  # a likert or count scale's verdicts are listed in every request's schema
+
+
+def _bad_values(data: Any) -> list[str]:
+    """Values no later stage can carry, found before validation: strings holding NUL, control characters
+    or lone surrogates (YAML escapes such as "\\ud800" make them), numbers that are not finite (`.inf`,
+    `.nan`), and scales with more levels than MAX_SCALE_LEVELS, whose list of verdicts would fill memory."""
     problems: list[str] = []
     pending: list[tuple[Any, list[Any]]] = [(data, [])]
     while pending:
         node, loc = pending.pop()
         if isinstance(node, dict):
             pending += [(key, loc) for key in node] + [(value, [*loc, key]) for key, value in node.items()]
+            problems += _oversized_scale(node, loc, data)
         elif isinstance(node, list):
             pending += [(item, [*loc, n]) for n, item in enumerate(node)]
         elif isinstance(node, str) and (found := bad_character(node)) is not None:
             problems.append(f"{_field_path(loc, data)}: holds {found[1]}")
+        elif isinstance(node, float) and not math.isfinite(node):
+            problems.append(f"{_field_path(loc, data)}: {node} is not a finite number; write a number")
     return sorted(set(problems))
+
+
+def _oversized_scale(node: dict[Any, Any], loc: list[Any], data: Any) -> list[str]:
+    """A likert or count scale with more than MAX_SCALE_LEVELS verdicts (`max: 1000000000`)."""
+    low, high = node.get("min", 0), node.get("max")
+    if node.get("type") not in ("likert", "count") or not all(type(v) is int for v in (low, high)):
+        return []
+    if high - low + 1 <= MAX_SCALE_LEVELS:
+        return []
+    fix = "use fewer levels" if node["type"] == "likert" else "leave max out if a count has no upper bound"
+    return [
+        f"{_field_path(loc, data)}: {low}..{high} has {high - low + 1:,} levels, more than {MAX_SCALE_LEVELS:,}; {fix}"
+    ]
 
 
 def _cross_checks(rubric: Rubric, base: Path) -> list[str]:
@@ -123,7 +144,9 @@ def _cross_checks(rubric: Rubric, base: Path) -> list[str]:
     problems += _cycle_problems(rubric)
     if rubric.template is not None:
         template = base / rubric.template
-        if not os.path.lexists(template) or template.is_dir():  # a FIFO is refused on reading
+        if Path(rubric.template).is_absolute() or ".." in Path(rubric.template).parts:
+            problems.append(f"template: {rubric.template!r} must name a file in the rubric's folder (or below it)")
+        elif not os.path.lexists(template) or template.is_dir():  # a FIFO is refused on reading
             problems.append(f"template: file {rubric.template!r} not found next to the rubric ({template})")
     return problems
 
@@ -203,7 +226,7 @@ def load_rubric(path: Path) -> Rubric:
         data = load_yaml(path, read_text(path, MAX_CONFIG_BYTES), _Loader)
     except InputFileError as exc:
         raise RubricError(path, [exc.detail]) from None
-    problems = _bad_text(data)
+    problems = _bad_values(data)
     if problems:
         raise RubricError(path, problems)
     if not isinstance(data, dict):

@@ -231,3 +231,43 @@ def test_a_pathological_pattern_is_refused_at_load_naming_criterion_and_pattern(
 def test_ordinary_patterns_load() -> None:
     rubric = load_rubrics([Path(__file__).resolve().parent.parent / "rubrics" / "pacing.yaml"])[0]
     assert any(c.applies_when and c.applies_when.previous_patient_turn_matches for c in rubric.criteria)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("    question: How well?\n", "    question: How well?\n    question: How badly?\n"),
+            "line 11, column 5: YAML syntax error: the key 'question' appears twice in this mapping (first on line 10)",
+        ),
+        (("    question: How well?\n", "    question: How well?\n    weight: .inf\n"), "weight: inf is not a finite"),
+        (("    question: How well?\n", "    question: How well?\n    pass_at: .nan\n"), "pass_at: nan is not a finite"),
+        (("title: Demo", "title: Demo\nversion: -.inf"), "version: -inf is not a finite number; write a number"),
+        (
+            ("max: 3\n", "max: 100000\n"),
+            "criteria[1] (id: answered).scale: 1..100000 has 100,000 levels, more than 1,001; use fewer levels",
+        ),
+        (
+            ("scale: {type: binary}", "scale: {type: count, unit: words, max: 99999}"),
+            "0..99999 has 100,000 levels, more than 1,001; leave max out if a count has no upper bound",
+        ),
+    ],
+)
+def test_a_rubric_no_stage_could_use_is_refused_at_load(write, change: tuple[str, str], expected: str) -> None:
+    """A key written twice hides one of its values; a non-finite weight failed the run after it started
+    (it came back as null); a scale of a billion levels filled 13 GB listing its verdicts (tested smaller)."""
+    with bounded(10), pytest.raises(RubricError) as caught:
+        load_rubric(write("bad.yaml", VALID.replace(*change)))
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("template", ["../prompts/per_criterion.j2", "/etc/passwd"])
+def test_a_template_outside_the_rubric_folder_is_refused_by_name(write, template: str) -> None:
+    with pytest.raises(RubricError, match=re.escape(f"template: {template!r} must name a file in the rubric's folder")):
+        load_rubric(write("r/t.yaml", f"template: {template}\n" + VALID))
+
+
+def test_a_scale_of_a_thousand_levels_and_a_template_in_a_subfolder_load(write) -> None:
+    write("sub/t.j2", "{% block system %}{% endblock %}{% block user %}{% endblock %}")
+    text = "template: sub/t.j2\n" + VALID.replace("max: 3\n", "max: 1001\n").replace("3: good", "1001: good")
+    assert load_rubric(write("ok.yaml", text)).criteria[1].scale.allowed()[-1] == 1001
