@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluator.errors import EvaluatorError
-from evaluator.files import InputFileError, check_text, read_text
+from evaluator.files import InputFileError, check_text, csv_problem, read_text, sniff_delimiter
 from evaluator.models import CategoricalScale, Criterion, Rubric
 
 DEFAULT_RATER = "human"
@@ -66,15 +66,25 @@ def read_labels(path: Path) -> list[HumanLabel]:
         check_text(path, text)
     except InputFileError as exc:
         raise LabelsError(f"{path}: cannot read the labels file ({exc.detail}); pass a UTF-8 CSV file") from None
-    reader = csv.DictReader(io.StringIO(text))
+    wanted = {name for names in COLUMN_NAMES.values() for name in names}
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, wanted), strict=True)
     labels: list[HumanLabel] = []
+    start = 1
     try:
-        columns = _columns(path, reader.fieldnames)
-        labels += (_label(path, reader.line_num, row, columns) for row in reader)
+        header = next(reader, [])
+        columns = _columns(path, header)
+        start = reader.line_num + 1
+        for values in reader:
+            if any(value.strip() for value in values):
+                if len(values) != len(header):
+                    raise LabelsError(
+                        f"{path}, line {start}: the row has {len(values)} fields but the header has {len(header)}; "
+                        "check its quoting and commas"
+                    )
+                labels.append(_label(path, start, dict(zip(header, values)), columns))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise LabelsError(
-            f"{path}, line {reader.line_num}: not valid CSV ({exc}); fix the quoting on that line"
-        ) from None
+        raise LabelsError(f"{path}, line {start}: {csv_problem(exc)}") from None
     if not labels:
         raise LabelsError(f"{path}: no ratings under the header; add one row per rated item")
     return labels
@@ -85,6 +95,10 @@ def _columns(path: Path, header: Sequence[str] | None) -> dict[str, str]:
     expected = "transcript, turn, criterion, score and optionally rater"
     if not header:
         raise LabelsError(f"{path}, line 1: empty file; the first line must be a header naming {expected}")
+    written = [name.strip().lower() for name in header]
+    repeated = sorted({name for name in written if name and written.count(name) > 1})
+    if repeated:
+        raise LabelsError(f"{path}, line 1: the header names {', '.join(repeated)} more than once; keep one column")
     normalized = {name.strip().lower(): name for name in header if name}
     columns: dict[str, str] = {}
     for canonical, names in COLUMN_NAMES.items():
@@ -102,7 +116,7 @@ def _columns(path: Path, header: Sequence[str] | None) -> dict[str, str]:
     return columns
 
 
-def _label(path: Path, line: int, row: Mapping[str | None, str | None], columns: dict[str, str]) -> HumanLabel:
+def _label(path: Path, line: int, row: Mapping[str, str], columns: dict[str, str]) -> HumanLabel:
     def cell(canonical: str) -> str:
         value = (row.get(columns[canonical]) or "").strip()
         if not value:
@@ -118,7 +132,7 @@ def _label(path: Path, line: int, row: Mapping[str | None, str | None], columns:
         turn_index = -1
     if turn_index < 0:
         raise LabelsError(
-            f"{path}, line {line}: turn {turn!r} is not a turn index; write the 0-based index of the turn "
+            f"{path}, line {line}: turn {_shown(turn)!r} is not a turn index; write the 0-based index of the turn "
             "in its transcript, as in the run's judgments.jsonl"
         )
     return HumanLabel(
@@ -130,6 +144,11 @@ def _label(path: Path, line: int, row: Mapping[str | None, str | None], columns:
         line=line,
         rubric_id=((row.get(columns["rubric"]) or "").strip() or None) if "rubric" in columns else None,
     )
+
+
+def _shown(value: str) -> str:
+    """A cell as quoted in a message: a long one (a whole paragraph in the wrong column) is cut."""
+    return value if len(value) <= 40 else value[:40] + "..."
 
 
 # --- reading a label against the run's rubrics -------------------------------------------------------
@@ -205,7 +224,7 @@ def category_rating(label: str, scale: CategoricalScale) -> Rating:
 def human_rating(label: HumanLabel, criterion: Criterion, path: Path) -> Rating:
     """A label's score read on the criterion's scale; a category may be given by its label or its value."""
     scale = criterion.scale
-    where = f"{path}, line {label.line}: score {label.score!r} for {criterion.id}"
+    where = f"{path}, line {label.line}: score {_shown(label.score)!r} for {criterion.id}"
     fix = f"write {_scale_hint(criterion)}"
     if isinstance(scale, CategoricalScale):
         for category in scale.categories:
