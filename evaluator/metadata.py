@@ -29,7 +29,7 @@ from typing import Any
 import regex
 
 from evaluator.errors import EvaluatorError
-from evaluator.files import InputFileError, check_text, located, read_text
+from evaluator.files import InputFileError, check_text, csv_problem, located, read_text, sniff_delimiter
 from evaluator.models import Transcript
 
 LOGGER = logging.getLogger("evaluator")
@@ -168,7 +168,8 @@ def read_sidecar(path: Path) -> Sidecar:
         check_text(path, text)
     except InputFileError as exc:
         raise MetadataError(f"{SIDECAR_OPTION} {exc}") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, set(ID_COLUMNS)), strict=True)
+    start = 1
     try:
         header = [name.strip() for name in next(reader, [])]
         id_column = _id_column(path, header)
@@ -187,7 +188,7 @@ def read_sidecar(path: Path) -> Sidecar:
                 rows[transcript_id], lines[transcript_id] = fields, start
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise _at(path, reader.line_num, f"malformed CSV: {exc}") from None
+        raise _at(path, start, csv_problem(exc)) from None
     return Sidecar(path, rows, lines)
 
 

@@ -116,6 +116,7 @@ def test_sidecar_ids_that_match_no_transcript_are_a_warning_naming_them(write, c
         ("transcript_id,arm,arm\ns1,a,b\n", 'line 1: the column "arm" appears twice'),
         ("transcript_id,arm\n,a\n", 'line 2: the "transcript_id" column is empty'),
         ("transcript_id,arm\ns1,\x00\n", "line 2, column 4: a NUL byte"),
+        ('transcript_id,arm\ns1,"a\ns2,b\n', 'line 2: malformed CSV: unexpected end of data; a quote (") opened'),
     ],
 )
 def test_an_unusable_sidecar_is_refused_with_file_and_line(write, content: str, expected: str) -> None:
@@ -123,6 +124,12 @@ def test_an_unusable_sidecar_is_refused_with_file_and_line(write, content: str, 
     with pytest.raises(MetadataError) as caught:
         read_all([write("s.jsonl", session("s1"))], options(sidecar))
     assert str(caught.value).startswith(f"--metadata {sidecar}: ") and expected in str(caught.value)
+
+
+def test_a_semicolon_sidecar_with_old_mac_line_ends_is_read(write) -> None:
+    sidecar = write("meta.csv", "transcript_id;arm;note\rs1;a;x, y\r")
+    (transcript,) = read_transcripts(write("s.jsonl", session("s1")), options(sidecar))
+    assert transcript.metadata["arm"] == "a" and transcript.metadata["note"] == "x, y"
 
 
 def test_a_sidecar_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
