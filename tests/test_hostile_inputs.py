@@ -168,3 +168,48 @@ def test_report_compare_and_agree_print_markup_literally_and_refuse_special_file
             == 2
         )
         assert "prices.yaml: cannot read the price table: line 5, column 5: YAML refused: expands" in _output(capsys)
+
+
+def test_files_saved_by_other_tools_are_judged_and_ambiguous_ones_named(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What Windows, Excel, old Macs and transcription tools write is read; what would be guessed at
+    (a key or quote that decides whose turn it is, an id that is a whole paragraph) is set aside by name."""
+    folder = workdir / "transcripts"
+    turns = "[00:00:05] Patient: Can we slow down? It’s a lot.\r\n\r\n[00:00:09] Therapist: Of course, let’s pause.\r\n"
+    (folder / "notepad.txt").write_bytes(turns.encode("utf-16"))
+    (folder / "mac.txt").write_bytes(turns.replace("\r\n", "\r").encode())
+    (folder / "cp1252.txt").write_bytes(turns.encode("cp1252"))
+    (folder / "xlsx.csv").write_bytes(b"PK\x03\x04" + bytes(200))
+    (folder / "role.json").write_text(GOOD_JSONL.replace('"role": "user"', '"role": "user", "role": "assistant"'))
+    (folder / "long.jsonl").write_text(GOOD_JSONL.replace("good-json", "x" * 100_000) + "\n")
+    (folder / "quote.csv").write_text(
+        'transcript_id,utterance_id,interlocutor,utterance_text\nq,1,client,"Slow down\nq,2,therapist,Sure\n'
+    )
+    with bounded(60):
+        code = main(["run", "--no-progress", "--run-id", "tools", "-r", "pacing"])
+    out = _output(capsys)
+    assert code == 1 and "Traceback" not in out
+    for name, problem in {
+        "cp1252.txt": 'line 1, column 41: byte 0x92 is not valid UTF-8 (invalid start byte); it reads as "’"',
+        "xlsx.csv": "is a ZIP archive (an Excel .xlsx or Word .docx file is one), not a text file",
+        "role.json": 'the key "role" appears twice in one object ("user" and "assistant"); keep one',
+        "long.jsonl": 'line 1: the transcript id "' + "x" * 40 + '..." from the "session_id" key is 100,000 characters',
+        "quote.csv": 'line 2: malformed CSV: unexpected end of data; a quote (") opened on this row',
+    }.items():
+        assert any(f"transcripts/{name}" in line and problem in line for line in out.splitlines()), (name, out)
+    judged = {json.loads(line)["transcript_id"] for line in (workdir / "results" / "tools" / "judgments.jsonl").open()}
+    assert judged == {SLOWING_SEED.stem, "notepad", "mac"}
+
+
+def test_a_rubric_with_an_infinite_weight_is_refused_before_any_run_folder(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rubric = workdir / "rubrics" / "pacing.yaml"
+    rubric.write_text(
+        rubric.read_text().replace("    check: pacing_request\n", "    check: pacing_request\n    weight: .inf\n")
+    )
+    assert main(["run", "--no-progress", "--run-id", "inf"]) == 2
+    out = _output(capsys)
+    assert "criteria[0] (id: slow_down_requested).weight: inf is not a finite number" in out
+    assert "Traceback" not in out and "internal error" not in out and not (workdir / "results").exists()
