@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Set
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +30,7 @@ class _Row(NamedTuple):
 
 def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
     columns = options.csv_columns
-    header, rows = _csv_rows(path, text, {name.casefold() for name in columns.named().values()})
+    header, rows = _csv_rows(path, text, list(columns.named().values()))
     absent = {role: name for role, name in columns.named().items() if name not in header}
     if absent:
         missing = ", ".join(f'{role} column "{name}"' for role, name in absent.items())
@@ -61,15 +60,16 @@ def parse_csv(path: Path, text: str, options: ReadOptions) -> list[Transcript]:
     ]
 
 
-def _csv_rows(path: Path, text: str, wanted: Set[str]) -> tuple[list[str], list[_Row]]:
+def _csv_rows(path: Path, text: str, wanted: list[str]) -> tuple[list[str], list[_Row]]:
     """Header and rows with their starting line (header = line 1); ragged rows, a quote left open and a
     column named twice are refused, not guessed. The delimiter is a comma, or the semicolon or tab of a
     header that names the wanted columns only when split on it (Excel writes semicolons in many locales)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, wanted), strict=True)
+    delimiter = sniff_delimiter(text, {name.casefold() for name in wanted})
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows: list[_Row] = []
     start = 1
     try:
-        header = [name.strip() for name in next(reader)]
+        header = _matched(wanted, [name.strip() for name in next(reader)])
         _check_header(path, header)
         start = reader.line_num + 1
         for values in reader:
@@ -87,6 +87,17 @@ def _csv_rows(path: Path, text: str, wanted: Set[str]) -> tuple[list[str], list[
     if not rows:
         raise TranscriptError(path, None, "the CSV has a header but no rows; add one row per utterance")
     return header, rows
+
+
+def _matched(wanted: list[str], header: list[str]) -> list[str]:
+    """The header with a wanted column it spells in another case ("Transcript_ID") named as wanted, where
+    exactly one column matches and none is spelt exactly."""
+    names = list(header)
+    for name in (n for n in wanted if n not in header):
+        found = [i for i, column in enumerate(header) if column.casefold() == name.casefold()]
+        if len(found) == 1:
+            names[found[0]] = name
+    return names
 
 
 def _check_header(path: Path, header: list[str]) -> None:

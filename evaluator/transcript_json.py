@@ -89,8 +89,7 @@ def _loads(path: Path, text: str, line: int | None) -> Any:
             object_pairs_hook=_json_object,
         )
     except json.JSONDecodeError as exc:
-        trailing = text[: exc.pos].rstrip().endswith(",") and text[exc.pos : exc.pos + 1] in ("]", "}")
-        hint = "; remove the comma before it (JSON allows no trailing comma)" if trailing else ""
+        hint = _syntax_hint(text, exc, line)
         raise TranscriptError(path, base + exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno}){hint}") from None
     except _DuplicateKey as exc:
         raise TranscriptError(path, line, str(exc)) from None
@@ -105,6 +104,16 @@ def _loads(path: Path, text: str, line: int | None) -> Any:
         found = re.search(rf"(?<![\w.+-]){re.escape(exc.literal)}(?![\w.])", text)
         at = base + text.count("\n", 0, found.start()) + 1 if found else line
         raise TranscriptError(path, at, exc.problem) from None
+
+
+def _syntax_hint(text: str, exc: json.JSONDecodeError, line: int | None) -> str:
+    """The likely fix for the two slips a hand-edited or converted file makes: a trailing comma, and
+    JSONL saved as .json (several values), which parse_jsonl meets the other way round."""
+    if text[: exc.pos].rstrip().endswith(",") and text[exc.pos : exc.pos + 1] in ("]", "}"):
+        return "; remove the comma before it (JSON allows no trailing comma)"
+    if exc.msg == "Extra data" and line is None:
+        return "; the file holds several JSON values: put the sessions in a list [...], or name the file .jsonl"
+    return ""
 
 
 def _too_deep_at(text: str) -> int:
@@ -175,10 +184,22 @@ def parse_jsonl(path: Path, text: str, options: ReadOptions) -> list[Transcript]
         except TranscriptError as exc:
             if not exc.problem.startswith("invalid JSON"):
                 raise
-            raise TranscriptError(path, number, f"{exc.problem}; each line must be one session object") from None
+            fix = "each line must be one session object"
+            if _is_one_document(text):
+                fix = "the file is one JSON document spread over several lines: name it .json, or write one session per line"
+            raise TranscriptError(path, number, f"{exc.problem}; {fix}") from None
         _check_json(path, record, number, "")
         transcripts.append(_session(path, record, f"{path.stem}-{len(transcripts)}", number, "", options))
     return transcripts
+
+
+def _is_one_document(text: str) -> bool:
+    """Whether a .jsonl file that failed line by line is a pretty-printed .json file (checked on failure only)."""
+    try:
+        json.loads(text, parse_constant=_json_constant)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _json_type(value: Any) -> str:

@@ -808,3 +808,33 @@ def test_a_csv_column_named_twice_or_an_empty_header_is_refused(tmp_path: Path) 
     )
     error = error_of(write(tmp_path, "blank.csv", "\na,1,client,Hi\n"))
     assert (error.line, error.problem) == (1, "the first line is empty; it must be the header naming the columns")
+
+
+def test_csv_columns_spelt_in_another_case_are_found(tmp_path: Path) -> None:
+    text = "Transcript_ID,Utterance_ID,Interlocutor,Utterance_Text,Topic\na,1,client,Hi,x\na,2,therapist,Hello,x\n"
+    transcript = read_one(write(tmp_path, "upper.csv", text))
+    assert [t.text for t in transcript.turns] == ["Hi", "Hello"] and transcript.metadata["Topic"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "fix"),
+    [
+        (
+            "lines.json",
+            json.dumps(GOOD_SESSION) + "\n" + json.dumps(GOOD_SESSION) + "\n",
+            2,
+            "the file holds several JSON values: put the sessions in a list [...], or name the file .jsonl",
+        ),
+        (
+            "pretty.jsonl",
+            json.dumps(GOOD_SESSION, indent=2),
+            1,
+            "the file is one JSON document spread over several lines: name it .json, or write one session per line",
+        ),
+    ],
+)
+def test_json_and_jsonl_saved_under_each_others_name_say_so(
+    tmp_path: Path, name: str, content: str, line: int, fix: str
+) -> None:
+    error = error_of(write(tmp_path, name, content))
+    assert error.line == line and error.problem.startswith("invalid JSON") and error.problem.endswith(fix)
