@@ -55,6 +55,7 @@ _LABEL = re.compile(
     r"\s*(?(bold)(?:\*\*\s*:|:\s*\*\*)|:)(?P<rest>.*)$"
 )
 _LINE_BREAK = re.compile(r"\r\n?|\n")
+_LINE_BOM = re.compile("^\ufeff", re.MULTILINE)
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -211,6 +212,8 @@ def _read_text(path: Path) -> str:
         raise TranscriptError(path, None, "file is empty; it needs at least one therapist turn")
     if "\r" in text and path.suffix.lower() != ".csv":  # CSV cells keep their own line ends
         text = _LINE_BREAK.sub("\n", text)  # CRLF (Windows) and CR alone (old Mac) end lines too
+    if "\ufeff" in text:  # files joined with `cat` keep each one's byte order mark at the start of a line
+        text = _LINE_BOM.sub("", text)
     return text
 
 

@@ -838,3 +838,19 @@ def test_json_and_jsonl_saved_under_each_others_name_say_so(
 ) -> None:
     error = error_of(write(tmp_path, name, content))
     assert error.line == line and error.problem.startswith("invalid JSON") and error.problem.endswith(fix)
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "second"),
+    [
+        ("joined.jsonl", json.dumps(GOOD_SESSION) + "\n", json.dumps({**GOOD_SESSION, "session_id": "h"}) + "\n"),
+        ("joined.txt", "Patient: Hi.\n\n", "Therapist: Hello.\n"),
+    ],
+)
+def test_files_joined_with_cat_keep_no_byte_order_mark_at_a_line_start(
+    tmp_path: Path, name: str, first: str, second: str
+) -> None:
+    path = write(tmp_path, name, (first + "\ufeff" + second).encode("utf-8-sig"))
+    transcripts = read_transcripts(path)
+    assert sum(len(t.turns) for t in transcripts) == (4 if name.endswith("jsonl") else 2)
+    assert all("\ufeff" not in turn.text for t in transcripts for turn in t.turns)
