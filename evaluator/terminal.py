@@ -56,7 +56,9 @@ def fit(table: Table) -> Fit:
 
 
 def _cell_text(console: Console, cell: RenderableType) -> Text:
-    return console.render_str(cell) if isinstance(cell, str) else cell if isinstance(cell, Text) else Text(str(cell))
+    """A cell as Text, never highlighted: cells are data (ids, metadata values, file names), and rich's
+    highlighter took over 60 s on one 100,000-character cell; a Table highlights no cell either."""
+    return console.render_str(cell, highlight=False) if isinstance(cell, str) else cell if isinstance(cell, Text) else Text(str(cell))
 
 
 def _is_figure(word: str) -> bool:

@@ -3,17 +3,20 @@ with an interval over whole sessions, from a two-arm corpus judged offline and f
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.highlighter import Highlighter
+from rich.text import Text
 
 from evaluator.analysis.groups import GroupingError, summarize_groups
 from evaluator.models import RunManifest
 from evaluator.store import MANIFEST, load_judgments
-from evaluator.views.groups import print_groups
+from evaluator.views.groups import GROUP_CHARS, print_groups, render_groups_markdown
 from tests.arms import QUESTIONS, RUBRIC, VALIDATES, judged_corpus
 from tests.runs import LIKERT, judgment, make_rubric, sampled, write_run
 
@@ -169,3 +172,30 @@ def test_repeated_samples_count_once_as_their_folded_item(tmp_path: Path) -> Non
     cell = summarize_groups(run_dir, "arm").criteria[0].cells["x"]
     assert (cell.sessions, cell.turns) == (2, 3)
     assert cell.mean is not None and cell.mean.value == pytest.approx((3 + 5 + 1.5) / 3)
+
+
+class _SeenHighlighter(Highlighter):
+    """Records what rich asks to highlight: its regexes take minutes on one long cell (5 KB took 1.1 s)."""
+
+    def __init__(self) -> None:
+        self.longest = 0
+
+    def highlight(self, text: Text) -> None:
+        self.longest = max(self.longest, len(text.plain))
+
+
+def test_a_group_named_by_a_100000_character_value_is_cut_in_the_terminal_and_never_highlighted(
+    tmp_path: Path,
+) -> None:
+    long_value = "7" * 100_000  # digits: the highlighter's number patterns were the slowest on them
+    run_dir = write_run(tmp_path, "r", make_rubric(LIKERT), [judgment("a", 1, 4), judgment("b", 1, 2)])
+    _with_metadata(run_dir, {"a": {"model": long_value}, "b": {"model": "short"}})
+    seen = _SeenHighlighter()
+    console = Console(width=80, record=True, file=io.StringIO(), highlighter=seen)
+    groups = summarize_groups(run_dir, "model")
+    print_groups(groups, console)
+    text = console.export_text()
+    assert seen.longest < 1_000
+    assert GROUP_CHARS <= text.count("7") < 3 * GROUP_CHARS and "…" in text  # cut (in the table and the warning)
+    assert len(text) < 10_000 and "short" in text
+    assert long_value in render_groups_markdown(groups)  # groups.md keeps the value whole

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.highlighter import Highlighter
+from rich.text import Text
 
 from evaluator.analysis.agreement_stats import Comparison as Agreement
 from evaluator.analysis.summary import summarize
@@ -164,3 +166,28 @@ def test_wide_consoles_keep_the_tables(
     for argv in (["agree", str(runs[0]), str(LABELS)], ["compare", str(runs[0]), str(runs[1])]):
         out = _printed(argv, 200, monkeypatch, capsys)
         assert "┏" in out and "│" in out
+
+
+class _SeenHighlighter(Highlighter):
+    """Records what rich asks to highlight: its regexes took over 60 s on one 100,000-character cell."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def highlight(self, text: Text) -> None:
+        self.seen.append(text.plain)
+
+
+@pytest.mark.parametrize("width", [80, 30])  # rich's own layout, and the stacked one of a console too narrow
+def test_table_cells_are_data_never_run_through_the_highlighter(width: int) -> None:
+    """A cell is a metadata value, an id or a name from a file: printed as written, at any length, with no
+    highlighter (whose regexes hang on a long one) in rich's layout, the pinned one or the stacked one."""
+    long_cell = "1" * 100_000
+    table = fmt.rich_table(("group", "sessions", "mean [95% CI]"), [[long_cell, "3", "2.50 [1.00, 4.00]"]])
+    table.columns[0].no_wrap = False
+    seen = _SeenHighlighter()
+    console = Console(width=width, record=True, file=io.StringIO(), highlighter=seen)
+    console.print(fmt.fit(table))
+    text = console.export_text()
+    assert seen.seen == []
+    assert text.count("1") >= 100_000 and "2.50 [1.00," in text  # the digits are data, shown whole

@@ -22,6 +22,9 @@ from evaluator.views.forest import forest_svg
 
 GROUPS_MD = "groups.md"
 TERMINAL_COLUMNS = ("criterion", "group", "sessions", "turns", "mean [95% CI]", "meets [95% CI]")
+# A group is named by metadata values, which can be any length: in the terminal a longer name is cut with an
+# ellipsis (groups.md and report.html keep it whole), since a cell folded over hundreds of lines reads as nothing.
+GROUP_CHARS = 120
 
 
 def _estimate(e: Estimate | None) -> str:
@@ -32,11 +35,11 @@ def _share(e: Estimate | None) -> str:
     return fmt.MISSING if e is None else f"{fmt.percent(e.value)} [{fmt.percent(e.low)}, {fmt.percent(e.high)}]"
 
 
-def small_groups_warning(groups: GroupSummary) -> str | None:
+def small_groups_warning(groups: GroupSummary, limit: int | None = None) -> str | None:
     small = groups.small
     if not small:
         return None
-    listed = ", ".join(f"{g} ({groups.size(g)})" for g in small)
+    listed = ", ".join(f"{g if limit is None else fmt.clip(g, limit)} ({groups.size(g)})" for g in small)
     return f"groups with under {FEW_SESSIONS} sessions: {listed}; {FEW_SESSIONS_NOTE}."
 
 
@@ -46,13 +49,13 @@ def print_groups(groups: GroupSummary, console: Console) -> None:
         rows = []
         for gc in (c for c in groups.criteria if c.rubric_id == rubric_id):
             for group, cell in gc.cells.items():
-                rows.append([gc.criterion.id, group, str(cell.sessions), str(cell.turns)])
+                rows.append([gc.criterion.id, fmt.clip(group, GROUP_CHARS), str(cell.sessions), str(cell.turns)])
                 rows[-1] += [_estimate(cell.mean), _share(cell.share)]
         title = f"{rubric_id} by {', '.join(groups.fields)}"
         table = fmt.rich_table(TERMINAL_COLUMNS, rows, text_columns=2, title=title)
         table.columns[0].no_wrap = table.columns[1].no_wrap = False
         console.print(fmt.fit(table))
-    warning = small_groups_warning(groups)
+    warning = small_groups_warning(groups, GROUP_CHARS)
     if warning:
         console.print(f"[yellow]![/yellow] {escape(warning)}", highlight=False)
     console.print(escape(groups.method), style="dim", highlight=False)
