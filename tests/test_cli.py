@@ -77,6 +77,26 @@ def test_validate_lints_rubrics_and_transcripts(workdir: Path, capsys: pytest.Ca
     assert "5 ok, 1 invalid" in out
 
 
+def test_validate_fails_a_transcript_id_already_read_from_another_file_as_run_skips_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same session in two files: run judges the first and skips the second, so validate must fail it."""
+    copy = workdir / "transcripts" / "copy" / SLOWING_SEED.name
+    copy.parent.mkdir()
+    copy.write_text(SLOWING_SEED.read_text())
+    assert main(["validate", "transcripts"]) == 1
+    out = capsys.readouterr().out
+    assert f"ok   transcripts/{SLOWING_SEED.name}: 1 transcript(s)" in out
+    assert (
+        f'FAIL transcripts/copy/{SLOWING_SEED.name}: transcript id "{SLOWING_SEED.stem}" is also in '
+        f"transcripts/{SLOWING_SEED.name}; rename one"
+    ) in out
+    assert "1 ok, 1 invalid" in out
+    assert main(["run", "--no-progress", "--run-id", "dup", "-r", "pacing"]) == 1
+    skipped = json.loads((workdir / "results" / "dup" / "manifest.json").read_text())["skipped_files"]
+    assert [s["path"] for s in skipped] == [f"transcripts/copy/{SLOWING_SEED.name}"]
+
+
 def test_render_prints_the_exact_messages(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     transcript = workdir / "transcripts" / SLOWING_SEED.name
     assert (

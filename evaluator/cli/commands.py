@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +24,7 @@ from evaluator.prompts import PromptRenderer, check_templates
 from evaluator.reading import ReadOptions, TranscriptError
 from evaluator.rubrics import RUBRIC_SUFFIXES, RubricError, discover_rubrics, load_rubric, scale_summary
 from evaluator.store import resolve_run
-from evaluator.transcripts import discover, read_transcripts
+from evaluator.transcripts import discover, read_each
 
 
 async def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -45,7 +45,8 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     result = await run_async(config)
     if result.manifest.stopped:
         console.print(
-            f"[yellow]{escape(result.manifest.stopped)}[/yellow]; continue with --resume {escape(str(result.run_dir))}"
+            f"[yellow]{escape(result.manifest.stopped)}[/yellow]; continue with --resume {escape(str(result.run_dir))}",
+            highlight=False,
         )
     summary, summary_path, report_path = result.summary, result.summary_path, result.report_path
     print_summary(summary, console, per_transcript=len(summary.manifest.transcripts) <= 8)
@@ -60,41 +61,68 @@ async def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK if result.ok else EXIT_ATTENTION
 
 
-def _validate_one(path: Path, options: ReadOptions) -> str:
-    if path.suffix in RUBRIC_SUFFIXES:
-        rubric: Rubric = load_rubric(path)
-        check_templates([rubric], PromptRenderer())
-        return f"rubric {rubric.id} v{rubric.version}, {len(rubric.criteria)} criteria: " + ", ".join(
-            f"{c.id} ({scale_summary(c)})" for c in rubric.criteria
-        )
-    transcripts = read_transcripts(path, options)
-    turns = sum(len(t.turns) for t in transcripts)
-    therapist = sum(len(t.therapist_turns()) for t in transcripts)
-    return f"{len(transcripts)} transcript(s), {turns} turns, {therapist} therapist turns"
+def _validate_rubric(path: Path) -> str:
+    rubric: Rubric = load_rubric(path)
+    check_templates([rubric], PromptRenderer())
+    return f"rubric {rubric.id} v{rubric.version}, {len(rubric.criteria)} criteria: " + ", ".join(
+        f"{c.id} ({scale_summary(c)})" for c in rubric.criteria
+    )
+
+
+def _validated_transcripts(files: list[Path], options: ReadOptions) -> Iterator[tuple[Path, str | TranscriptError]]:
+    """Each transcript file read as `run` reads them all (transcripts.read_each): a transcript id already
+    read from an earlier file fails the later file here, as run would skip it. A path that does not exist
+    fails alone instead of stopping the others."""
+    present = []
+    for file in files:
+        try:
+            present += discover([file])
+        except TranscriptError as exc:
+            yield file, exc
+    for path, read in read_each(present, options):
+        if isinstance(read, TranscriptError):
+            yield path, read
+        else:
+            turns = sum(len(t.turns) for t in read)
+            therapist = sum(len(t.therapist_turns()) for t in read)
+            yield path, f"{len(read)} transcript(s), {turns} turns, {therapist} therapist turns"
 
 
 def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     options = read_options(args)
-    files: list[Path] = []
+    rubric_files: list[Path] = []
+    transcript_files: list[Path] = []
     for path in args.files:
         if not path.is_dir():
-            files.append(path)
+            (rubric_files if path.suffix in RUBRIC_SUFFIXES else transcript_files).append(path)
             continue
-        rubric_files = discover_rubrics([path])
-        files += rubric_files
+        found = discover_rubrics([path])
+        rubric_files += found
         try:
-            files += discover([path])
+            transcript_files += discover([path])
         except TranscriptError:
-            if not rubric_files:
+            if not found:
                 raise
     failed = 0
-    for file in files:
-        try:
-            console.print(f"[green]ok[/green]   {escape(f'{file}: {_validate_one(file, options)}')}", highlight=False)
-        except (RubricError, TranscriptError) as exc:
+
+    def report(file: Path, outcome: str | Exception) -> None:
+        nonlocal failed
+        if isinstance(outcome, Exception):
             failed += 1
-            console.print(f"[red]FAIL[/red] {escape(str(exc))}", highlight=False)
-    console.print(f"{len(files) - failed} ok, {failed} invalid", highlight=False)
+            console.print(f"[red]FAIL[/red] {escape(str(outcome))}", highlight=False)
+        else:
+            console.print(f"[green]ok[/green]   {escape(f'{file}: {outcome}')}", highlight=False)
+
+    for file in rubric_files:
+        try:
+            report(file, _validate_rubric(file))
+        except RubricError as exc:
+            report(file, exc)
+    checked = len(rubric_files)
+    for file, outcome in _validated_transcripts(transcript_files, options):
+        checked += 1
+        report(file, outcome)
+    console.print(f"{checked - failed} ok, {failed} invalid", highlight=False)
     return EXIT_ATTENTION if failed else EXIT_OK
 
 
