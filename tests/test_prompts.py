@@ -332,3 +332,74 @@ def test_a_template_reading_metadata_renders_blind_with_the_field_empty(write) -
     assert "Arm: []" in blind.messages[1].content and "secret-arm" not in blind.messages[1].content
     assert "Arm: [secret-arm]" in unblind.messages[1].content
     assert blind.prompt_hash != unblind.prompt_hash
+
+
+LOOPS = "{% for i in range(99999) %}{% for j in range(99999) %}"
+# A shared rubric's template is untrusted: each of these used gigabytes or ran for minutes in `validate`.
+HOSTILE_TEMPLATES = {
+    "repeat": ("{{ 'x' * 1000000000 }}", "operator '*' would build 1,000,000,000 characters"),
+    "repeat-just-past": ("{{ 'x' * 8000001 }}", "operator '*' would build 8,000,001 characters"),
+    "list": ("{{ ([1] * 1000000000) | length }}", "operator '*' would build 1,000,000,000"),
+    "power": ("{{ 7 ** 1000000000 }}", "a number of 3,000,000,000 bits"),
+    "nested-loops": (LOOPS + "xx{% endfor %}{% endfor %}", "loops ran more than 1,000,000 steps"),
+    "silent-loops": (LOOPS + "{% endfor %}{% endfor %}", "loops ran more than 1,000,000 steps"),
+    "recursive-loop": (
+        "{% for x in [range(99999)] * 11 recursive %}{% if x is iterable %}{{ loop(x) }}{% endif %}{% endfor %}",
+        "loops ran more than 1,000,000 steps",
+    ),
+    "output": (
+        "{% set s = 'x' * 5000000 %}{{ s }}{{ s }}",
+        "the user message would build 10,000,000 characters",
+    ),
+    "doubling": (
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "'~' would build 8,388,608 characters",
+    ),
+    "adding": (
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "operator '+' would build 8,388,608 characters",
+    ),
+    "macro": (
+        "{% macro m() %}{% for i in range(99999) %}{{ 'x' * 1000 }}{% endfor %}{% endmacro %}{{ m() | length }}",
+        "built more than 64,000,000 characters for one prompt",
+    ),
+    "percent": ("{{ '%01000000000d' % 1 }}", "operator '%' would build 1,000,000,0"),
+    "str-format": ("{{ '{:>1000000000}'.format(1) }}", "str.format() would build 1,000,000,0"),
+    "ljust": ("{{ 'x'.ljust(1000000000) }}", "str.ljust() would build 1,000,000,000"),
+    "center": ("{{ 'x' | center(1000000000) }}", "filter 'center' would build 1,000,000,000"),
+    "join": ("{{ (['x' * 1000000] * 10) | join }}", "filter 'join' would build 10,000,000"),
+    "lipsum": ("{{ lipsum(n=100000000) }}", "'lipsum' is undefined"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEMPLATES)
+def test_a_template_that_builds_too_much_is_refused_naming_the_template_and_the_limit(write, name: str) -> None:
+    source, expected = HOSTILE_TEMPLATES[name]
+    write("mine/custom.j2", BLOCKS + source + "{% endblock %}")
+    rubric = load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))
+    transcript = _transcript("x")
+    with bounded(60), pytest.raises(PromptError) as caught:  # a guard against a hang, not a timing
+        PromptRenderer().render(rubric, rubric.criteria[0], transcript, transcript.turns[3])
+    assert str(caught.value).startswith("template 'custom.j2'") and expected in str(caught.value)
+    with bounded(60), pytest.raises(RubricError) as checked:  # validate and run stop on it before any call
+        check_templates([rubric], PromptRenderer())
+    assert expected in checked.value.problems[0]
+
+
+def test_templates_within_the_limits_render_as_before(write) -> None:
+    """Repetition, loops and joins of a real prompt's size are untouched, and the budget is per prompt."""
+    source = (
+        "{{ '-' * 40 }}|{{ [1, 2] * 2 }}|{{ 2 ** 64 }}|{{ '%5.1f' % 2.25 }}|{{ '{:>4}'.format(7) }}|"
+        "{% for i in range(3) %}{{ i ~ ':' ~ 'ab'.ljust(3) }}{% endfor %}|{{ ['a', 'b'] | join(',') }}|"
+        "{% set s = 'x' * 700000 %}{{ s | length }}|{% for i in range(900) %}{% for j in range(1000) %}"
+        "{% endfor %}{% endfor %}{{ turn.text }}"
+    )
+    write("mine/custom.j2", BLOCKS + source + "{% endblock %}")
+    rubric = load_rubric(write("mine/demo.yaml", "template: custom.j2\n" + RUBRIC))
+    transcript = _transcript("x")
+    renderer = PromptRenderer()
+    for _ in range(3):  # 900,000 loop steps each: the limit counts one prompt's, not the run's
+        user = renderer.render(rubric, rubric.criteria[0], transcript, transcript.turns[3]).messages[1].content
+        assert user == (
+            "-" * 40 + "|[1, 2, 1, 2]|18446744073709551616|  2.2|   7|0:ab 1:ab 2:ab |a,b|700000|Let's slow right down."
+        )
