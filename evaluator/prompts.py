@@ -63,6 +63,7 @@ MAX_MESSAGE_CHARS = 8_000_000
 MAX_BUILT_CHARS = 8 * MAX_MESSAGE_CHARS
 MAX_LOOP_STEPS = 1_000_000  # loop iterations in one render, all loops and nested renders together
 MAX_INT_BITS = 100_000  # about 30,000 digits
+_CHUNK = 1024  # pieces of template output measured at a time
 _FORMAT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_SPEC = re.compile(r"\{[^{}:]*:([^{}]*)\}")
 
@@ -107,14 +108,14 @@ class _LimitedSandbox(SandboxedEnvironment):
     compile_revision = 1
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(finalize=self.printed, **options)
         self.budget = _Budget()
         self.globals.pop("lipsum", None)  # lipsum(n=10**8) writes 10**8 paragraphs; no prompt needs filler
         for name, size in _FILTER_SIZES.items():
             self.filters[name] = _checked_filter(self, name, self.filters[name], size)
 
     def new_budget(self) -> None:
-        self.budget = _Budget()
+        self.budget.steps, self.budget.chars = MAX_LOOP_STEPS, MAX_BUILT_CHARS
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = _Guard(self).visit(super()._parse(source, name, filename))
@@ -125,7 +126,7 @@ class _LimitedSandbox(SandboxedEnvironment):
         """Account for `size` characters (or list items) that `what` is about to build, or refuse it."""
         if size > MAX_MESSAGE_CHARS:
             raise SecurityError(
-                f"{what} would build {size:,} characters or items; a template may build at most"
+                f"{what} would build at least {size:,} characters or list items; a template may build at most"
                 f" {MAX_MESSAGE_CHARS:,} at once (about 2 million tokens, more than any model reads)"
             )
         self.budget.chars -= size
@@ -147,9 +148,17 @@ class _LimitedSandbox(SandboxedEnvironment):
                 )
             yield item
 
+    def printed(self, value: Any) -> Any:
+        """`{{ value }}`: a list or mapping is measured before it is written out, since a template can make
+        one cheaply ([s] * 1000 holds s once) that str() would write out a thousand times."""
+        if isinstance(value, _CONTAINERS):
+            self.build(_text_size(value), "printing a list or mapping")
+        return value
+
     def joined(self, *values: Any) -> str:
         """`a ~ b`: the values as text, joined, counted."""
-        return self.concat(map(str, values), "'~'")
+        self.build(sum(_text_size(v) for v in values), "'~'")
+        return "".join(map(str, values))
 
     def concat(self, pieces: Iterable[str], what: str = "the rendered text") -> str:
         """Jinja's join of a block, macro, {% set %} block or template output, stopped as soon as it passes
@@ -157,11 +166,11 @@ class _LimitedSandbox(SandboxedEnvironment):
         if isinstance(pieces, list):  # a macro's or {% set %} block's buffer, already held
             parts = pieces
         else:  # a template's output: taken a chunk at a time, measured at C speed
-            parts, size, chunks = [], 0, iter(lambda: list(islice(pieces, 256)), [])
-            for chunk in chunks:
+            parts = chunk = list(islice(pieces, _CHUNK))
+            size = sum(map(len, chunk))
+            while len(chunk) == _CHUNK and size <= MAX_MESSAGE_CHARS:
+                chunk = list(islice(pieces, _CHUNK))
                 size += sum(map(len, chunk))
-                if size > MAX_MESSAGE_CHARS:
-                    self.build(size, what)
                 parts += chunk
         self.build(sum(map(len, parts)), what)
         return "".join(parts)
@@ -198,11 +207,11 @@ def _binop_size(operator: str, left: Any, right: Any) -> int:
     sequences = (str, list, tuple)
     if operator == "*":
         if isinstance(left, sequences) and type(right) is int:
-            return len(left) * max(right, 0)
+            return _text_size(left) * max(right, 0)
         if isinstance(right, sequences) and type(left) is int:
-            return len(right) * max(left, 0)
+            return _text_size(right) * max(left, 0)
     elif operator == "+" and isinstance(left, sequences) and isinstance(right, sequences):
-        return len(left) + len(right)
+        return _text_size(left) + _text_size(right)
     elif operator == "%" and isinstance(left, str):
         return _percent_size(left, right)
     return 0
@@ -210,7 +219,7 @@ def _binop_size(operator: str, left: Any, right: Any) -> int:
 
 def _percent_size(text: str, values: Any) -> int:
     """What `text % values` builds at most: the text and every field's width and precision."""
-    size = len(text) + (len(str(values)) if not isinstance(values, tuple) else sum(len(str(v)) for v in values))
+    size = len(text) + _text_size(values)
     for width, precision in _FORMAT_SPEC.findall(text):
         if "*" in (width, precision):
             raise SecurityError("a % format may not take its width or precision from an argument ('*')")
@@ -229,15 +238,42 @@ def _str_method_size(text: str, name: str, args: tuple[Any, ...], kwargs: dict[s
         return _replaced_size(text, args[0], args[1])
     if name == "join" and args:
         items = args[0]
-        return sum(len(i) if isinstance(i, str) else 0 for i in items) + len(text) * max(len(items) - 1, 0)
+        return _text_size(items) + len(text) * max(len(items) - 1, 0)
     if name in ("format", "format_map"):
-        size = len(text) + sum(len(str(v)) for v in (*args, *kwargs.values()))
+        size = len(text) + _text_size((args, kwargs))
         for spec in _BRACE_SPEC.findall(text):
             size += sum(int(n) for n in re.findall(r"\d+", spec))
         if re.search(r"\{[^{}]*:[^{}]*\{", text):
             raise SecurityError("a format field may not take its width from an argument ('{:{}}')")
         return size
     return 0
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _text_size(value: Any, limit: int = MAX_MESSAGE_CHARS) -> int:
+    """About how many characters str(value) writes, counted without writing them: a list may hold the same
+    long string many times. Counting stops a little past `limit`, so a huge value costs little to refuse."""
+    if isinstance(value, str):
+        return len(value)
+    total, pending = 0, [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + 2 * len(item)
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, _CONTAINERS):
+            total += 2 + 2 * len(item)
+            pending += item
+        elif type(item) is int:
+            total += item.bit_length() // 3 + 1
+        else:
+            total += 8
+    return total
 
 
 def _replaced_size(text: str, old: str, new: str) -> int:
@@ -250,8 +286,7 @@ def _text_lines(s: Any) -> tuple[int, int]:
 
 
 def _join_size(value: list[Any], d: str = "", attribute: Any = None) -> int:
-    items = value if attribute is None else []  # items picked by attribute are counted when built
-    return sum(len(str(i)) for i in items) + len(str(d)) * max(len(value) - 1, 0)
+    return _text_size(value) + len(str(d)) * max(len(value) - 1, 0)  # by attribute: at most the whole items
 
 
 def _indent_size(s: Any, width: int | str = 4, *_: Any, **__: Any) -> int:
@@ -274,6 +309,7 @@ _FILTER_SIZES: dict[str, Callable[..., int]] = {
     "join": _join_size,
     "batch": lambda value, linecount, fill_with=None: linecount if type(linecount) is int else 0,
     "slice": lambda value, slices, fill_with=None: slices if type(slices) is int else 0,
+    **dict.fromkeys(("string", "tojson", "pprint", "e", "escape", "forceescape"), lambda value, *_, **__: _text_size(value)),
 }
 
 

@@ -337,9 +337,14 @@ def test_a_template_reading_metadata_renders_blind_with_the_field_empty(write) -
 LOOPS = "{% for i in range(99999) %}{% for j in range(99999) %}"
 # A shared rubric's template is untrusted: each of these used gigabytes or ran for minutes in `validate`.
 HOSTILE_TEMPLATES = {
-    "repeat": ("{{ 'x' * 1000000000 }}", "operator '*' would build 1,000,000,000 characters"),
-    "repeat-just-past": ("{{ 'x' * 8000001 }}", "operator '*' would build 8,000,001 characters"),
-    "list": ("{{ ([1] * 1000000000) | length }}", "operator '*' would build 1,000,000,000"),
+    "repeat": ("{{ 'x' * 1000000000 }}", "operator '*' would build at least 1,000,000,000 characters"),
+    "repeat-just-past": ("{{ 'x' * 8000001 }}", "operator '*' would build at least 8,000,001 characters"),
+    "list": ("{{ ([1] * 1000000000) | length }}", "operator '*' would build at least 5,000,000,000"),
+    "printed-list": (
+        "{% set s = 'x' * 7000000 %}{% set l = [] %}{% for i in range(9) %}{{ l.append(s) or '' }}{% endfor %}{{ l }}",
+        "printing a list or mapping would build",
+    ),
+    "tojson": ("{% set s = 'x' * 7000000 %}{{ [s, s] | tojson }}", "filter 'tojson' would build at least 14,000,0"),
     "power": ("{{ 7 ** 1000000000 }}", "a number of 3,000,000,000 bits"),
     "nested-loops": (LOOPS + "xx{% endfor %}{% endfor %}", "loops ran more than 1,000,000 steps"),
     "silent-loops": (LOOPS + "{% endfor %}{% endfor %}", "loops ran more than 1,000,000 steps"),
@@ -349,25 +354,25 @@ HOSTILE_TEMPLATES = {
     ),
     "output": (
         "{% set s = 'x' * 5000000 %}{{ s }}{{ s }}",
-        "the user message would build 10,000,000 characters",
+        "the user message would build at least 10,000,000 characters",
     ),
     "doubling": (
         "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-        "'~' would build 8,388,608 characters",
+        "'~' would build at least 8,388,608 characters",
     ),
     "adding": (
         "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
-        "operator '+' would build 8,388,608 characters",
+        "operator '+' would build at least 8,388,608 characters",
     ),
     "macro": (
         "{% macro m() %}{% for i in range(99999) %}{{ 'x' * 1000 }}{% endfor %}{% endmacro %}{{ m() | length }}",
         "built more than 64,000,000 characters for one prompt",
     ),
-    "percent": ("{{ '%01000000000d' % 1 }}", "operator '%' would build 1,000,000,0"),
-    "str-format": ("{{ '{:>1000000000}'.format(1) }}", "str.format() would build 1,000,000,0"),
-    "ljust": ("{{ 'x'.ljust(1000000000) }}", "str.ljust() would build 1,000,000,000"),
-    "center": ("{{ 'x' | center(1000000000) }}", "filter 'center' would build 1,000,000,000"),
-    "join": ("{{ (['x' * 1000000] * 10) | join }}", "filter 'join' would build 10,000,000"),
+    "percent": ("{{ '%01000000000d' % 1 }}", "operator '%' would build at least 1,000,000,0"),
+    "str-format": ("{{ '{:>1000000000}'.format(1) }}", "str.format() would build at least 1,000,000,0"),
+    "ljust": ("{{ 'x'.ljust(1000000000) }}", "str.ljust() would build at least 1,000,000,000"),
+    "center": ("{{ 'x' | center(1000000000) }}", "filter 'center' would build at least 1,000,000,000"),
+    "join": ("{{ ['x' * 5000000, 'y' * 5000000] | join }}", "filter 'join' would build at least 10,000,0"),
     "lipsum": ("{{ lipsum(n=100000000) }}", "'lipsum' is undefined"),
 }
 
