@@ -136,6 +136,16 @@ class _LimitedSandbox(SandboxedEnvironment):
                 " look for a loop that builds text or lists over and over"
             )
 
+    def read(self, size: int, what: str) -> None:
+        """Account for `size` characters a str method goes through: in a loop, text.count(x) or text.upper()
+        on a long text builds nothing lasting yet can run for hours, so that work counts as building."""
+        self.budget.chars -= size
+        if self.budget.chars < 0:
+            raise SecurityError(
+                f"the template went through more than {MAX_BUILT_CHARS:,} characters for one prompt (at {what});"
+                " look for a loop that works on long text over and over"
+            )
+
     def steps(self, iterable: Any) -> Iterator[Any]:
         """A loop's items, each counted against the render's MAX_LOOP_STEPS."""
         budget = self.budget
@@ -193,6 +203,7 @@ class _LimitedSandbox(SandboxedEnvironment):
                 size = _str_method_size(text, getattr(method, "__name__", ""), args, kwargs)
                 if size:
                     __self.build(size, f"str.{method.__name__}()")
+                __self.read(len(text), f"str.{method.__name__}()")
         return super().call(__context, __obj, *args, **kwargs)
 
 

@@ -373,6 +373,10 @@ HOSTILE_TEMPLATES = {
     "ljust": ("{{ 'x'.ljust(1000000000) }}", "str.ljust() would build at least 1,000,000,000"),
     "center": ("{{ 'x' | center(1000000000) }}", "filter 'center' would build at least 1,000,000,000"),
     "join": ("{{ ['x' * 5000000, 'y' * 5000000] | join }}", "filter 'join' would build at least 10,000,0"),
+    "str-method-in-loop": (
+        "{% set s = 'x' * 7000000 %}{% for i in range(99999) %}{% if s.count('y') %}{% endif %}{% endfor %}",
+        "went through more than 64,000,000 characters for one prompt (at str.count())",
+    ),
     "lipsum": ("{{ lipsum(n=100000000) }}", "'lipsum' is undefined"),
 }
 
