@@ -159,12 +159,13 @@ def test_a_schema_too_large_for_strict_mode_goes_without_strict_and_keeps_json_s
 
 def test_a_refused_strict_schema_is_sent_again_without_strict_not_stepped_down(fake_server, tmp_path) -> None:
     """A deployment with strict mode's launch limits (100 properties) refuses a whole session's schema: that
-    call goes again with strict false, and the other session's call of the same schema goes so at once;
-    json_schema stays in force, and calls whose schema fits stay strict."""
+    call goes again with strict false, and so does the other session's call of the same schema (refused too
+    if it was already on the wire); json_schema stays in force, and calls whose schema fits stay strict."""
     server = fake_server(strict=True, schema_limits={"properties": 100, "depth": 5})
     judgments = _run(server, tmp_path, "per-transcript", rubrics=RUBRICS / "act_fidelity.yaml")
     bodies = [r.body for r in server.received]
-    assert [b["response_format"]["json_schema"]["strict"] for b in bodies] == [True, False, False]
+    strict = [b["response_format"]["json_schema"]["strict"] for b in bodies]
+    assert strict.count(False) == 2 and 1 <= strict.count(True) <= 2 and len(strict) == 2 + strict.count(True)
     assert {b["response_format"]["type"] for b in bodies} == {"json_schema"}
     judged = _judged(judgments)
     assert {j.status for j in judged} == {"ok"} and {j.parameters.get("strict") for j in judged} == {False}

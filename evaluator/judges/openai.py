@@ -68,6 +68,10 @@ FIX_HINTS = {
 }
 
 
+class _Reshaped(Exception):
+    """A request built before the endpoint refused something, to be built again in the adapted shape."""
+
+
 @dataclass
 class _Tally:
     """The requests one call sent: how many in all, and how many were the first send of a reply asked
@@ -83,6 +87,8 @@ class _Tally:
     """The endpoint's answer count when this round's first request got no answer."""
     in_flight: asyncio.Semaphore | None = None
     """The run's slots for requests on the wire (see Judge.judge); None: no limit."""
+    adaptations: int = 0
+    """The judge's adaptations to refusals when this call's body was built (see OpenAIJudge._send)."""
 
     @property
     def repeats(self) -> int:
@@ -122,10 +128,9 @@ class OpenAIJudge:
         self.requests_per_minute = RateLimiter(settings.rpm)
         self.tokens_per_minute = RateLimiter(settings.tpm)
         self._layouts: dict[tuple[Any, ...], Layout] = {}
-        self._settled = asyncio.Event()
-        self._probing = asyncio.Lock()
         self._answers = 0
         self._unreachable_streak = 0
+        self._adaptations = 0
         self._down: str | None = None
 
     @property
@@ -189,7 +194,7 @@ class OpenAIJudge:
         while attempts < self.settings.content_attempts and len(found) < len(call.requests):
             attempts += 1
             try:
-                reply, cached = await self._complete(call, conversation, layout, sample, tally)
+                reply, cached = await self._ask(call, conversation, layout, sample, tally)
             except ReplyProblem as exc:
                 problem = str(exc)
                 continue
@@ -260,24 +265,16 @@ class OpenAIJudge:
             call, time.perf_counter(), attempts, tally, usage, found, weighted, problem, from_cache, failed
         )
 
-    async def _complete(
-        self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, tally: _Tally
-    ) -> tuple[Reply, bool]:
-        """One reply, and whether it came from the cache. Until one reply has shown that the request's
-        shape works (output format, parameters), calls go one at a time: an endpoint that refuses
-        json_schema then refuses it once and every call gets json_object, instead of many calls in flight
-        each stepping the format down (to plain text) or each stopping the run."""
-        if not self._settled.is_set():
-            async with self._probing:
-                if not self._settled.is_set():
-                    return await self._ask(call, conversation, layout, sample, tally)
-        return await self._ask(call, conversation, layout, sample, tally)
-
     async def _ask(
         self, call: JudgeCall, conversation: list[dict[str, Any]], layout: Layout, sample: int, tally: _Tally
     ) -> tuple[Reply, bool]:
         """A reply from the cache, else from the endpoint within the rate limits and retry policy; a
         request the endpoint refuses for its format or the default reply cap is adapted and sent again.
+
+        Calls do not wait for a first reply to show that the request's shape works (that cost every run
+        one reply's latency): the calls in flight when an endpoint refuses something are each refused
+        and sent again as adapted, and the adaptation itself is made once (RequestShape.adapt steps the
+        format down only from the one in force), so at most --concurrency requests are refused.
 
         The body goes out as JSON bytes through the client's generic `post`, and the reply comes back
         as text: `chat.completions.create` would walk every message through the SDK's parameter
@@ -299,13 +296,18 @@ class OpenAIJudge:
             await self.tokens_per_minute.acquire(estimate)
             tally.asked += fresh
             fresh = False
+            tally.adaptations = self._adaptations
             try:
                 raw = await self._post(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), tally)
+            except _Reshaped:
+                self.requests_per_minute.refund(1)
+                self.tokens_per_minute.refund(estimate)
+                continue
             except openai.APIStatusError as exc:
                 if self.shape.adapt(exc, call, body, output):
+                    self._adaptations += 1
                     continue
                 raise
-            self._settled.set()
             reply = Reply.parse(raw)
             used = reply.usage.prompt_tokens + reply.usage.completion_tokens
             self.tokens_per_minute.refund(estimate - used)
@@ -351,18 +353,21 @@ class OpenAIJudge:
         return raw
 
     async def _send(self, payload: bytes, tally: _Tally) -> str:
-        """One request; counts it, and notes whether the endpoint answered at all."""
-        tally.sent += 1
-        try:
-            async with tally.in_flight or nullcontext():
+        """One request; counts it, and notes whether the endpoint answered at all. A body built before
+        the endpoint refused something (while it waited for a slot) is not sent but built again."""
+        async with tally.in_flight or nullcontext():
+            if tally.adaptations != self._adaptations:
+                raise _Reshaped
+            tally.sent += 1
+            try:
                 raw = await self.client.post("/chat/completions", content=payload, cast_to=str, options=JSON_HEADERS)
-        except openai.APIStatusError:
-            self._answered()
-            raise
-        except openai.APIConnectionError:
-            if tally.unanswered_since is None:
-                tally.unanswered_since = self._answers
-            raise
+            except openai.APIStatusError:
+                self._answered()
+                raise
+            except openai.APIConnectionError:
+                if tally.unanswered_since is None:
+                    tally.unanswered_since = self._answers
+                raise
         self._answered()
         # Let the call that took the freed slot go out before this reply is read: replies arrive in waves,
         # and reading each one first would hold every next request back behind the whole wave.
