@@ -170,8 +170,11 @@ async def bare_call(client: openai.AsyncOpenAI, body: dict) -> None:
 
 
 BARE_SCRIPT = """
+import time
+started = time.perf_counter()
 import asyncio, sys
 import httpx2, openai, orjson
+imported = time.perf_counter()
 
 async def main(url, bodies, concurrency):
     limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=30)
@@ -185,7 +188,9 @@ async def main(url, bodies, concurrency):
             payload = orjson.dumps(bodies.pop(), option=orjson.OPT_NON_STR_KEYS)
             orjson.loads(await client.post("/chat/completions", content=payload, cast_to=str, options=options))
 
+    calls = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    print(imported - started, time.perf_counter() - calls)
     await client.close()
 
 asyncio.run(main(sys.argv[2], orjson.loads(open(sys.argv[1], "rb").read()), int(sys.argv[3])))
@@ -194,14 +199,18 @@ asyncio.run(main(sys.argv[2], orjson.loads(open(sys.argv[1], "rb").read()), int(
 the openai client, so its wall clock is the floor for a whole command."""
 
 
-def bare_script_wall(url: str, bodies: list[dict], concurrency: int, folder: Path) -> float:
+def bare_script_wall(url: str, bodies: list[dict], concurrency: int, folder: Path) -> tuple[float, float, float]:
     """Wall seconds of a fresh process that imports the openai client and sends the same requests: the
-    floor for the whole `evaluator run` command (interpreter start, imports, the calls; nothing else)."""
+    floor for the whole `evaluator run` command (interpreter start, imports, the calls; nothing else);
+    and of that, the imports and the calls."""
     path = folder / "bodies.json"
     path.write_bytes(orjson.dumps(bodies, option=orjson.OPT_NON_STR_KEYS))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", BARE_SCRIPT, str(path), url, str(concurrency)], cwd=REPO, check=True)
-    return time.perf_counter() - start
+    argv = [sys.executable, "-c", BARE_SCRIPT, str(path), url, str(concurrency)]
+    printed = subprocess.run(argv, cwd=REPO, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - start
+    imports, calls = map(float, printed.split())
+    return wall, imports, calls
 
 
 async def bare_client(url: str, bodies: list[dict], concurrency: int) -> tuple[float, float]:
@@ -304,6 +313,11 @@ def main() -> None:
             n = figures["items"]
             ideal = n * args.latency / args.concurrency
             print(f"throughput: {n} judgments, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+            waves = -(-n // args.concurrency) * args.latency
+            print(
+                f"  (each slot sends its calls one after another: no run ends before {waves:.2f} s, "
+                f"{ideal / waves:.1%} of ideal, when the items are not a multiple of the concurrency)"
+            )
             print(
                 f"  ideal {ideal:.2f} s; run window (first call to last judgment) {figures['window']:.2f} s "
                 f"-> {ideal / figures['window']:.1%} of ideal, {n / figures['window']:.0f} judgments/s"
@@ -324,10 +338,11 @@ def main() -> None:
             client_cpu, client_wall = asyncio.run(bare_client(url, bodies, args.concurrency))
             print(f"  CPU per call, bare openai client over HTTP, same requests: {client_cpu / n * 1000:.2f} ms")
             print(f"  the bare client alone, same requests: {client_wall:.2f} s -> {ideal / client_wall:.1%} of ideal")
-            script = bare_script_wall(url, bodies, args.concurrency, folder)
+            script, imports, calls = bare_script_wall(url, bodies, args.concurrency, folder)
             print(
                 f"  the bare client in a fresh process (start-up, openai import, the calls) {script:.2f} s "
-                f"-> {ideal / script:.1%} of ideal: the floor for the whole command"
+                f"-> {ideal / script:.1%} of ideal: the floor for the whole command "
+                f"(importing openai {imports:.2f} s, the calls {calls:.2f} s)"
             )
             evaluator_cpu, bare_cpu = asyncio.run(own_cpu(transcripts, rubric, folder / "in-process", bodies))
             print(
