@@ -209,6 +209,14 @@ async def test_a_chosen_cap_refused_by_name_stops_with_its_new_name(fake_server,
 # --- chat templates without a system role ------------------------------------------------------------
 
 
+def _split_folded(server: FakeOpenAI, since: int = 0) -> tuple[list[dict], list[dict]]:
+    """The bodies the server received (from request `since` on) that had a system message, and the rest."""
+    bodies = [r.body for r in server.received[since:]]
+    return [b for b in bodies if b["messages"][0]["role"] == "system"], [
+        b for b in bodies if b["messages"][0]["role"] != "system"
+    ]
+
+
 def _folded(body: dict) -> bool:
     """A request whose instructions open its first user message, with no system message, turns alternating."""
     roles = [m["role"] for m in body["messages"]]
@@ -223,37 +231,36 @@ def _folded(body: dict) -> bool:
 def test_a_refused_system_role_is_folded_into_the_user_message_once_for_the_run(
     fake_server, tmp_path, server_kind, mode, output
 ) -> None:
-    """vLLM's 400, llama-server's 500 (not retried) or OpenAI's named param: the first request is refused, and
-    it and every later one go with the instructions in the first user message; each judgment records it."""
+    """vLLM's 400, llama-server's 500 (not retried) or OpenAI's named param: the requests on the wire when the
+    first refusal comes are refused, and they and every later one go with the instructions in the first user
+    message; each judgment records it."""
     server = fake_server(strict=True, no_system_role=server_kind)
     judgments = _run(server, tmp_path, mode, rubrics=RUBRICS / "act_fidelity.yaml", output=output)
-    refused, *bodies = [r.body for r in server.received]
-    assert refused["messages"][0]["role"] == "system" and bodies and all(_folded(b) for b in bodies)
+    refused, bodies = _split_folded(server)
+    assert 1 <= len(refused) <= RunConfig().concurrency and bodies and all(_folded(b) for b in bodies)
     assert [strict_problem(b) for b in bodies] == [None] * len(bodies)
-    system, user = refused["messages"]
-    assert (
-        bodies[0]["messages"][0]["content"]
-        == f"<instructions>\n{system['content']}\n</instructions>\n\n{user['content']}"
-    )
+    system, user = refused[0]["messages"]
+    assert f"<instructions>\n{system['content']}\n</instructions>\n\n{user['content']}" in [
+        b["messages"][0]["content"] for b in bodies
+    ]
     judged = _judged(judgments)
     assert {j.status for j in judged} == {"ok"} and {j.parameters.get("system_role") for j in judged} == {False}
     assert {j.parameters["output"] for j in judged} == {"json_schema" if output == "auto" else output}
-    assert {j.transport_retries for j in judged} == {0, 1}  # the first call's refused request, sent again folded
+    assert 1 in {j.transport_retries for j in judged} <= {0, 1}  # a refused request, sent again folded
 
 
-def test_re_asks_after_a_fold_keep_alternating_turns(fake_server, tmp_path) -> None:
+async def test_re_asks_after_a_fold_keep_alternating_turns(fake_server, rubric) -> None:  # noqa: F811
     server = fake_server(strict=True, no_system_role="vllm", script=["valid", "out_of_range", "refusal"])
-    judgments = _run(server, tmp_path, rubrics=RUBRICS / "act_fidelity.yaml")
-    bodies = [r.body for r in server.received][1:]
-    assert all(_folded(b) for b in bodies) and max(len(b["messages"]) for b in bodies) == 5
-    judged = _judged(judgments)
-    assert {j.status for j in judged} == {"ok"} and max(j.attempts for j in judged) == 3
+    (judgment,) = await _judge(server, _call(rubric))
+    refused, bodies = _split_folded(server)
+    assert len(refused) == 1 and all(_folded(b) for b in bodies) and [len(b["messages"]) for b in bodies] == [1, 3, 5]
+    assert judgment.status == "ok" and judgment.attempts == 3
 
 
 @pytest.mark.parametrize("cached", [True, False])
 def test_a_resumed_run_folds_again_and_its_cache_serves_the_folded_replies(fake_server, tmp_path, cached) -> None:
-    """The resumed run learns the refusal anew (one refused request); with the cache, what the first run was
-    answered folded is served from it, recorded as folded, the same verdicts; without it, sent folded."""
+    """The resumed run learns the refusal anew (a refused request or a few); with the cache, what the first run
+    was answered folded is served from it, recorded as folded, the same verdicts; without it, sent folded."""
     cache = tmp_path / "cache.sqlite" if cached else None
     settings = {"kind": "openai", "model": MODEL, "cache_path": cache}
     server = fake_server(no_system_role="vllm")
@@ -284,9 +291,9 @@ def test_a_resumed_run_folds_again_and_its_cache_serves_the_folded_replies(fake_
         (j.key, j.status, j.score, j.label) for j in complete
     )
     assert {j.parameters.get("system_role") for j in _judged(after)} == {False}
-    bodies = [r.body for r in server.received[sent:]]
-    assert bodies[0]["messages"][0]["role"] == "system" and all(_folded(b) for b in bodies[1:])
-    assert len(bodies) == 1 + (0 if cached else missing)
+    refused, bodies = _split_folded(server, since=sent)
+    assert 1 <= len(refused) <= RunConfig().concurrency and all(_folded(b) for b in bodies)
+    assert len(bodies) == (0 if cached else missing)
 
 
 async def test_a_fold_refused_too_stops_the_run_with_the_endpoints_answer(fake_server, rubric) -> None:  # noqa: F811
