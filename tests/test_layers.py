@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "checks",
             "rubrics",
             "plan",
+            "template_sandbox",
             "prompts",
             "config",
         ),
