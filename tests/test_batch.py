@@ -571,13 +571,7 @@ def test_lines_refused_for_json_schema_are_sent_again_as_json_object_under_auto(
     with the verdicts of a live run against an endpoint without json_schema."""
     server = fake_server()
     server.batches.strict = True
-    assert cli(capsys, *submit_args(inputs, server))[0] == 0
-    run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
-    refused = len(request_lines(run_dir)["0001"])
-    assert code == 0, out
+    run_dir, refused, out = _first_batch_collected(inputs, server, capsys)
     assert f"{refused} request(s) refused for their output format" in out and "sends them as json_object" in out
     assert not written_keys(run_dir) and read_manifest(run_dir).judge["output_in_force"] == "json_object"
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
@@ -638,19 +632,25 @@ def test_a_chosen_json_schema_does_not_step_down_and_the_error_says_how_to_fix_i
     assert {format_of(line) for line in request_lines(run_dir)["0002"]} == {"json_schema"}
 
 
+def _first_batch_collected(inputs, server, capsys) -> tuple[Path, int, str]:
+    """Submit, let the queue finish the first batch and collect it: the run, the lines that batch held, and
+    what collect printed."""
+    assert cli(capsys, *submit_args(inputs, server))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert code == 0, out
+    return run_dir, len(request_lines(run_dir)["0001"]), out
+
+
 def test_lines_refused_for_the_default_seed_are_sent_again_without_it(inputs, fake_server, capsys) -> None:
     """An endpoint that takes no seed refuses every line with a 400 naming it: collect records no judgment
     for them, the run leaves the default seed out as the live judge does (recorded in the manifest), and the
     next submit sends them without it; the run ends with the verdicts of a live run against that endpoint,
     its judgments recording no seed."""
     server = fake_server(unsupported=("seed",))
-    assert cli(capsys, *submit_args(inputs, server))[0] == 0
-    run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
-    refused = len(request_lines(run_dir)["0001"])
-    assert code == 0, out
+    run_dir, refused, out = _first_batch_collected(inputs, server, capsys)
     assert f"{refused} request(s) refused for the default seed" in out and "sends them without one" in out
     assert not written_keys(run_dir) and read_manifest(run_dir).judge["seed_left_out_since"] == "0002"
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
