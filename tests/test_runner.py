@@ -154,6 +154,7 @@ def test_the_runner_holds_a_few_transcripts_at_a_time_and_parses_each_a_few_time
         cached = {id(entry[0]) for entry in judge_base._HAYSTACKS.values()}
         return sum(isinstance(o, Transcript) and id(o) not in cached for o in gc.get_objects())
 
+    gc.collect()  # what earlier tests left in reference cycles is theirs, not this run's
     alive = _count_while_writing(monkeypatch, 25, transcripts_alive)
     rubrics = [repo / "rubrics" / "pacing.yaml", repo / "rubrics" / "act_fidelity.yaml"]
     run_dir, judgments = _run(tmp_path, [folder], rubrics, concurrency=4)
