@@ -11,7 +11,8 @@ folder (see evaluator.batch_state), so every command resumes from there, and an 
 never sent or written again. What cannot be done in one round is done by the next `submit`: re-asks
 after an invalid reply, requests that failed or that an expired or cancelled batch never ran, criteria
 whose `applies_when` reads another criterion's verdict, once that verdict is collected, and under
-`--output-format auto` requests the endpoint refused for their output format, one format down.
+`--output-format auto` requests the endpoint refused for their output format, one format down, and
+requests whose system message the endpoint's chat template refused, folded into the first user message.
 """
 
 from __future__ import annotations
@@ -27,15 +28,25 @@ from typing import Any, NamedTuple
 from evaluator.batch_api import BatchQueue
 from evaluator.batch_files import Limits, Result, Splitter, read_results, read_results_file, request_line
 from evaluator.batch_plan import Work, busy_keys, plan_work
-from evaluator.batch_replies import failed, refused_format, refused_seed, reply_cache_key, request_body, settle
+from evaluator.batch_replies import (
+    failed,
+    refused_format,
+    refused_seed,
+    refused_system_role,
+    reply_cache_key,
+    request_body,
+    settle,
+)
 from evaluator.batch_run import (
     BatchRun,
     finish,
+    fold_system_from,
     leave_out_seed,
     output_in_force,
     seed_left_out,
     sent_output,
     step_down,
+    system_folded,
 )
 from evaluator.batch_state import (
     BatchFilesWriter,
@@ -51,7 +62,7 @@ from evaluator.batch_state import (
 )
 from evaluator.config import OutputMode
 from evaluator.judges.base import JudgeCall, judgment_for
-from evaluator.judges.shape import REFUSED_PARAMETER_HINTS
+from evaluator.judges.shape import REFUSED_PARAMETER_HINTS, SYSTEM_ROLE_HINT
 from evaluator.manifest import RunError
 from evaluator.models import BatchCall, BatchRecord, BatchState, BatchStatus
 from evaluator.plan import JudgeRequest, prerequisites
@@ -76,6 +87,11 @@ SEED_FIX = (
     "run without it (--param seed=null leaves it out), or with a model that takes one"
 )
 """Said after a refusal of a seed the user chose; a default seed is left out instead (see leave_out_seed)."""
+FOLDED_FIX = (
+    "the endpoint refused the conversation even with the instructions folded into the first user message "
+    f"(it had refused a system message before): {SYSTEM_ROLE_HINT}"
+)
+"""Said after a refusal of a line sent folded: folding was the one way round a chat template without a system role."""
 
 
 # --- submit --------------------------------------------------------------------------------------
@@ -261,6 +277,8 @@ class Collected:
     the next submit, in the format now in force."""
     refused_seed: int = 0
     """Requests the endpoint refused for the default seed: sent again by the next submit, without it."""
+    refused_system: int = 0
+    """Requests whose system message the endpoint refused: sent again by the next submit, folded."""
     output: OutputMode = "json_schema"
     """The output format the next submit sends in."""
     still_open: list[BatchRecord] = field(default_factory=list)
@@ -270,11 +288,12 @@ class Collected:
 
 class Sent(NamedTuple):
     """A call of a batch as its calls file holds it, with the output format its batch went out in and whether
-    it went without the seed."""
+    it went without the seed, and folded."""
 
     line: bytes
     output: OutputMode
     seed_left_out: bool
+    system_folded: bool
 
 
 SentCalls = dict[str, Sent]
@@ -283,7 +302,12 @@ SentCalls = dict[str, Sent]
 def _sent_calls(run: BatchRun, records: list[BatchRecord]) -> SentCalls:
     """The calls of batches by custom_id, each as its batch went out."""
     return {
-        call.custom_id: Sent(line, sent_output(run.manifest, record.name), seed_left_out(run.manifest, record.name))
+        call.custom_id: Sent(
+            line,
+            sent_output(run.manifest, record.name),
+            seed_left_out(run.manifest, record.name),
+            system_folded(run.manifest, record.name),
+        )
         for record in records
         for call, line in iter_calls(run.run_dir, record)
     }
@@ -299,7 +323,8 @@ def _collect_lines(
 ) -> tuple[Collected, list[BatchCall]]:
     """Each result line into judgments, read as its request was sent (output format, seed); a line the
     endpoint refused for that format is left to the next submit when the run can step down (see step_down),
-    and so is a line refused for the default seed (see leave_out_seed)."""
+    and so is a line refused for the default seed (see leave_out_seed) or for its system message (see
+    fold_system_from)."""
     report = Collected()
     reasks: list[BatchCall] = []
     answered: set[str] = set()
@@ -313,6 +338,7 @@ def _collect_lines(
         batch_call = BatchCall.model_validate_json(sent.line)
         run.judge.output = sent.output  # replies are read as they were asked for, and recorded so
         run.judge.shape.seed_refused = sent.seed_left_out
+        run.judge.shape.system_folded = sent.system_folded
         if all(key in judged for key in batch_call.keys):
             report.skipped += 1
             continue
@@ -322,7 +348,13 @@ def _collect_lines(
         call = run.call_for(batch_call.keys)
         if result.reply is None:
             error = result.error or "no reply"
-            if not sent.seed_left_out and refused_seed(result):
+            if refused_system_role(result):
+                if not sent.system_folded:
+                    fold_system_from(run, next_batch)
+                    report.refused_system += 1
+                    continue
+                error = f"{error.rstrip('.')}; {FOLDED_FIX}"
+            elif not sent.seed_left_out and refused_seed(result):
                 if leave_out_seed(run, call, next_batch):
                     report.refused_seed += 1
                     continue
@@ -350,7 +382,8 @@ def _collect_lines(
 
 
 def _add(total: Collected, part: Collected) -> None:
-    for name in ("judged", "errors", "reasks", "unanswered", "skipped", "unknown", "refused_format", "refused_seed"):
+    counts = ("judged", "errors", "reasks", "unanswered", "skipped", "unknown")
+    for name in (*counts, "refused_format", "refused_seed", "refused_system"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
@@ -388,7 +421,7 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             judged = keys_judged_after(run.run_dir, offset)
             with JudgmentWriter(run.run_dir) as writer:
                 part, reasks = _collect_lines(run, calls, judged, results, writer, next_name(state))
-            if part.refused_format or part.refused_seed:
+            if part.refused_format or part.refused_seed or part.refused_system:
                 write_manifest(run.run_dir, run.manifest)  # the step down, before its lines count as collected
             _add(total, part)
             total.batches += len(records)
@@ -398,6 +431,7 @@ async def collect(run: BatchRun, queue: BatchQueue | None, from_file: Path | Non
             write_state(run.run_dir, state)
         run.judge.output = total.output = output_in_force(run.manifest)
         run.judge.shape.seed_refused = seed_left_out(run.manifest)
+        run.judge.shape.system_folded = system_folded(run.manifest)
         scan = scan_run(run.run_dir, RESUME_KEEPS_FAILED, prerequisites(run.rubrics))
         work = Work()
         with JudgmentWriter(run.run_dir) as writer:

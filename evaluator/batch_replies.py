@@ -1,7 +1,8 @@
 """A batch reply into judgments, read as the live judge reads its own: validated, re-asked in a
 follow-up batch while attempts are left, then recorded; a request the endpoint refused is an error
 (unless it was refused for its output format and the run can step down, see batch_run.step_down, or for
-the default seed, which the run then leaves out, see batch_run.leave_out_seed)."""
+the default seed, which the run then leaves out, see batch_run.leave_out_seed, or for its system message,
+which the run then folds into the first user message, see batch_run.fold_system_from)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from evaluator.judges.base import JudgeCall
 from evaluator.judges.cache import cache_key
 from evaluator.judges.openai import reask_messages
 from evaluator.judges.replies import Reply
-from evaluator.judges.retry import refuses_output_format
+from evaluator.judges.retry import refuses_output_format, refuses_system_role
 from evaluator.judges.verdicts import ReplyProblem, Verdict
 from evaluator.models import BatchCall, Judgment, Message, Usage
 
@@ -65,13 +66,13 @@ def settle(
         max_tokens=body.get("max_tokens"),
         from_cache=from_cache,
     )
-    return judgments, None
+    return as_sent(judgments, body), None
 
 
 def failed(run: BatchRun, batch_call: BatchCall, call: JudgeCall, error: str) -> list[Judgment]:
     """A request the queue ran and the endpoint refused: an `error` judgment, which the next submit sends again."""
     body = request_body(run, call, batch_call)
-    return run.judge.judgments_for(
+    judgments = run.judge.judgments_for(
         call,
         {},
         {},
@@ -81,6 +82,14 @@ def failed(run: BatchRun, batch_call: BatchCall, call: JudgeCall, error: str) ->
         max_tokens=body.get("max_tokens"),
         failed=True,
     )
+    return as_sent(judgments, body)
+
+
+def as_sent(judgments: list[Judgment], body: dict[str, Any]) -> list[Judgment]:
+    """Judgments recording `system_role: false` where their line went folded, as the live judge records it."""
+    if body["messages"][0]["role"] == "system":
+        return judgments
+    return [j.model_copy(update={"parameters": {**j.parameters, "system_role": False}}) for j in judgments]
 
 
 def request_body(run: BatchRun, call: JudgeCall, batch_call: BatchCall) -> dict[str, Any]:
@@ -99,10 +108,21 @@ def refused_seed(result: Result) -> bool:
     return result.status in (400, 422) and result.param == "seed"
 
 
+def refused_system_role(result: Result) -> bool:
+    """Whether the endpoint's chat template refused a line's system message, told as the live judge tells it:
+    from the error the openai client raises for the same status (400 where the line names none) and message."""
+    return result.reply is None and refuses_system_role(_status_error(result, result.status or 400))
+
+
 def refused_format(result: Result) -> bool:
     """Whether the endpoint refused a line for its output format, told as the live judge tells it: from the
     error the openai client raises for the same status and message."""
     if result.status is None:
         return False
-    response = httpx2.Response(result.status, request=httpx2.Request("POST", ENDPOINT))
-    return refuses_output_format(openai.APIStatusError(result.error or "", response=response, body=None))
+    return refuses_output_format(_status_error(result, result.status))
+
+
+def _status_error(result: Result, status: int) -> openai.APIStatusError:
+    """The error the openai client raises for a refused line's status and message."""
+    response = httpx2.Response(status, request=httpx2.Request("POST", ENDPOINT))
+    return openai.APIStatusError(result.error or "", response=response, body=None)

@@ -48,6 +48,10 @@ STEPS: tuple[OutputMode, ...] = ("json_schema", "json_object", "text")
 SEED_LEFT_OUT = "seed_left_out_since"
 """The manifest's judge record of the first batch whose lines go without the default seed, after the endpoint
 refused it (as the live judge leaves it out); absent while the seed is sent."""
+SYSTEM_FOLDED = "system_folded_since"
+"""The manifest's judge record of the first batch whose lines go with the instructions folded into the first
+user message, after the endpoint's chat template refused a system message (as the live judge folds them);
+absent while a system message is sent."""
 
 
 @dataclass
@@ -177,6 +181,20 @@ def leave_out_seed(run: BatchRun, call: JudgeCall, next_batch: str) -> bool:
     return True
 
 
+def system_folded(manifest: RunManifest, batch: str | None = None) -> bool:
+    """Whether the lines of the batch named `batch` (None: the run's next requests) went folded."""
+    since = manifest.judge.get(SYSTEM_FOLDED)
+    return since is not None and (batch is None or int(since) <= int(batch))
+
+
+def fold_system_from(run: BatchRun, next_batch: str) -> None:
+    """The endpoint refused a line's system message: lines go folded from the batch named `next_batch` on,
+    as the live judge folds them (see RequestShape.adapt)."""
+    if not system_folded(run.manifest):
+        judge = {**run.manifest.judge, SYSTEM_FOLDED: next_batch}
+        run.manifest = run.manifest.model_copy(update={"judge": judge})
+
+
 def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env: str | None = None) -> JudgeSettings:
     """The judge a batch run was made with, from its manifest; the endpoint and the key's variable may be
     given again (a base URL is recorded without credentials)."""
@@ -246,6 +264,7 @@ def open_run(
         judge = batch_judge(settings, offline)
         judge.output = output_in_force(manifest)
         judge.shape.seed_refused = seed_left_out(manifest)
+        judge.shape.system_folded = system_folded(manifest)
         renderer = PromptRenderer()
         work = select_work(shelf, rubrics, config.samples, config.subset)
         rubrics = [r for r in rubrics if r.id in work.rubric_ids]

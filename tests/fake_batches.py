@@ -11,6 +11,7 @@ completed), and
     server.batches.refuse = {0}              # batch 0 fails validation, as a batch with a bad line does
     server.batches.strict = {0}              # batch 0's json_schema lines get a 400 (True: every batch's)
     server.batches.refuse_seed = {0}         # batch 0's lines with a seed get a 400 naming it (True: every batch's)
+    server.batches.refuse_template = {1}     # batch 1's lines get vLLM's 400 "System role not supported", folded or not
 
 A cancelled batch keeps the lines it ran; an expired one lists the rest in its error file as
 `batch_expired`; a line the server refuses (429, 500, 400) goes to the error file with its status. A
@@ -46,6 +47,10 @@ NO_JSON_SCHEMA = {
         "code": None,
     }
 }
+NO_SYSTEM_ROLE = {
+    "error": {"message": "System role not supported", "type": "BadRequestError", "param": None, "code": 400}
+}
+"""A chat template's refusal of the system role as vLLM answers it (tests/fake_openai._template_error)."""
 
 
 class FakeBatches:
@@ -62,6 +67,7 @@ class FakeBatches:
         self.refuse: set[int] = set()
         self.strict: set[int] | bool = False
         self.refuse_seed: set[int] | bool = False
+        self.refuse_template: set[int] | bool = False
         self._lines: dict[str, list[dict[str, Any]]] = {}
         self._results: dict[str, list[tuple[dict[str, Any], int, Any]]] = {}
         self._problems: dict[str, list[dict[str, Any]]] = {}
@@ -217,9 +223,14 @@ class FakeBatches:
         step = self.expire_after.get(batch["ordinal"], self.lines_per_step or len(lines))
         strict = self.strict is True or (self.strict is not False and batch["ordinal"] in self.strict)
         no_seed = self.refuse_seed is True or (self.refuse_seed is not False and batch["ordinal"] in self.refuse_seed)
+        template = self.refuse_template is True or (
+            self.refuse_template is not False and batch["ordinal"] in self.refuse_template
+        )
         for line in lines[len(results) : len(results) + step]:
             format_type = (line["body"].get("response_format") or {}).get("type")
-            if no_seed and "seed" in line["body"]:
+            if template:
+                status, payload = 400, NO_SYSTEM_ROLE
+            elif no_seed and "seed" in line["body"]:
                 status, payload = 400, NO_SEED
             elif strict and format_type == "json_schema":
                 status, payload = 400, NO_JSON_SCHEMA

@@ -21,7 +21,7 @@ from evaluator.batch_files import (
     read_results_file,
     request_line,
 )
-from evaluator.batch_replies import refused_format, refused_seed
+from evaluator.batch_replies import refused_format, refused_seed, refused_system_role
 from evaluator.batch_state import read_state, write_state
 from evaluator.cli.main import main
 from evaluator.config import JudgeSettings, RunConfig
@@ -29,7 +29,7 @@ from evaluator.judges.pricing import DEFAULT_PRICES
 from evaluator.models import Judgment
 from evaluator.runner import run as live_run
 from evaluator.store import JUDGMENTS, iter_judgments, load_judgments, read_manifest
-from tests.fake_batches import NO_JSON_SCHEMA, NO_SEED
+from tests.fake_batches import NO_JSON_SCHEMA, NO_SEED, NO_SYSTEM_ROLE
 
 KEY = "sk-batch-test-0123456789abcdefghijklmnop"
 MODEL = "gpt-4o-mini"  # priced, so the batch discount shows; the fake server answers any model name
@@ -478,6 +478,33 @@ def test_results_lines_in_both_shapes_are_read() -> None:
     assert e.status == 400 and "stream mode" in (e.error or "")
     assert [refused_format(r) for r in (a, b, c, d, e, f)] == [False, False, False, True, False, True]
     assert [refused_seed(r) for r in (a, b, c, d, e, f, g, h)] == [False] * 6 + [True, True]
+    assert not any(refused_system_role(r) for r in (a, b, c, d, e, f, g, h))
+
+
+def test_refusals_of_the_system_role_are_told_in_every_shape_a_queue_writes() -> None:
+    """As vLLM's server answers it (in the body), as its run_batch writes it (beside a bodiless response, or
+    flat), as llama-server words it (500) and as OpenAI did for o1-mini: refused for the system role."""
+    flat = {"object": "error", "message": "System role not supported", "type": "BadRequestError", "param": None}
+    o1 = {"message": "'messages[0].role' does not support 'system' with this model.", "param": "messages[0].role"}
+    jinja = {"code": 500, "message": "Error: Jinja Exception: System role not supported", "type": "server_error"}
+    lines = (
+        {"custom_id": "a", "response": {"status_code": 400, "body": NO_SYSTEM_ROLE}},
+        {"custom_id": "b", "response": {"status_code": 400, "request_id": "r", "body": None}, "error": NO_SYSTEM_ROLE},
+        {"custom_id": "c", "response": {"status_code": 400, "request_id": "r"}, "error": flat},
+        {"custom_id": "d", "response": None, "error": {"message": "System role not supported"}},
+        {"custom_id": "e", "response": {"status_code": 500, "body": {"error": jinja}}},
+        {"custom_id": "f", "response": {"status_code": 400, "body": {"error": o1}}},
+        {
+            "custom_id": "g",
+            "response": {"status_code": 429, "body": {"error": {"message": "System role not supported"}}},
+        },
+        {
+            "custom_id": "h",
+            "response": {"status_code": 200, "body": {"choices": [], "note": "System role not supported"}},
+        },
+    )
+    results = list(read_results(b"\n".join(json.dumps(line).encode() for line in lines), "out.jsonl"))
+    assert [refused_system_role(r) for r in results] == [True] * 6 + [False, False]
 
 
 def test_a_results_file_is_read_a_line_at_a_time_as_the_bytes_are_and_a_bad_path_says_what_is_wrong(
@@ -706,6 +733,147 @@ def test_a_chosen_seed_refused_is_an_error_that_says_how_to_fix_it(inputs, fake_
     assert "refused for the default seed" not in out and "seed_left_out_since" not in read_manifest(run_dir).judge
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
     assert {line["body"]["seed"] for line in request_lines(run_dir)["0002"]} == {7}
+
+
+def _opens_with_system(line: dict) -> bool:
+    return line["body"]["messages"][0]["role"] == "system"
+
+
+def test_lines_refused_for_the_system_role_are_sent_again_folded(inputs, fake_server, capsys) -> None:
+    """A model whose chat template has no system role (vLLM serving Gemma) refuses every line: collect records
+    no judgment for them, the run folds the instructions into the first user message from the next batch on
+    (recorded in the manifest), and the run ends with the verdicts of a live run against that endpoint, each
+    item judged once, its judgments recording system_role false."""
+    server = fake_server(no_system_role="vllm")
+    run_dir, refused, out = _first_batch_collected(inputs, server, capsys)
+    assert f"{refused} request(s) refused for their system message" in out and "sends them folded" in out
+    assert not written_keys(run_dir) and read_manifest(run_dir).judge["system_folded_since"] == "0002"
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    drive(capsys, run_dir)
+    lines = request_lines(run_dir)
+    assert all(_opens_with_system(line) for line in lines.pop("0001"))
+    assert lines and not any(_opens_with_system(line) for batch in lines.values() for line in batch)
+    judgments = load_judgments(run_dir)
+    assert all(j.status != "error" for j in judgments) and any(j.status == "ok" for j in judgments)
+    assert {j.parameters.get("system_role") for j in judgments if j.status == "ok"} == {False}
+    keys = written_keys(run_dir)
+    assert len(keys) == len(set(keys)) == read_manifest(run_dir).items_planned
+    assert verdicts(judgments) == live_verdicts(inputs, fake_server(no_system_role="vllm"))
+
+
+def test_a_batch_collected_after_folding_is_read_as_it_was_sent(inputs, fake_server, capsys) -> None:
+    """Three batches sent with a system message; the first ends first and is refused for it, the other two are
+    answered: their judgments record no system_role, and only the first one's items go out again, folded."""
+    server = fake_server()
+    server.batches.refuse_template = {0}
+    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(2):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert code == 0 and "3 request(s) refused for their system message" in out and "Still running" in out
+    drive(capsys, run_dir, rounds=12)
+    lines = request_lines(run_dir)
+    assert [(len(batch), {_opens_with_system(line) for line in batch}) for batch in lines.values()] == [
+        (3, {True}), (3, {True}), (2, {True}), (3, {False})
+    ]  # fmt: skip
+    resent = {line["custom_id"] for line in lines["0004"]}
+    assert resent == {line["custom_id"] for line in lines["0001"]}
+    judgments = load_judgments(run_dir)
+    assert all(j.status == "ok" for j in judgments) and len(judgments) == 8
+    assert {j.key: j.parameters.get("system_role") for j in judgments} == {
+        j.key: False if j.key in resent else None for j in judgments
+    }
+
+
+def test_a_line_refused_although_folded_is_an_error_that_says_how_to_fix_it(inputs, fake_server, capsys) -> None:
+    server = fake_server(no_system_role="vllm")
+    server.batches.refuse_template = {1}  # the folded batch: a template that takes no instructions at all
+    run_dir, refused, _ = _first_batch_collected(inputs, server, capsys)
+    assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    errors = load_judgments(run_dir)
+    assert code == 1 and len(errors) == refused and all(j.status == "error" for j in errors)
+    assert all(
+        "System role not supported" in j.error and "even with the instructions folded" in j.error for j in errors
+    )
+    assert all("--chat-template" in j.error and j.parameters["system_role"] is False for j in errors)
+    assert "refused for their system message" not in out
+    assert read_manifest(run_dir).judge["system_folded_since"] == "0002"
+
+
+def test_vllm_run_batch_output_refused_for_the_system_role_is_exported_again_folded(
+    inputs, fake_server, capsys, monkeypatch
+) -> None:
+    """export + collect --from-file against vLLM serving a model without a system role: run_batch writes each
+    refusal as an error beside a bodiless response; the next export holds those lines folded, and the run
+    ends with the live run's verdicts."""
+    monkeypatch.delenv("OPENAI_API_KEY")
+    server = fake_server(no_system_role="vllm")
+    requests_file = inputs["results"].parent / "requests.jsonl"
+    results = inputs["results"].parent / "results.jsonl"
+    argv = submit_args(inputs, server, "--export", requests_file)
+    del argv[argv.index("--base-url") : argv.index("--base-url") + 2]
+    assert cli(capsys, *argv)[0] == 0
+    run_dir = inputs["results"] / "b1"
+    exported = []
+    for _ in range(5):
+        written = [json.loads(raw) for raw in requests_file.read_text().splitlines()]
+        exported.append(written)
+        with results.open("w") as out_file:
+            for n, line in enumerate(written):
+                status, body = _post(server.url + "/chat/completions", line["body"])
+                response = {
+                    "status_code": status,
+                    "request_id": f"vllm-batch-{n}",
+                    "body": body if status == 200 else None,
+                }
+                error = None if status == 200 else body["error"]
+                out_file.write(
+                    json.dumps(
+                        {"id": f"vllm-{n}", "custom_id": line["custom_id"], "response": response, "error": error}
+                    )
+                    + "\n"
+                )
+        code, out = cli(capsys, "batch", "collect", run_dir, "--from-file", results, "--no-report")
+        assert code == 0, out
+        if read_manifest(run_dir).complete:
+            break
+        assert cli(capsys, "batch", "export", run_dir, requests_file)[0] == 0
+    assert all(_opens_with_system(line) for line in exported[0])
+    assert len(exported) > 2 and not any(_opens_with_system(line) for batch in exported[1:] for line in batch)
+    assert {line["custom_id"] for line in exported[1]} >= {line["custom_id"] for line in exported[0]}
+    assert verdicts(load_judgments(run_dir)) == live_verdicts(inputs, fake_server(no_system_role="vllm"))
+    assert server.batches.headers == []
+
+
+def test_kill_and_resume_after_folding_judges_everything_once(inputs, fake_server, capsys) -> None:
+    """The folded submit and its collect each in a process of their own, the collect cut short half way and
+    collected again: every item once, each folded line sent once, the live run's verdicts."""
+    server = fake_server(no_system_role="vllm")
+    run_dir, refused, _ = _first_batch_collected(inputs, server, capsys)
+    env = {"OPENAI_API_KEY": KEY, "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    steps = [["submit", "--resume", run_dir], *[["status", run_dir]] * 3, ["collect", run_dir, "--no-report"]]
+    for step in steps:
+        argv = [sys.executable, "-m", "evaluator", "batch", *map(str, step)]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+    complete = (run_dir / JUDGMENTS).read_bytes().splitlines(keepends=True)
+    (run_dir / JUDGMENTS).write_bytes(b"".join(complete[: len(complete) // 2]) + complete[-1][:40])
+    state = read_state(run_dir)
+    for record in state.batches[1:]:
+        record.collected = False
+    state.reasks = []
+    write_state(run_dir, state)
+    drive(capsys, run_dir)
+    keys = written_keys(run_dir)
+    assert len(keys) == len(set(keys)) == read_manifest(run_dir).items_planned
+    folded = [line for line in batch_lines(server) if not _opens_with_system({"body": line})]
+    assert len({json.dumps(line, sort_keys=True) for line in folded}) == len(folded)
+    assert verdicts(load_judgments(run_dir)) == live_verdicts(inputs, fake_server(no_system_role="vllm"))
 
 
 def test_a_recorded_item_key_is_made_back_into_its_planned_request_and_a_stale_one_is_refused(

@@ -242,6 +242,14 @@ async def _collect(args: argparse.Namespace, console: Console) -> int:
             markup=False,
             highlight=False,
         )
+    if report.refused_system:
+        console.print(
+            f"{report.refused_system} request(s) refused for their system message (the model's chat template has no "
+            f"system role): the next `evaluator batch submit --resume {run_dir}` sends them folded into the first "
+            "user message (judgments record system_role false)",
+            markup=False,
+            highlight=False,
+        )
     if report.still_open:
         _print_records(console, report.still_open, "Still running")
     if report.ready:
