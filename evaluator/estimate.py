@@ -13,7 +13,7 @@ from rich.table import Table
 
 from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
-from evaluator.judges.select import estimate_call, judge_price
+from evaluator.judges.select import UNCAPPED_REPLY_TOKENS, estimate_call, judge_price, reply_cap
 from evaluator.models import Rubric, SkippedFile, Subset, Transcript, Usage
 from evaluator.plan import JudgeRequest, group_requests, select_work, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
@@ -40,6 +40,9 @@ class DryRun:
     per_rubric: dict[str, RubricEstimate]
     cost_usd: float | None
     subset: Subset | None = None
+    uncapped_calls: int = 0
+    """Calls whose reply goes with no cap (--param max_tokens=null): counted at UNCAPPED_REPLY_TOKENS, as
+    --max-cost reserves them."""
 
     @property
     def total(self) -> RubricEstimate:
@@ -70,6 +73,8 @@ def _estimate(
     selection = select_work(transcripts, rubrics, config.samples, config.subset)
     transcripts = selection.transcripts
     estimates = {r.id: RubricEstimate() for r in rubrics if r.id in selection.rubric_ids}
+    output = "json_schema" if config.judge.output == "auto" else config.judge.output
+    uncapped = 0
     for unit in work_units(selection.plans, config.mode):
         estimate = estimates[unit[0].rubric.id]
         for stage in range(len(unit[0].stages)):
@@ -85,9 +90,9 @@ def _estimate(
                 for group in group_requests(pending, config.mode):
                     estimate.calls += 1
                     if llm:
-                        estimate.usage = estimate.usage + estimate_call(
-                            make_call(renderer, group, config.mode), config.judge
-                        )
+                        call = make_call(renderer, group, config.mode)
+                        estimate.usage = estimate.usage + estimate_call(call, config.judge)
+                        uncapped += reply_cap(call, config.judge, output) is None
     price = judge_price(config.judge)
     result = DryRun(
         judge="openai" if llm else "rules",
@@ -99,6 +104,7 @@ def _estimate(
         per_rubric=estimates,
         cost_usd=None,
         subset=selection.subset,
+        uncapped_calls=uncapped,
     )
     result.cost_usd = price.cost(result.total.usage) if price else (0.0 if not llm else None)
     return result
@@ -131,3 +137,9 @@ def print_dry_run(estimate: DryRun, console: Console) -> None:
         else f"${estimate.cost_usd:.4f}"
     )
     console.print(f"Estimated cost: {cost}. Tokens counted by {estimate.counting}.", highlight=False)
+    if estimate.uncapped_calls:
+        console.print(
+            f"Replies go uncapped in {estimate.uncapped_calls:,} call(s) (no max_tokens or max_completion_tokens): "
+            f"each is counted at {UNCAPPED_REPLY_TOKENS:,} completion tokens, as --max-cost reserves it.",
+            highlight=False,
+        )

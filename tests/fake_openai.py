@@ -698,6 +698,7 @@ class FakeOpenAI:
         self.schema_limits = {**SCHEMA_LIMITS, **(schema_limits or {})}  # lower: as older deployments had
         self.no_system_role = no_system_role  # whose refusal a system message gets, if any
         self.reasoning_tokens = reasoning_tokens
+        self.served: list[dict] = []  # the usage of every completion sent, as a provider would bill it
         self.url = ""
         self.received: list[Received] = []
         self.open = self.most_open = 0  # chat requests being answered now, and the most at once
@@ -935,6 +936,7 @@ class FakeOpenAI:
         caps = [body.get(n) for n in ("max_completion_tokens", "max_tokens") if isinstance(body.get(n), int)]
         reasoning = max(0, min(self.reasoning_tokens, min(caps, default=self.reasoning_tokens) - answer_tokens))
         completion_tokens = answer_tokens + reasoning
+        self.served.append({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
         return {
             "id": f"chatcmpl-fake{n:08d}",
             "object": "chat.completion",

@@ -651,3 +651,43 @@ def test_evidence_quoted_with_the_speaker_labels_the_prompt_shows_is_found() -> 
     ]
     found = [e.found for e in check_evidence(quotes, session)]
     assert found == [True, True, True, True, True, True, False, False, False]
+
+
+async def test_the_judge_reserves_an_uncapped_reply_at_the_ceiling_once_the_default_cap_is_refused(
+    fake_server, rubric
+) -> None:
+    """--max-cost reserves what the judge will send: the default cap until the endpoint refuses it, then the
+    uncapped ceiling, asked for before the request that goes uncapped."""
+    from evaluator.judges.select import UNCAPPED_REPLY_TOKENS
+
+    server = fake_server(unsupported=["max_tokens"])
+    judge = OpenAIJudge(_settings(server))
+    asked: list[int] = []
+    try:
+        call = _call(rubric)
+        first = judge.estimate(call).completion_tokens
+        (judgment,) = await judge.judge(call, None, lambda usage: asked.append(usage.completion_tokens) or True)
+        assert judgment.status == "ok" and "max_tokens" not in server.received[-1].body
+        assert judge.estimate(call).completion_tokens == UNCAPPED_REPLY_TOKENS > first
+        assert asked == [UNCAPPED_REPLY_TOKENS - first]  # the top-up for the uncapped request
+    finally:
+        await judge.aclose()
+
+
+async def test_a_reask_the_budget_refuses_is_not_sent_and_its_item_is_not_judged(fake_server, rubric) -> None:
+    """An invalid reply is re-asked only when the run's budget covers the re-ask; refused, the call ends and
+    its item is recorded as no judgment (an error --resume asks again), carrying what the call spent."""
+    from evaluator.judges.openai import OVER_BUDGET
+
+    server = fake_server(script=["malformed"] * 3)
+    judge = OpenAIJudge(_settings(server, content_attempts=3))
+    asked = []
+    try:
+        call = _call(rubric)
+        (judgment,) = await judge.judge(call, None, lambda usage: asked.append(usage) is not None)
+    finally:
+        await judge.aclose()
+    assert len(server.received) == 1 and len(asked) == 1
+    assert asked[0].prompt_tokens > judge.estimate(call).prompt_tokens  # the re-ask carries the bad reply
+    assert judgment.status == "error" and judgment.error == OVER_BUDGET and judgment.score is None
+    assert judgment.attempts == 1 and judgment.usage.completion_tokens > 0

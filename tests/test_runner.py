@@ -18,6 +18,7 @@ import pytest
 from evaluator.analysis.summary import summarize
 from evaluator.config import JudgeSettings, RunConfig
 from evaluator.judges import base as judge_base
+from evaluator.judges.openai import OVER_BUDGET
 from evaluator.models import Judgment, Transcript
 from evaluator.runner import RunError, run
 from evaluator.store import (
@@ -44,7 +45,6 @@ def _run(tmp_path: Path, transcripts: list[Path], rubrics: list[Path], **kwargs)
 @pytest.fixture(scope="module")
 def seed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Judgment]]:
     from tests.conftest import REPO
-
     return _run(tmp_path_factory.mktemp("seeds"), [IGNORING_SEED, SLOWING_SEED], [REPO / "rubrics"])
 
 
@@ -606,3 +606,67 @@ def test_resume_retries_unscored_items_only_when_asked(tmp_path: Path, repo: Pat
     after = {j.key: j for j in load_judgments(again.run_dir)}
     assert all(after[key].status == "ok" for key in unscored)
     assert again.manifest.counts["unscored"] == 0 and again.manifest.complete
+
+
+def _billed(server, prices: dict[str, float]) -> float:
+    """What the server's replies cost, as a provider bills them: every completion it sent, at USD per million."""
+    return (
+        sum(u["prompt_tokens"] * prices["input"] + u["completion_tokens"] * prices["output"] for u in server.served)
+        / 1e6
+    )
+
+
+REASONING_PRICES = {"input": 0.0, "output": 1000.0}
+"""USD per million tokens: only replies cost, 1,000 reply tokens $1."""
+
+
+def _budget_config(tmp_path: Path, server, write, max_cost: float | None, **judge) -> RunConfig:
+    from tests.conftest import REPO
+
+    prices = write("prices.yaml", "fake-judge: {input: 0, cached_input: 0, output: 1000}\n")
+    return _llm_config(
+        tmp_path,
+        server,
+        [REPO / "rubrics" / "act_fidelity.yaml"],
+        judge={"prices_file": prices, **judge},
+        max_cost=max_cost,
+        concurrency=4,
+    )
+
+
+def test_max_cost_holds_when_the_endpoint_refuses_the_default_cap(tmp_path: Path, write, fake_server) -> None:
+    """A reasoning model refuses max_tokens and the user chose no cap: replies go uncapped and each spends
+    20,000 reasoning tokens ($20). Reserved at the default cap (464 tokens), a $100 budget let the run
+    spend $180; reserved at the uncapped ceiling, it stops under the budget."""
+    server = fake_server(reasoning_tokens=20_000, unsupported=["max_tokens"])
+    result = run(_budget_config(tmp_path, server, write, 100.0))
+    manifest = result.manifest
+    assert all("max_tokens" not in r.body for r in server.received[-3:])  # the cap went left out
+    assert manifest.stopped and "--max-cost 100.0" in manifest.stopped
+    assert 0 < _billed(server, REASONING_PRICES) <= 100.0
+    assert manifest.cost_usd == pytest.approx(_billed(server, REASONING_PRICES))
+    judged = load_judgments(result.run_dir)
+    assert {j.status for j in judged} <= {"ok", "error"} and any(j.status == "ok" for j in judged)
+    assert all(j.error == OVER_BUDGET for j in judged if j.status == "error")
+
+
+def test_max_cost_reserves_each_reask_and_resume_completes_what_it_stopped(tmp_path: Path, write, fake_server) -> None:
+    """Every reply is invalid and spends 400 reasoning tokens within its 464-token cap, so each call asks
+    three times (content_attempts): reserving only the first request let a $5 budget be spent to $13.
+    Each re-ask is now reserved before it goes; one that does not fit stops the run, its item recorded
+    as not judged (an error, never a grade) with what it spent, and --resume judges it."""
+    server = fake_server(script=["malformed"] * 40, reasoning_tokens=400)
+    config = _budget_config(tmp_path, server, write, 5.0, content_attempts=3)
+    result = run(config)
+    manifest = result.manifest
+    assert manifest.stopped and "--max-cost 5.0" in manifest.stopped
+    assert 0 < _billed(server, REASONING_PRICES) <= 5.0
+    assert manifest.cost_usd == pytest.approx(_billed(server, REASONING_PRICES))
+    judged = load_judgments(result.run_dir)
+    stopped = [j for j in judged if j.status == "error"]
+    assert stopped and all(j.error == OVER_BUDGET and j.score is None for j in stopped)
+    assert {j.status for j in judged} <= {"unscored", "error"}
+    assert all(j.attempts == 3 for j in judged if j.status == "unscored")
+    resumed = run(replace(config, max_cost=None, resume=result.run_dir))
+    final = {j.key: j for j in load_judgments(resumed.run_dir)}
+    assert resumed.manifest.complete and not any(j.status == "error" for j in final.values())

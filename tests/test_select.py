@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evaluator.config import JudgeSettings, RunConfig
-from evaluator.judges.select import estimate_call
+from evaluator.judges.select import UNCAPPED_REPLY_TOKENS, estimate_call
 from evaluator.rubrics import load_rubric
 from evaluator.runner import run
 from evaluator.store import load_judgments
@@ -25,6 +25,8 @@ REASONING = {"max_completion_tokens": 4000, "max_tokens": None}
         ({"max_completion_tokens": 5000}, "parameters: {max_completion_tokens: 3000, max_tokens: null}\n", 5000),
         ({"max_completion_tokens": 5000, "max_tokens": 700}, "", 5000),  # both go: either may be honoured
         ({"max_completion_tokens": 300, "max_tokens": 700}, "", 700),
+        ({"max_tokens": None}, "", UNCAPPED_REPLY_TOKENS),  # no cap goes: reserved at the ceiling
+        ({}, "parameters: {max_tokens: null}\n", UNCAPPED_REPLY_TOKENS),
     ],
 )
 def test_a_chosen_max_completion_tokens_is_the_completion_reserved(write, parameters, rubric_parameters, reserved):

@@ -11,10 +11,10 @@ import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from evaluator.errors import EvaluatorError
-from evaluator.models import Evidence, JudgeMode, Judgment, Message, Transcript
+from evaluator.models import Evidence, JudgeMode, Judgment, Message, Transcript, Usage
 from evaluator.plan import JudgeRequest
 
 
@@ -29,6 +29,11 @@ class JudgeCall:
     prompt_hash: str | None = None
 
 
+Reask = Callable[[Usage], bool]
+"""Asked before a call sends a request beyond what was reserved for it (a re-ask, or a request the endpoint's
+refusal left uncapped), with the tokens it may use more: False (a budget it would exceed) ends the call."""
+
+
 class Judge(Protocol):
     name: str
     reads_prompt: bool
@@ -39,10 +44,20 @@ class Judge(Protocol):
         """Configuration for the run manifest; must never include a secret."""
         ...
 
-    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
+    def estimate(self, call: JudgeCall) -> Usage:
+        """The most tokens the call's first request may use, as this judge will send it (its reply counted
+        at the cap it goes with, or at a ceiling when it goes uncapped): what `--max-cost` reserves."""
+        ...
+
+    async def judge(
+        self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None, reask: Reask | None = None
+    ) -> list[Judgment]:
         """The call's judgments. `in_flight` holds the run's `--concurrency` slots for requests on the
         wire: a judge that sends requests holds one only while a request is out, so a call waiting for a
-        slot is ready to go the moment one frees, and a reply is read after its slot is handed on."""
+        slot is ready to go the moment one frees, and a reply is read after its slot is handed on. `reask`
+        is asked before each re-ask after an invalid reply; refused, the requests without a verdict are
+        returned as `error` (no judgment: `--resume` asks again), carrying what the call spent, or none are
+        returned if the call had sent nothing yet."""
         ...
 
     async def aclose(self) -> None: ...

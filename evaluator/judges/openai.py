@@ -23,13 +23,16 @@ from evaluator.config import DEFAULT_MODEL, JudgeConfigError, JudgeSettings, Out
 from evaluator.judges.base import (
     JudgeCall,
     JudgeFatalError,
+    Reask,
     check_evidence,
     judgment_for,
 )
 from evaluator.judges.cache import ResponseCache, cache_key
 from evaluator.judges.endpoint import Endpoint, http_client, redacted_url
 from evaluator.judges.limits import RateLimiter
+from evaluator.judges.pricing import token_counter
 from evaluator.judges.replies import Layout, Reply, weighted_score
+from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS, estimate_call, reply_cap
 from evaluator.judges.retry import (
     RETRYABLE,
     never_sent,
@@ -52,6 +55,9 @@ CONSECUTIVE_FAILURES = 5
 """Calls in a row that get no answer at all (connection refused, timed out), each after its retries,
 before the run stops: by then the endpoint is down, not flaky."""
 LAYOUT_CACHE_SIZE = 1024
+OVER_BUDGET = "not judged: the run's --max-cost would not cover its next request; --resume judges it again"
+"""Why a call stopped before a request its budget refused (see Judge.judge) has no verdict: an `error`, which
+is no judgment, so a resume asks again, and which carries what the call did spend."""
 EMPTY_REPLY = "(no text)"
 """The assistant turn of a re-ask after a reply that had no text (see reask_messages)."""
 FATAL: tuple[type[openai.APIStatusError], ...] = (
@@ -72,6 +78,10 @@ class _Reshaped(Exception):
     """A request built before the endpoint refused something, to be built again in the adapted shape."""
 
 
+class _OverBudget(Exception):
+    """A request that would not fit in what the run may still spend (see Judge.judge's `reask`)."""
+
+
 @dataclass
 class _Tally:
     """The requests one call sent: how many in all, and how many were the first send of a reply asked
@@ -89,6 +99,10 @@ class _Tally:
     """The run's slots for requests on the wire (see Judge.judge); None: no limit."""
     adaptations: int = 0
     """The judge's adaptations to refusals when this call's body was built (see OpenAIJudge._send)."""
+    reask: Reask | None = None
+    """Asked for more before a request would use more than is reserved for it (see Judge.judge)."""
+    covered: int = 0
+    """Reply tokens reserved for the request being asked: the runner reserves the first at judge.estimate."""
 
     @property
     def repeats(self) -> int:
@@ -180,21 +194,47 @@ class OpenAIJudge:
             layout = self._layouts[key] = Layout.of(call)
         return layout
 
-    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
+    def estimate(self, call: JudgeCall) -> Usage:
+        """The call's first request as it would go now: in the output format in force, and with the reply
+        uncapped (reserved at the ceiling) once the endpoint refused the default cap."""
+        return estimate_call(call, self.settings, self.output, default_cap=not self.shape.cap_refused)
+
+    def _reply_reserve(self, call: JudgeCall) -> int:
+        """The reply tokens `estimate` counts, without counting the prompt's."""
+        cap = reply_cap(call, self.settings, self.output, not self.shape.cap_refused)
+        return cap if cap is not None else UNCAPPED_REPLY_TOKENS
+
+    def _reask_estimate(self, call: JudgeCall, conversation: list[dict[str, Any]]) -> Usage:
+        """A re-ask's tokens: the first request's, plus the invalid replies and complaints it carries."""
+        first = self.estimate(call)
+        count, _ = token_counter()
+        added = sum(count(m["content"] or "") + 4 for m in conversation[len(call.messages) :])
+        return first.model_copy(update={"prompt_tokens": first.prompt_tokens + added})
+
+    async def judge(
+        self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None, reask: Reask | None = None
+    ) -> list[Judgment]:
         self._raise_if_down()
         started = time.perf_counter()
         layout = self._layout(call)
         sample = call.requests[0].item.sample
         conversation = _message_dicts(call)
         found: dict[int, Verdict] = {}
-        tally = _Tally(self.output, in_flight=in_flight)
+        covered = self._reply_reserve(call) if reask is not None else 0
+        tally = _Tally(self.output, in_flight=in_flight, reask=reask, covered=covered)
         usage, attempts, from_cache = Usage(), 0, True
         problem = "no reply"
         weighted: dict[int, float] = {}
         while attempts < self.settings.content_attempts and len(found) < len(call.requests):
+            if attempts and not _reserved(tally, self._reask_estimate(call, conversation)):
+                return self._judgments(call, started, attempts, tally, usage, found, weighted, OVER_BUDGET, False, True)
             attempts += 1
             try:
                 reply, cached = await self._ask(call, conversation, layout, sample, tally)
+            except _OverBudget:
+                if not found and usage == Usage():
+                    return []  # nothing sent, nothing spent: left unjudged, as a call the budget did not start
+                return self._judgments(call, started, attempts, tally, usage, found, weighted, OVER_BUDGET, False, True)
             except ReplyProblem as exc:
                 problem = str(exc)
                 continue
@@ -290,6 +330,11 @@ class OpenAIJudge:
             if self.cache is not None and (hit := self.cache.get(key)) is not None:
                 return Reply.parse(hit), True
             cap = sent_cap(body)
+            reserve = cap if cap is not None else UNCAPPED_REPLY_TOKENS
+            if reserve > tally.covered:  # the shape changed since the reservation (a refused cap left out)
+                if not _reserved(tally, Usage(completion_tokens=reserve - tally.covered)):
+                    raise _OverBudget
+                tally.covered = reserve
             reply_tokens = cap if cap is not None else reply_token_budget(len(call.requests), output)
             estimate = sum(len(m["content"] or "") for m in body["messages"]) // 4 + reply_tokens
             await self.requests_per_minute.acquire(1)
@@ -476,6 +521,14 @@ class OpenAIJudge:
                 )
             )
         return judgments
+
+
+def _reserved(tally: _Tally, usage: Usage) -> bool:
+    """Whether the run may spend `usage` more on this call (always, without a budget); noted as covered."""
+    if tally.reask is not None and not tally.reask(usage):
+        return False
+    tally.covered = usage.completion_tokens
+    return True
 
 
 def reask_messages(content: str, problem: str) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import time
 from collections.abc import Mapping
 
 from evaluator.checks import CHECKS, NO_CHECK_REASON, Check, RuleContext, check_fits, outside_scale
-from evaluator.judges.base import JudgeCall, check_evidence, judgment_for
-from evaluator.models import CategoricalScale, Judgment, Status
+from evaluator.judges.base import JudgeCall, Reask, check_evidence, judgment_for
+from evaluator.models import CategoricalScale, Judgment, Status, Usage
 from evaluator.plan import JudgeRequest
 
 
@@ -28,7 +28,13 @@ class RulesJudge:
     def describe(self) -> dict[str, object]:
         return {"judge": self.name, "checks": sorted(self._checks)}
 
-    async def judge(self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None) -> list[Judgment]:
+    def estimate(self, call: JudgeCall) -> Usage:
+        """Nothing: the checks run here, offline."""
+        return Usage()
+
+    async def judge(
+        self, call: JudgeCall, in_flight: asyncio.Semaphore | None = None, reask: Reask | None = None
+    ) -> list[Judgment]:
         return [self._judge_one(request, call) for request in call.requests]
 
     async def aclose(self) -> None:
