@@ -4,7 +4,6 @@ said yes, so the figures are an upper bound."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -14,11 +13,12 @@ from rich.table import Table
 from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
 from evaluator.judges.select import UNCAPPED_REPLY_TOKENS, estimate_call, judge_price, reply_cap
-from evaluator.models import Rubric, SkippedFile, Subset, Transcript, Usage
+from evaluator.models import Rubric, SkippedFile, Subset, Usage
 from evaluator.plan import JudgeRequest, group_requests, select_work, static_applicability, work_units
 from evaluator.prompts import PromptRenderer
 from evaluator.runner import make_call, shelve_inputs
 from evaluator.terminal import fit
+from evaluator.transcript_shelf import TranscriptShelf
 
 
 @dataclass
@@ -66,7 +66,7 @@ async def dry_run(config: RunConfig) -> DryRun:
 
 
 def _estimate(
-    config: RunConfig, rubrics: list[Rubric], transcripts: Sequence[Transcript], skipped: list[SkippedFile]
+    config: RunConfig, rubrics: list[Rubric], transcripts: TranscriptShelf, skipped: list[SkippedFile]
 ) -> DryRun:
     renderer = PromptRenderer(config.prompts_dir)
     llm = config.judge.uses_llm()

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from itertools import groupby
-from typing import Generic, Protocol, TypeVar, cast
+from typing import Protocol
 
 from evaluator import patterns
 from evaluator.errors import EvaluatorError
 from evaluator.markers import MARKERS
 from evaluator.models import Criterion, Item, JudgeMode, Rubric, Status, Subset, Transcript, Turn, item_key
 from evaluator.rubrics import RubricError, criterion_stages
-from evaluator.transcript_shelf import ids_of, take
+from evaluator.transcript_shelf import TranscriptShelf
 
 MATCH_CACHE_SIZE = 1 << 18
 
@@ -254,12 +254,12 @@ class Selection:
     (None for a full run; with the prerequisites that were added for verdict conditions)."""
 
     plans: list[TurnPlan]
-    transcripts: Sequence[Transcript]
+    transcripts: TranscriptShelf
     subset: Subset | None = None
 
 
 def select_plans(
-    transcripts: Sequence[Transcript], rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+    transcripts: TranscriptShelf, rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
 ) -> Selection:
     """plan_turns narrowed to a subset, in one place so the runner, the dry run and `render` agree.
     A criterion whose applies_when reads another criterion's verdict brings that criterion along:
@@ -286,28 +286,24 @@ def select_plans(
         plans = _first_items(plans, subset.limit)
     used = {p.transcript.id for p in plans}
     recorded = subset.model_copy(update={"prerequisites": added})
-    return Selection(plans, take(chosen, [i for i, tid in enumerate(ids_of(chosen)) if tid in used]), recorded)
-
-
-Transcripts = TypeVar("Transcripts", bound=Sequence[Transcript])
+    return Selection(plans, chosen.take(i for i, f in enumerate(chosen.facts) if f.id in used), recorded)
 
 
 @dataclass(frozen=True)
-class Work(Generic[Transcripts]):
+class Work:
     """What a run judges, planned as it is reached when the whole plan is judged (TurnPlans), as a
-    list for a subset; with the item count and rubric ids, known before anything is judged. Its
-    transcripts are of the kind it was given: a list, or a transcript_shelf."""
+    list for a subset; with the item count and rubric ids, known before anything is judged."""
 
     plans: Iterable[TurnPlan]
-    transcripts: Transcripts
+    transcripts: TranscriptShelf
     subset: Subset | None
     planned: int
     rubric_ids: set[str]
 
 
 def select_work(
-    transcripts: Transcripts, rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
-) -> Work[Transcripts]:
+    transcripts: TranscriptShelf, rubrics: list[Rubric], samples: int = 1, subset: Subset | None = None
+) -> Work:
     """select_plans for a run and its dry run: without a subset, no plan is held."""
     if subset is None or subset.is_empty():
         plans = TurnPlans(transcripts, rubrics, samples)
@@ -315,8 +311,7 @@ def select_work(
     selection = select_plans(transcripts, rubrics, samples, subset)
     chosen = selection.plans
     planned, used = sum(p.n_items for p in chosen), {p.rubric.id for p in chosen}
-    chosen_transcripts = cast(Transcripts, selection.transcripts)  # take() keeps a list a list, a shelf a shelf
-    return Work(chosen, chosen_transcripts, selection.subset, planned, used)
+    return Work(chosen, selection.transcripts, selection.subset, planned, used)
 
 
 def _short(values: object, most: int = 20) -> str:
@@ -325,15 +320,15 @@ def _short(values: object, most: int = 20) -> str:
     return ", ".join(items[:most]) + more
 
 
-def _select_transcripts(transcripts: Sequence[Transcript], globs: list[str]) -> Sequence[Transcript]:
-    """Chosen by id alone, so a shelf's transcripts are not parsed to choose them."""
+def _select_transcripts(transcripts: TranscriptShelf, globs: list[str]) -> TranscriptShelf:
+    """Chosen by id alone, so the shelf's transcripts are not parsed to choose them."""
     if not globs:
         return transcripts
-    ids = ids_of(transcripts)
+    ids = [f.id for f in transcripts.facts]
     for glob in globs:
         if not any(fnmatchcase(tid, glob) for tid in ids):
             raise SubsetError(f"--transcript {glob!r} matches no transcript; the ids are: {_short(ids)}")
-    return take(transcripts, [i for i, tid in enumerate(ids) if any(fnmatchcase(tid, glob) for glob in globs)])
+    return transcripts.take(i for i, tid in enumerate(ids) if any(fnmatchcase(tid, glob) for glob in globs))
 
 
 def _select_criteria(rubrics: list[Rubric], names: list[str]) -> tuple[dict[str, set[str]] | None, list[str]]:

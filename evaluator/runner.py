@@ -39,7 +39,6 @@ from evaluator.models import (
     RunManifest,
     SkippedFile,
     Status,
-    Transcript,
     Usage,
 )
 from evaluator.patterns import PatternTimeout
@@ -296,7 +295,7 @@ async def _run_with(
     config: RunConfig,
     previous: RunManifest | None,
     rubrics: list[Rubric],
-    transcripts: Sequence[Transcript],
+    transcripts: TranscriptShelf,
     skipped: list[SkippedFile],
     files: list[Path],
     console: Console,
@@ -389,7 +388,9 @@ async def _judge_all(
     return RunResult(run_dir, manifest, skipped)
 
 
-def write_aggregates(run_dir: Path, manifest: RunManifest, rubrics: Iterable[Rubric], superseded: AbstractSet[int]) -> None:
+def write_aggregates(
+    run_dir: Path, manifest: RunManifest, rubrics: Iterable[Rubric], superseded: AbstractSet[int]
+) -> None:
     """aggregates.jsonl: each --samples item folded, in one pass over judgments.jsonl that skips the
     `superseded` lines (those a later line of their key replaced) and holds only the items still open."""
     aggregates = iter_aggregates(

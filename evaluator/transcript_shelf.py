@@ -5,9 +5,8 @@ line, `Transcript.model_dump_json()`) to an anonymous temporary file, which the 
 however the process ends. A run keeps per transcript only its facts (id, source, content hash,
 metadata, blinding) and where its line is; the plan parses a transcript again from its line when it
 reaches it, and drops it with the turns it judged. Every command that reads a corpus keeps it on a
-shelf (the run, its dry run, the batch path, and `render`'s one session), so the snapshot's and the
-manifest's helpers here take a shelf only; ids_of and take still take a plain list too, since the
-planner (plan.select_plans) is also given lists by its tests.
+shelf (the run, its dry run, the batch path, and `render`'s one session), so the planner and the
+snapshot's and the manifest's helpers take a shelf only.
 """
 
 from __future__ import annotations
@@ -160,20 +159,6 @@ def shelve(transcripts: Iterable[Transcript]) -> TranscriptShelf:
 def facts_of(transcripts: Sequence[Transcript]) -> Sequence[TranscriptFacts]:
     """The facts of every transcript, as the shelf keeps them (none is parsed)."""
     return _shelf(transcripts).facts
-
-
-def ids_of(transcripts: Sequence[Transcript]) -> list[str]:
-    """Every transcript's id, without parsing a shelf's transcripts."""
-    if isinstance(transcripts, TranscriptShelf):
-        return [f.id for f in transcripts.facts]
-    return [t.id for t in transcripts]
-
-
-def take(transcripts: Sequence[Transcript], indices: Iterable[int]) -> Sequence[Transcript]:
-    """The transcripts at `indices`: a shelf on the same spool, or a list."""
-    if isinstance(transcripts, TranscriptShelf):
-        return transcripts.take(indices)
-    return [transcripts[i] for i in indices]
 
 
 def json_lines(transcripts: Sequence[Transcript]) -> Iterator[str]:

@@ -19,7 +19,7 @@ from evaluator.plan import (
     static_applicability,
 )
 from evaluator.rubrics import RubricError, load_rubric, load_rubrics
-from evaluator.transcript_shelf import TranscriptShelf, shelve_all
+from evaluator.transcript_shelf import TranscriptShelf, shelve, shelve_all
 from evaluator.transcripts import read_all, read_transcripts
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
 from tests.test_files import bounded
@@ -138,13 +138,13 @@ def test_a_shelf_is_parsed_once_to_check_the_plan_and_once_per_rubric_and_a_subs
     shelf, _ = shelve_all([tmp_path])
     rubrics = load_rubrics([rubrics_dir])
     work = select_work(shelf, rubrics)
-    assert shelf.loads == 6 and work.planned == select_work(listed, rubrics).planned
+    assert shelf.loads == 6 and work.planned == sum(p.n_items for p in plan_turns(listed, rubrics))
     assert _keys(list(work.plans)) == _keys(plan_turns(listed, rubrics)) and shelf.loads == 6 * (1 + len(rubrics))
     chosen = Subset(transcripts=["s1", "s4"], criteria=["slow_down_responsiveness"])
     before = shelf.loads
     subset = select_work(shelf, rubrics, subset=chosen)
     assert isinstance(subset.transcripts, TranscriptShelf) and [t.id for t in subset.transcripts] == ["s1", "s4"]
-    assert _keys(list(subset.plans)) == _keys(select_plans(listed, rubrics, subset=chosen).plans)
+    assert _keys(list(subset.plans)) == _keys(select_plans(shelve(listed), rubrics, subset=chosen).plans)
     assert shelf.loads - before == 2 * (1 + 1) + 2  # the two chosen: checked, planned for one rubric, listed
     shelf.close()
 
@@ -169,21 +169,23 @@ def test_a_subset_narrows_transcripts_turns_and_criteria_together(rubrics_dir: P
     transcripts = read_transcripts(IGNORING_SEED) + read_transcripts(SLOWING_SEED)
     rubrics = load_rubrics([rubrics_dir])
     chosen = Subset(transcripts=["004_*"], criteria=["pacing/questions_asked"], turns=(3, 5))
-    selection = select_plans(transcripts, rubrics, subset=chosen)
+    selection = select_plans(shelve(transcripts), rubrics, subset=chosen)
     assert _keys(selection.plans) == [
         "pacing/004_d8361cbb940345fc/3/questions_asked/0",
         "pacing/004_d8361cbb940345fc/5/questions_asked/0",
     ]
     assert [t.id for t in selection.transcripts] == ["004_d8361cbb940345fc"]
     assert selection.subset is not None and selection.subset.prerequisites == []
-    full = select_plans(transcripts, rubrics)
+    full = select_plans(shelve(transcripts), rubrics)
     assert full.subset is None and _keys(full.plans) == _keys(plan_turns(transcripts, rubrics))
 
 
 def test_a_criterion_brings_the_criterion_its_applies_when_reads(rubrics_dir: Path) -> None:
     """Without slow_down_requested judged first, acknowledges_request could only ever be "not applicable"."""
     transcripts = read_transcripts(SLOWING_SEED)
-    selection = select_plans(transcripts, load_rubrics([rubrics_dir]), subset=Subset(criteria=["acknowledges_request"]))
+    selection = select_plans(
+        shelve(transcripts), load_rubrics([rubrics_dir]), subset=Subset(criteria=["acknowledges_request"])
+    )
     assert selection.subset is not None and selection.subset.prerequisites == ["pacing/slow_down_requested"]
     stages = [[c.id for c in stage] for stage in selection.plans[0].stages]
     assert stages == [["slow_down_requested"], ["acknowledges_request"]]
@@ -195,7 +197,7 @@ def test_limit_takes_the_first_items_in_plan_order_and_counts_samples(rubrics_di
     rubrics = load_rubrics([rubrics_dir])
     everything = plan_turns(transcripts, rubrics)
     pairs = [k for k in _keys(everything)]
-    selection = select_plans(transcripts, rubrics, samples=2, subset=Subset(limit=5))
+    selection = select_plans(shelve(transcripts), rubrics, samples=2, subset=Subset(limit=5))
     assert [k for k in _keys(selection.plans) if k.endswith("/0")] == pairs[:5]
     assert sum(p.n_items for p in selection.plans) == 10
 
@@ -204,7 +206,7 @@ def test_limit_never_keeps_a_dependent_criterion_without_its_prerequisite(rubric
     transcripts = read_transcripts(SLOWING_SEED)
     pacing = load_rubric(rubrics_dir / "pacing.yaml")
     for limit in range(1, len(pacing.criteria) + 1):
-        plan = select_plans(transcripts, [pacing], subset=Subset(limit=limit)).plans[0]
+        plan = select_plans(shelve(transcripts), [pacing], subset=Subset(limit=limit)).plans[0]
         kept = {c.id for stage in plan.stages for c in stage}
         for criterion in pacing.criteria:
             rule = criterion.applies_when
@@ -223,4 +225,4 @@ def test_limit_never_keeps_a_dependent_criterion_without_its_prerequisite(rubric
 )
 def test_a_subset_that_selects_nothing_says_what_there_is(rubrics_dir: Path, chosen: Subset, message: str) -> None:
     with pytest.raises(SubsetError, match=re.escape(message)):
-        select_plans(read_transcripts(SLOWING_SEED), [load_rubric(rubrics_dir / "pacing.yaml")], subset=chosen)
+        select_plans(shelve(read_transcripts(SLOWING_SEED)), [load_rubric(rubrics_dir / "pacing.yaml")], subset=chosen)

@@ -12,7 +12,7 @@ import pytest
 from evaluator.metadata import MetadataSources
 from evaluator.reading import ReadOptions
 from evaluator.store import TRANSCRIPTS, write_transcripts
-from evaluator.transcript_shelf import TranscriptFacts, TranscriptShelf, facts_of, ids_of, shelve_all, take
+from evaluator.transcript_shelf import TranscriptFacts, TranscriptShelf, facts_of, shelve_all
 from evaluator.transcript_shelf import shelve as shelve_list
 from evaluator.transcripts import read_all
 from tests.conftest import IGNORING_SEED, SLOWING_SEED
@@ -66,7 +66,7 @@ def test_a_shelf_holds_what_read_all_reads_and_sets_aside_the_same_files(inputs:
     assert list(shelf) == listed  # ids, sources, turns, metadata and the unblind flag
     assert [(p, str(e)) for p, e in shelved_bad] == [(p, str(e)) for p, e in bad] and len(bad) == 2
     assert shelf.facts == [TranscriptFacts.of(t) for t in listed]
-    assert facts_of(shelf) == shelf.facts and ids_of(shelf) == ids_of(listed)
+    assert facts_of(shelf) == shelf.facts and [f.id for f in shelf.facts] == [t.id for t in listed]
     assert shelf[-1] == listed[-1] and list(shelf[1:3]) == listed[1:3]
 
 
@@ -75,10 +75,10 @@ def test_a_shelf_parses_a_transcript_each_time_it_is_asked_for_and_only_then(inp
     assert shelf.loads == 0
     first, again = shelf[0], shelf[0]
     assert first == again and first is not again and shelf.loads == 2
-    chosen = take(shelf, [3, 1])
+    chosen = shelf.take([3, 1])
     assert isinstance(chosen, TranscriptShelf) and shelf.loads == 2
-    assert ids_of(chosen) == [shelf.facts[3].id, shelf.facts[1].id]
-    assert [t.id for t in chosen] == ids_of(chosen) and shelf.loads == 4
+    assert [f.id for f in chosen.facts] == [shelf.facts[3].id, shelf.facts[1].id]
+    assert [t.id for t in chosen] == [f.id for f in chosen.facts] and shelf.loads == 4
 
 
 def test_the_snapshot_of_a_shelf_is_byte_for_byte_what_the_transcripts_dump(
@@ -86,7 +86,7 @@ def test_the_snapshot_of_a_shelf_is_byte_for_byte_what_the_transcripts_dump(
 ) -> None:
     listed, _ = read_all([inputs / "in"], _options(inputs, unblind=True))
     shelf, _ = shelve([inputs / "in"], _options(inputs, unblind=True))
-    write_transcripts(tmp_path, take(shelf, [3, 0, 2]))
+    write_transcripts(tmp_path, shelf.take([3, 0, 2]))
     expected = "".join(listed[i].model_dump_json() + "\n" for i in (3, 0, 2))
     assert (tmp_path / TRANSCRIPTS).read_bytes() == expected.encode()
     assert shelf.loads == 0
