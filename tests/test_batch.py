@@ -691,6 +691,19 @@ def test_lines_refused_for_the_default_seed_are_sent_again_without_it(inputs, fa
     assert verdicts(judgments) == live_verdicts(inputs, fake_server(unsupported=("seed",)))
 
 
+def _three_batches_the_first_ended(inputs, server, capsys) -> tuple[Path, str]:
+    """Three batches of one criterion submitted; the first runs its lines at once and is collected while the
+    other two are still running: the run, and what collect printed."""
+    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
+    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
+    run_dir = inputs["results"] / "b1"
+    for _ in range(2):
+        cli(capsys, "batch", "status", run_dir)
+    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    assert code == 0 and "Still running" in out, out
+    return run_dir, out
+
+
 def test_a_batch_collected_after_the_seed_is_left_out_is_read_with_the_seed_it_was_sent_with(
     inputs, fake_server, capsys
 ) -> None:
@@ -699,13 +712,8 @@ def test_a_batch_collected_after_the_seed_is_left_out_is_read_with_the_seed_it_w
     items go out again, without it."""
     server = fake_server()
     server.batches.refuse_seed = {0}
-    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
-    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
-    run_dir = inputs["results"] / "b1"
-    for _ in range(2):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
-    assert code == 0 and "3 request(s) refused for the default seed" in out and "Still running" in out
+    run_dir, out = _three_batches_the_first_ended(inputs, server, capsys)
+    assert "3 request(s) refused for the default seed" in out
     drive(capsys, run_dir, rounds=12)
     lines = request_lines(run_dir)
     assert [(len(batch), {"seed" in line["body"] for line in batch}) for batch in lines.values()] == [
@@ -766,13 +774,8 @@ def test_a_batch_collected_after_folding_is_read_as_it_was_sent(inputs, fake_ser
     answered: their judgments record no system_role, and only the first one's items go out again, folded."""
     server = fake_server()
     server.batches.refuse_template = {0}
-    server.batches.lines_per_step, server.batches.expire_after = 1, {0: 3}  # batch 0 runs its 3 lines at once
-    assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--max-requests", 3))[0] == 0
-    run_dir = inputs["results"] / "b1"
-    for _ in range(2):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
-    assert code == 0 and "3 request(s) refused for their system message" in out and "Still running" in out
+    run_dir, out = _three_batches_the_first_ended(inputs, server, capsys)
+    assert "3 request(s) refused for their system message" in out
     drive(capsys, run_dir, rounds=12)
     lines = request_lines(run_dir)
     assert [(len(batch), {_opens_with_system(line) for line in batch}) for batch in lines.values()] == [
