@@ -28,7 +28,7 @@ from rich.markup import escape
 from evaluator.aggregate import AGGREGATES, iter_aggregates
 from evaluator.batch_state import STATE as BATCH_STATE
 from evaluator.config import RunConfig
-from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, Reask, judgment_for
+from evaluator.judges.base import Judge, JudgeCall, JudgeFatalError, judgment_for
 from evaluator.judges.pricing import Budget
 from evaluator.judges.select import judge_price, make_judge
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest
@@ -39,7 +39,6 @@ from evaluator.models import (
     RunManifest,
     SkippedFile,
     Status,
-    Usage,
 )
 from evaluator.patterns import PatternTimeout
 from evaluator.plan import (
@@ -90,30 +89,6 @@ class RunResult:
         return not self.skipped and m.counts.get("error", 0) == 0 and m.complete and m.stopped is None
 
 
-class RunBudget(Budget):
-    """--max-cost for a live run: besides each call's first request (reserved by the judge's own estimate,
-    so an uncapped reply is reserved at its ceiling), each re-ask after an invalid reply is reserved before
-    it is sent; one that would not fit stops the run, and its call's requests without a verdict are recorded
-    as errors (no judgment) that --resume judges."""
-
-    def hook(self, call: JudgeCall) -> Reask | None:
-        """What the judge asks before a request beyond the call's reservation; None when nothing is limited."""
-        if self.limit is None or self.price is None:
-            return None
-        return lambda usage: self.reask(call, usage)
-
-    def reask(self, call: JudgeCall, usage: Usage) -> bool:
-        if self.limit is None or self.price is None:
-            return True
-        cost = self.price.cost(usage)
-        if self.spent + self.reserved + cost > self.limit:
-            self.exhausted = True
-            return False
-        self.reserved += cost
-        self._held[id(call)] = self._held.get(id(call), 0.0) + cost
-        return True
-
-
 @contextmanager
 def _collector_eased(young_threshold: int = 50_000) -> Iterator[None]:
     """Ease Python's cyclic garbage collector while judging. Its passes over the objects a run keeps
@@ -159,7 +134,7 @@ class _UnitWorker:
         self.resumed, self.prerequisites = resumed, prerequisites
         self.first_call: float | None = None
 
-    async def run(self, unit: tuple[TurnPlan, ...], budget: RunBudget, slots: asyncio.Semaphore) -> None:
+    async def run(self, unit: tuple[TurnPlan, ...], budget: Budget, slots: asyncio.Semaphore) -> None:
         """Stages run in order; the calls of one stage run side by side, each prepared (rendered, its cost
         reserved) at once and then holding one of the run's `concurrency` slots while its request is on
         the wire, so a turn's independent criteria do not queue behind each other."""
@@ -176,7 +151,7 @@ class _UnitWorker:
             await asyncio.gather(*(self._judge_group(group, budget, slots, verdicts) for group in groups))
 
     async def _judge_group(
-        self, group: list[JudgeRequest], budget: RunBudget, slots: asyncio.Semaphore, verdicts: dict[str, PriorVerdict]
+        self, group: list[JudgeRequest], budget: Budget, slots: asyncio.Semaphore, verdicts: dict[str, PriorVerdict]
     ) -> None:
         try:
             call = (
@@ -344,7 +319,7 @@ async def _judge_all(
     started: float,
 ) -> RunResult:
     price = judge_price(config.judge)
-    budget = RunBudget(config.max_cost, price, judge.estimate)
+    budget = Budget(config.max_cost, price, judge.estimate)
     ledger = Ledger(price)
     tally = resumed.tally
     fatal: BaseException | None = None
@@ -399,7 +374,7 @@ def write_aggregates(
     write_lines_atomic(run_dir / AGGREGATES, (a.model_dump_json() + "\n" for a in aggregates))
 
 
-def _stop_reason(fatal: BaseException | None, budget: RunBudget, config: RunConfig) -> str | None:
+def _stop_reason(fatal: BaseException | None, budget: Budget, config: RunConfig) -> str | None:
     if fatal is not None:
         return str(fatal)
     if budget.exhausted:

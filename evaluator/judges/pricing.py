@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from evaluator.errors import EvaluatorError
 from evaluator.files import MAX_CONFIG_BYTES, InputFileError, load_yaml, read_text
-from evaluator.judges.base import JudgeCall
+from evaluator.judges.base import JudgeCall, Reask
 from evaluator.models import Judgment, Message, Usage
 
 
@@ -117,7 +117,10 @@ class Budget:
 
     Each call reserves its estimated cost before it is sent (so concurrent calls cannot together
     overshoot) and settles to the real cost from the reply's usage. Once a reservation would cross
-    the limit, no further call starts; calls in flight finish and are kept.
+    the limit, no further call starts; calls in flight finish and are kept. A request beyond a call's
+    reservation (a re-ask after an invalid reply, or a reply a refusal left uncapped) is reserved
+    through `hook` before it is sent; one that would not fit stops the run, and the judge records the
+    call's requests without a verdict as errors (no judgment) that --resume judges.
     """
 
     def __init__(self, limit: float | None, price: Price | None, estimate: Callable[[JudgeCall], Usage]) -> None:
@@ -132,12 +135,21 @@ class Budget:
             return False
         if self.limit is None or self.price is None:
             return True
-        cost = self.price.cost(self.estimate(call))
-        if self.spent + self.reserved + cost > self.limit:
+        return self._hold(call, self.price.cost(self.estimate(call)), self.limit)
+
+    def hook(self, call: JudgeCall) -> Reask | None:
+        """What the judge asks before a request beyond the call's reservation; None when nothing is limited."""
+        limit, price = self.limit, self.price
+        if limit is None or price is None:
+            return None
+        return lambda usage: self._hold(call, price.cost(usage), limit)
+
+    def _hold(self, call: JudgeCall, cost: float, limit: float) -> bool:
+        if self.spent + self.reserved + cost > limit:
             self.exhausted = True
             return False
         self.reserved += cost
-        self._held[id(call)] = cost
+        self._held[id(call)] = self._held.get(id(call), 0.0) + cost
         return True
 
     def settle(self, call: JudgeCall, judgments: Sequence[Judgment]) -> None:
