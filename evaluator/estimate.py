@@ -12,7 +12,8 @@ from rich.table import Table
 
 from evaluator.config import DEFAULT_MODEL, RunConfig
 from evaluator.judges.pricing import token_counter
-from evaluator.judges.select import UNCAPPED_REPLY_TOKENS, estimate_call, judge_price, reply_cap
+from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS, estimate_call, reply_cap
+from evaluator.judges.select import judge_price
 from evaluator.models import Rubric, SkippedFile, Subset, Usage
 from evaluator.plan import JudgeRequest, group_requests, select_work, static_applicability, work_units
 from evaluator.prompts import PromptRenderer

@@ -38,7 +38,7 @@ def test_a_dry_run_counts_uncapped_replies_at_the_ceiling_a_run_reserves(tmp_pat
 
     from evaluator.config import JudgeSettings
     from evaluator.estimate import print_dry_run
-    from evaluator.judges.select import UNCAPPED_REPLY_TOKENS
+    from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS
 
     judge = JudgeSettings(kind="openai", model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
     config = RunConfig(

@@ -442,7 +442,7 @@ async def test_verdicts_of_a_grouped_call_survive_a_failed_re_ask(fake_server, r
 
 
 async def test_replies_are_capped_by_a_budget_sized_to_the_verdicts(fake_server, rubric) -> None:
-    from evaluator.judges.select import estimate_call
+    from evaluator.judges.reserve import estimate_call
     from evaluator.judges.verdicts import reply_token_budget
 
     server = fake_server()
@@ -471,7 +471,7 @@ async def test_replies_are_capped_by_a_budget_sized_to_the_verdicts(fake_server,
 async def test_the_reply_cap_is_overridden_or_left_out_as_asked(
     fake_server, write, settings, rubric_parameters, sent
 ) -> None:
-    from evaluator.judges.select import estimate_call
+    from evaluator.judges.reserve import estimate_call
 
     custom = load_rubric(write("capped.yaml", RUBRIC.replace("criteria:\n", rubric_parameters + "criteria:\n")))
     server = fake_server()
@@ -658,7 +658,7 @@ async def test_the_judge_reserves_an_uncapped_reply_at_the_ceiling_once_the_defa
 ) -> None:
     """--max-cost reserves what the judge will send: the default cap until the endpoint refuses it, then the
     uncapped ceiling, asked for before the request that goes uncapped."""
-    from evaluator.judges.select import UNCAPPED_REPLY_TOKENS
+    from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS
 
     server = fake_server(unsupported=["max_tokens"])
     judge = OpenAIJudge(_settings(server))

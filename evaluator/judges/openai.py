@@ -226,8 +226,13 @@ class OpenAIJudge:
         problem = "no reply"
         weighted: dict[int, float] = {}
         while attempts < self.settings.content_attempts and len(found) < len(call.requests):
-            if attempts and not _reserved(tally, self._reask_estimate(call, conversation)):
-                return self._judgments(call, started, attempts, tally, usage, found, weighted, OVER_BUDGET, False, True)
+            if attempts:
+                more = self._reask_estimate(call, conversation)
+                if not _reserved(tally, more):
+                    return self._judgments(
+                        call, started, attempts, tally, usage, found, weighted, OVER_BUDGET, False, True
+                    )
+                tally.covered = more.completion_tokens
             attempts += 1
             try:
                 reply, cached = await self._ask(call, conversation, layout, sample, tally)
@@ -524,11 +529,8 @@ class OpenAIJudge:
 
 
 def _reserved(tally: _Tally, usage: Usage) -> bool:
-    """Whether the run may spend `usage` more on this call (always, without a budget); noted as covered."""
-    if tally.reask is not None and not tally.reask(usage):
-        return False
-    tally.covered = usage.completion_tokens
-    return True
+    """Whether the run may spend `usage` more on this call (always, without a budget)."""
+    return tally.reask is None or tally.reask(usage)
 
 
 def reask_messages(content: str, problem: str) -> list[dict[str, Any]]:

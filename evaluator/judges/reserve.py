@@ -36,5 +36,9 @@ def reply_cap(call: JudgeCall, settings: JudgeSettings, output: str, default: bo
     want it with max_tokens=null; the larger where both go, since an endpoint may honour either. None: the
     reply goes uncapped."""
     chosen = {**call.requests[0].rubric.parameters, **settings.parameters}
-    caps = (max_tokens_for(call, settings, output, default), chosen.get("max_completion_tokens"))
+    return largest_cap(max_tokens_for(call, settings, output, default), chosen.get("max_completion_tokens"))
+
+
+def largest_cap(*caps: object) -> int | None:
+    """The largest of the reply caps given that are whole numbers (null, absent or mistyped ones do not cap)."""
     return max((cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)), default=None)

@@ -8,10 +8,9 @@ from rich.console import Console
 from evaluator.config import DEFAULT_MODEL, JudgeSettings
 from evaluator.judges.base import Judge
 from evaluator.judges.pricing import DEFAULT_PRICES, Price, load_prices, price_for
-from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS, estimate_call, reply_cap
 from evaluator.judges.rules import RulesJudge
 
-__all__ = ["UNCAPPED_REPLY_TOKENS", "estimate_call", "judge_price", "make_judge", "reply_cap"]
+__all__ = ["judge_price", "make_judge"]
 
 OFFLINE_NOTICE = (
     "No LLM judge configured (set OPENAI_API_KEY, or pass --base-url/--model): using the offline rules judge. "

@@ -17,6 +17,7 @@ import openai
 from evaluator.config import JudgeSettings, OutputMode
 from evaluator.judges.base import JudgeCall, JudgeFatalError
 from evaluator.judges.replies import Layout
+from evaluator.judges.reserve import largest_cap
 from evaluator.judges.retry import overflows_context, refuses_output_format, refuses_system_role
 from evaluator.judges.verdicts import max_tokens_for, response_format
 
@@ -194,5 +195,4 @@ def fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def sent_cap(body: dict[str, Any]) -> int | None:
     """The most reply tokens a request body allows, under either name of the cap (max_tokens, or
     max_completion_tokens as reasoning models want it); None when it sends neither."""
-    caps = [body.get(name) for name in ("max_tokens", "max_completion_tokens")]
-    return max((cap for cap in caps if isinstance(cap, int) and not isinstance(cap, bool)), default=None)
+    return largest_cap(body.get("max_tokens"), body.get("max_completion_tokens"))

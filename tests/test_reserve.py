@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evaluator.config import JudgeSettings, RunConfig
-from evaluator.judges.select import UNCAPPED_REPLY_TOKENS, estimate_call
+from evaluator.judges.reserve import UNCAPPED_REPLY_TOKENS, estimate_call
 from evaluator.rubrics import load_rubric
 from evaluator.runner import run
 from evaluator.store import load_judgments
