@@ -14,7 +14,7 @@ from evaluator.judges.base import JudgeCall
 from evaluator.judges.openai import OpenAIJudge
 from evaluator.judges.pricing import batch_price
 from evaluator.judges.select import judge_price
-from evaluator.judges.shape import DEFAULT_SEED, FALLBACKS
+from evaluator.judges.shape import FALLBACKS
 from evaluator.manifest import RunError, check_resumable, finished_manifest, new_manifest, recorded_reading
 from evaluator.models import Rubric, RunManifest, Transcript
 from evaluator.plan import JudgeRequest, TurnPlan, select_work
@@ -163,36 +163,40 @@ def step_down(run: BatchRun, refused: OutputMode, next_batch: str) -> bool:
 
 def seed_left_out(manifest: RunManifest, batch: str | None = None) -> bool:
     """Whether the lines of the batch named `batch` (None: the run's next requests) went without the seed."""
-    since = manifest.judge.get(SEED_LEFT_OUT)
-    return since is not None and (batch is None or int(since) <= int(batch))
+    return _since(manifest, SEED_LEFT_OUT, batch)
 
 
 def leave_out_seed(run: BatchRun, call: JudgeCall, next_batch: str) -> bool:
     """The endpoint refused the seed of a line sent with it. A seed the user did not choose is left out from
     the batch named `next_batch` on, as the live judge leaves it out, and True says the line is to be sent
     again; False when the seed was chosen (--seed, --param seed or the rubric's parameters)."""
-    settings = run.judge.settings
-    chosen = "seed" in settings.parameters or "seed" in call.requests[0].rubric.parameters
-    if chosen or settings.seed != DEFAULT_SEED:
+    if not run.judge.shape.seed_is_default(call):
         return False
-    if not seed_left_out(run.manifest):
-        judge = {**run.manifest.judge, SEED_LEFT_OUT: next_batch}
-        run.manifest = run.manifest.model_copy(update={"judge": judge})
+    _note_since(run, SEED_LEFT_OUT, next_batch)
     return True
 
 
 def system_folded(manifest: RunManifest, batch: str | None = None) -> bool:
     """Whether the lines of the batch named `batch` (None: the run's next requests) went folded."""
-    since = manifest.judge.get(SYSTEM_FOLDED)
-    return since is not None and (batch is None or int(since) <= int(batch))
+    return _since(manifest, SYSTEM_FOLDED, batch)
 
 
 def fold_system_from(run: BatchRun, next_batch: str) -> None:
     """The endpoint refused a line's system message: lines go folded from the batch named `next_batch` on,
     as the live judge folds them (see RequestShape.adapt)."""
-    if not system_folded(run.manifest):
-        judge = {**run.manifest.judge, SYSTEM_FOLDED: next_batch}
-        run.manifest = run.manifest.model_copy(update={"judge": judge})
+    _note_since(run, SYSTEM_FOLDED, next_batch)
+
+
+def _since(manifest: RunManifest, record: str, batch: str | None) -> bool:
+    """Whether the manifest's judge record names, under `record`, a first batch at or before `batch`."""
+    since = manifest.judge.get(record)
+    return since is not None and (batch is None or int(since) <= int(batch))
+
+
+def _note_since(run: BatchRun, record: str, next_batch: str) -> None:
+    """Record in the manifest's judge record that lines change from `next_batch` on, unless already noted."""
+    if run.manifest.judge.get(record) is None:
+        run.manifest = run.manifest.model_copy(update={"judge": {**run.manifest.judge, record: next_batch}})
 
 
 def settings_of(manifest: RunManifest, base_url: str | None = None, api_key_env: str | None = None) -> JudgeSettings:

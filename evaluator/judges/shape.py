@@ -138,7 +138,7 @@ class RequestShape:
         if exc.param == "max_tokens" and max_tokens_for(call, self.settings, output, default=False) is None:
             self.cap_refused = True
             return True
-        if exc.param == "seed" and self._seed_is_default(call):
+        if exc.param == "seed" and self.seed_is_default(call):
             self.seed_refused = True
             return True
         if isinstance(exc.param, str) and exc.param in body and exc.param != "messages":
@@ -167,7 +167,8 @@ class RequestShape:
             f"message (it had refused a system message before): {answer}; {SYSTEM_ROLE_HINT}"
         ) from None
 
-    def _seed_is_default(self, call: JudgeCall) -> bool:
+    def seed_is_default(self, call: JudgeCall) -> bool:
+        """Whether the call's seed is one the user did not choose, and so may be left out when refused."""
         s = self.settings
         chosen = ("seed" in s.parameters) or ("seed" in call.requests[0].rubric.parameters)
         return not chosen and s.seed == DEFAULT_SEED
