@@ -143,6 +143,13 @@ def drive(capsys, run_dir: Path, rounds: int = 8) -> None:
     raise AssertionError(f"not complete after {rounds} rounds: {read_manifest(run_dir).counts}")
 
 
+def _collect_when_ended(capsys, run_dir: Path) -> tuple[int, str]:
+    """Status until the fake queue has ended what was submitted (three rounds), then collect: its exit and output."""
+    for _ in range(3):
+        cli(capsys, "batch", "status", run_dir)
+    return cli(capsys, "batch", "collect", run_dir, "--no-report")
+
+
 def batch_lines(server) -> list[dict]:
     return [r.body for r in server.received if r.path == f"batch:{ENDPOINT}"]
 
@@ -279,9 +286,7 @@ def test_failed_lines_are_errors_and_a_resubmit_sends_only_them(inputs, fake_ser
     server = fake_server(chooser=chooser)
     assert cli(capsys, *submit_args(inputs, server, "--criterion", "length"))[0] == 0
     run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    code, out = _collect_when_ended(capsys, run_dir)
     errors = [j for j in load_judgments(run_dir) if j.status == "error"]
     assert code == 1 and errors and all("500" in j.error for j in errors)
     assert f"{len(errors)} failed request(s)" in out
@@ -647,9 +652,7 @@ def test_a_chosen_json_schema_does_not_step_down_and_the_error_says_how_to_fix_i
     argv = submit_args(inputs, server, "--criterion", "length", "--output-format", "json_schema")
     assert cli(capsys, *argv)[0] == 0
     run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    code, out = _collect_when_ended(capsys, run_dir)
     errors = load_judgments(run_dir)
     assert code == 1 and errors and all(j.status == "error" for j in errors)
     assert all("400" in j.error and "response_format" in j.error and "--output-format auto" in j.error for j in errors)
@@ -664,9 +667,7 @@ def _first_batch_collected(inputs, server, capsys) -> tuple[Path, int, str]:
     what collect printed."""
     assert cli(capsys, *submit_args(inputs, server))[0] == 0
     run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    code, out = _collect_when_ended(capsys, run_dir)
     assert code == 0, out
     return run_dir, len(request_lines(run_dir)["0001"]), out
 
@@ -732,9 +733,7 @@ def test_a_chosen_seed_refused_is_an_error_that_says_how_to_fix_it(inputs, fake_
     server = fake_server(unsupported=("seed",))
     assert cli(capsys, *submit_args(inputs, server, "--criterion", "length", "--seed", 7))[0] == 0
     run_dir = inputs["results"] / "b1"
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    code, out = _collect_when_ended(capsys, run_dir)
     errors = load_judgments(run_dir)
     assert code == 1 and errors and all(j.status == "error" for j in errors)
     assert all("'seed'" in j.error and "the seed was chosen" in j.error and "seed=null" in j.error for j in errors)
@@ -795,9 +794,7 @@ def test_a_line_refused_although_folded_is_an_error_that_says_how_to_fix_it(inpu
     server.batches.refuse_template = {1}  # the folded batch: a template that takes no instructions at all
     run_dir, refused, _ = _first_batch_collected(inputs, server, capsys)
     assert cli(capsys, "batch", "submit", "--resume", run_dir)[0] == 0
-    for _ in range(3):
-        cli(capsys, "batch", "status", run_dir)
-    code, out = cli(capsys, "batch", "collect", run_dir, "--no-report")
+    code, out = _collect_when_ended(capsys, run_dir)
     errors = load_judgments(run_dir)
     assert code == 1 and len(errors) == refused and all(j.status == "error" for j in errors)
     assert all(
