@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import re
 import stat
-from collections.abc import Set
+from collections.abc import Iterator, Set
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,21 @@ def csv_problem(exc: csv.Error) -> str:
     if "field larger than field limit" in str(exc) or "unexpected end of data" in str(exc):
         return f'malformed CSV: {exc}; a quote (") opened on this row is probably never closed'
     return f"malformed CSV: {exc}; check the quoting on this row"
+
+
+def csv_rows(path: Path, text: str, wanted: Set[str]) -> Iterator[tuple[int, list[str]]]:
+    """A CSV's header (line 1), then each row that is not blank, with the line it starts on; the delimiter
+    as sniff_delimiter finds it. A quote left open (which would swallow the rows after it) or another
+    malformed row raises InputFileError at that row's line: refused, not guessed."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, wanted), strict=True)
+    start = 1
+    try:
+        for values in reader:
+            if start == 1 or any(value.strip() for value in values):
+                yield start, values
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InputFileError(path, csv_problem(exc), start) from None
 
 
 # --- YAML ----------------------------------------------------------------------------------------

@@ -7,15 +7,13 @@ on its criterion's scale here (a Rating), so the analysis only pairs and compare
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from evaluator.errors import EvaluatorError
-from evaluator.files import InputFileError, check_text, csv_problem, read_text, sniff_delimiter
+from evaluator.files import InputFileError, check_text, csv_rows, read_text
 from evaluator.models import CategoricalScale, Criterion, Rubric
 
 DEFAULT_RATER = "human"
@@ -67,24 +65,20 @@ def read_labels(path: Path) -> list[HumanLabel]:
     except InputFileError as exc:
         raise LabelsError(f"{path}: cannot read the labels file ({exc.detail}); pass a UTF-8 CSV file") from None
     wanted = {name for names in COLUMN_NAMES.values() for name in names}
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, wanted), strict=True)
+    records = csv_rows(path, text, wanted)
     labels: list[HumanLabel] = []
-    start = 1
     try:
-        header = next(reader, [])
+        _, header = next(records, (1, []))
         columns = _columns(path, header)
-        start = reader.line_num + 1
-        for values in reader:
-            if any(value.strip() for value in values):
-                if len(values) != len(header):
-                    raise LabelsError(
-                        f"{path}, line {start}: the row has {len(values)} fields but the header has {len(header)}; "
-                        "check its quoting and commas"
-                    )
-                labels.append(_label(path, start, dict(zip(header, values)), columns))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise LabelsError(f"{path}, line {start}: {csv_problem(exc)}") from None
+        for start, values in records:
+            if len(values) != len(header):
+                raise LabelsError(
+                    f"{path}, line {start}: the row has {len(values)} fields but the header has {len(header)}; "
+                    "check its quoting and commas"
+                )
+            labels.append(_label(path, start, dict(zip(header, values)), columns))
+    except InputFileError as exc:
+        raise LabelsError(f"{path}, {exc.detail}") from None
     if not labels:
         raise LabelsError(f"{path}: no ratings under the header; add one row per rated item")
     return labels

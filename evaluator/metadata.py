@@ -14,8 +14,6 @@ is reported as a warning naming the field, the transcripts and both values. Warn
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -29,7 +27,7 @@ from typing import Any
 import regex
 
 from evaluator.errors import EvaluatorError
-from evaluator.files import InputFileError, check_text, csv_problem, located, read_text, sniff_delimiter
+from evaluator.files import InputFileError, check_text, csv_rows, located, read_text
 from evaluator.models import Transcript
 
 LOGGER = logging.getLogger("evaluator")
@@ -168,27 +166,23 @@ def read_sidecar(path: Path) -> Sidecar:
         check_text(path, text)
     except InputFileError as exc:
         raise MetadataError(f"{SIDECAR_OPTION} {exc}") from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text, set(ID_COLUMNS)), strict=True)
-    start = 1
+    records = csv_rows(path, text, set(ID_COLUMNS))
     try:
-        header = [name.strip() for name in next(reader, [])]
+        header = [name.strip() for name in next(records, (1, []))[1]]
         id_column = _id_column(path, header)
         rows: dict[str, dict[str, str]] = {}
         lines: dict[str, int] = {}
-        start = reader.line_num + 1
-        for values in reader:
-            if any(value.strip() for value in values):
-                transcript_id, fields = _sidecar_row(path, start, header, values, id_column)
-                if transcript_id in rows:
-                    raise _at(
-                        path,
-                        start,
-                        f'transcript id "{transcript_id}" is also on line {lines[transcript_id]}; keep one row per transcript',
-                    )
-                rows[transcript_id], lines[transcript_id] = fields, start
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise _at(path, start, csv_problem(exc)) from None
+        for start, values in records:
+            transcript_id, fields = _sidecar_row(path, start, header, values, id_column)
+            if transcript_id in rows:
+                raise _at(
+                    path,
+                    start,
+                    f'transcript id "{transcript_id}" is also on line {lines[transcript_id]}; keep one row per transcript',
+                )
+            rows[transcript_id], lines[transcript_id] = fields, start
+    except InputFileError as exc:
+        raise _at(path, exc.line, exc.problem) from None
     return Sidecar(path, rows, lines)
 
 

@@ -3,14 +3,12 @@ and ordered by the order column, which must be a number on every row: an order i
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from evaluator.files import csv_problem, sniff_delimiter
+from evaluator.files import InputFileError, csv_rows
 from evaluator.models import Transcript
 from evaluator.reading import (
     CSV_COLUMN_OPTION,
@@ -64,26 +62,22 @@ def _csv_rows(path: Path, text: str, wanted: list[str]) -> tuple[list[str], list
     """Header and rows with their starting line (header = line 1); ragged rows, a quote left open and a
     column named twice are refused, not guessed. The delimiter is a comma, or the semicolon or tab of a
     header that names the wanted columns only when split on it (Excel writes semicolons in many locales)."""
-    delimiter = sniff_delimiter(text, {name.casefold() for name in wanted})
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records = csv_rows(path, text, {name.casefold() for name in wanted})
     rows: list[_Row] = []
-    start = 1
     try:
-        header = _matched(wanted, [name.strip() for name in next(reader)])
+        _, names = next(records)
+        header = _matched(wanted, [name.strip() for name in names])
         _check_header(path, header)
-        start = reader.line_num + 1
-        for values in reader:
-            if any(value.strip() for value in values):
-                if len(values) != len(header):
-                    raise TranscriptError(
-                        path,
-                        start,
-                        f"row has {len(values)} fields but the header has {len(header)}; check its quoting and commas",
-                    )
-                rows.append(_Row(start, dict(zip(header, values))))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise TranscriptError(path, start, csv_problem(exc)) from None
+        for start, values in records:
+            if len(values) != len(header):
+                raise TranscriptError(
+                    path,
+                    start,
+                    f"row has {len(values)} fields but the header has {len(header)}; check its quoting and commas",
+                )
+            rows.append(_Row(start, dict(zip(header, values))))
+    except InputFileError as exc:
+        raise TranscriptError(path, exc.line, exc.problem) from None
     if not rows:
         raise TranscriptError(path, None, "the CSV has a header but no rows; add one row per utterance")
     return header, rows
